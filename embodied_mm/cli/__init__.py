@@ -1,0 +1,1 @@
+"""The ``embodied-mm`` command line (Typer). See :mod:`embodied_mm.cli.main`."""

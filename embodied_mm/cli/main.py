@@ -1,0 +1,14 @@
+"""Entry point of the ``embodied-mm`` command: imports every command module, then runs."""
+
+from __future__ import annotations
+
+from embodied_mm.cli import demo as _demo  # noqa: F401  (registers commands)
+from embodied_mm.cli.app import app
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The data contract: feature names follow LeRobot.
+
+Every boundary (env observations, robot readings, dataset frames, policy batches, the wire
+protocol) speaks these keys; one small adapter per boundary maps into them and nothing else
+renames.
+
+- ``observation.images.<camera>``: uint8 image, (H, W, 3) per frame, (B, H, W, 3) batched
+- ``observation.state``: float32 proprioception, (S,) / (B, S)
+- ``action``: float32 robot command, (D,) / (B, D); chunks are (B, K, D)
+- ``task``: the language instruction, str / list[str]
+- ``plan``: optional sub-task text, str / list[str]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+OBS_IMAGES = "observation.images"
+OBS_STATE = "observation.state"
+ACTION = "action"
+TASK = "task"
+PLAN = "plan"
+
+
+def image_key(camera: str) -> str:
+    """``image_key("front") == "observation.images.front"``."""
+    return f"{OBS_IMAGES}.{camera}"
+
+
+def camera_of(key: str) -> str:
+    """Inverse of :func:`image_key`."""
+    prefix = OBS_IMAGES + "."
+    if not key.startswith(prefix):
+        raise ValueError(f"{key!r} is not an image feature (expected {prefix}<camera>)")
+    return key[len(prefix) :]
+
+
+def env_obs_to_frame(obs: dict[str, Any], task: str) -> dict[str, Any]:
+    """Map a Gymnasium observation of our envs to LeRobot feature keys.
+
+    Our envs follow the gym-aloha / gym-pusht convention that LeRobot reads:
+    ``{"pixels": {camera: (H, W, 3) uint8}, "agent_pos": (S,) float32}``.
+    """
+    missing = [k for k in ("pixels", "agent_pos") if k not in obs]
+    if missing:
+        raise KeyError(f"env observation lacks {missing}; found keys {sorted(obs)}")
+    frame: dict[str, Any] = {
+        image_key(cam): np.asarray(img, dtype=np.uint8) for cam, img in obs["pixels"].items()
+    }
+    frame[OBS_STATE] = np.asarray(obs["agent_pos"], dtype=np.float32)
+    frame[TASK] = task
+    return frame

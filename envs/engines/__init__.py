@@ -1,0 +1,1 @@
+"""Physics engines implementing :class:`embodied_mm.envs.engine.Engine`."""

@@ -1,0 +1,2 @@
+"""Named policy recipes (``vla-discrete``, ``vla-chunk``, ``vla-flow``, ...), installed as
+``embodied_mm.policies``."""

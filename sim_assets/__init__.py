@@ -1,0 +1,1 @@
+"""Robot and object descriptions, tokenizer files and the shipped default checkpoint."""
