@@ -1,0 +1,1 @@
+"""Fine-tuning: alignment pre-training and instruction tuning on demonstrations (Accelerate)."""

@@ -1,0 +1,129 @@
+"""The training configuration: one typed dataclass, loadable from YAML, every field
+overridable from the command line, saved resolved in the run directory."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+@dataclass
+class TrainConfig:
+    # --- what to train -----------------------------------------------------------------
+    policy: str = "vla-chunk"  # recipe name (``embodied-mm policies``)
+    size: str = "tiny"  # recipe size: tiny | base
+    dataset: list[str] = field(default_factory=list)  # one or more LeRobot dataset dirs
+    out: str = "runs/train"  # run directory: config, checkpoints, logs, plots
+    stage: Literal["align", "instruct"] = "instruct"  # survey's PT (projectors only) or IT
+    # --- optimisation --------------------------------------------------------------------
+    steps: int = 2000
+    batch_size: int = 16
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    max_grad_norm: float = 1.0
+    lora_r: int = 0  # 0 = full fine-tuning of the trainable parts
+    freeze: list[str] = field(default_factory=list)  # subset of: vision, backbone, proprio
+    # --- data ----------------------------------------------------------------------------
+    n_obs_steps: int = 1
+    num_workers: int = 0  # DataLoader workers
+    # --- bookkeeping ---------------------------------------------------------------------
+    seed: int = 0
+    log_every: int = 10
+    save_every: int = 500
+    keep_last: int = 2  # checkpoints kept on disk
+    eval_every: int = 0  # 0 = no evaluation during training
+    eval_env: list[str] = field(default_factory=list)  # env ids for in-training evaluation
+    eval_episodes: int = 10
+    mixed_precision: Literal["auto", "no", "bf16"] = "auto"  # auto = bf16 on CUDA only
+
+    def save(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> TrainConfig:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of TrainConfig fields")
+        return apply_overrides(cls(), data, source=str(path))
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainConfig)
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, list):
+            raise ValueError(f"{name}: expected a list, got {value!r}")
+        return [_coerce(name, v, item) for v in value]
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value not in allowed:
+            raise ValueError(f"{name}: {value!r} is not one of {list(allowed)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return None if value in (None, "none", "None") else _coerce(name, value, args[0])
+    if hint is bool:
+        if isinstance(value, str):
+            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(f"{name}: {value!r} is not a boolean")
+            return value.lower() in ("1", "true", "yes")
+        return bool(value)
+    try:
+        return hint(value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name}: cannot read {value!r} as {hint.__name__}") from e
+
+
+def apply_overrides(cfg: TrainConfig, values: dict[str, Any], source: str = "") -> TrainConfig:
+    """A copy of ``cfg`` with ``values`` (field name -> value, strings allowed) applied."""
+    hints = _field_types()
+    changes = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in hints:
+            where = f" in {source}" if source else ""
+            raise ValueError(
+                f"unknown training option {key!r}{where}; known: {', '.join(sorted(hints))}"
+            )
+        changes[name] = _coerce(name, value, hints[name])
+    return dataclasses.replace(cfg, **changes)
+
+
+def parse_cli_overrides(args: list[str]) -> dict[str, str]:
+    """``["--lr", "1e-4", "--keep-last=3"]`` -> ``{"lr": "1e-4", "keep_last": "3"}``."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if not arg.startswith("--"):
+            raise ValueError(f"unexpected argument {arg!r}; options look like --name value")
+        name, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(args):
+                raise ValueError(f"option {arg} needs a value")
+            value = args[i + 1]
+            i += 1
+        out[name.replace("-", "_")] = value
+        i += 1
+    return out
+
+
+def config_digest(cfg: TrainConfig) -> str:
+    """A stable fingerprint of the fields that change what is trained (for resume checks)."""
+    keep = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("steps", "out")}
+    return json.dumps(keep, sort_keys=True)
