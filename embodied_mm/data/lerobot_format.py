@@ -1,0 +1,221 @@
+"""The LeRobotDataset on-disk layout: path templates, feature schema, ``meta/info.json``.
+
+We write v3.0 and read v3.0 and v2.1. The layouts, relative to the dataset root:
+
+v3.0 (written here)::
+
+    meta/info.json                                   codebase_version "v3.0", fps, features, ...
+    meta/stats.json                                  {feature: {"mean": [...], "std": ..., ...}}
+    meta/tasks.parquet                               index: task text, column task_index
+    meta/episodes/chunk-000/file-000.parquet         one row per episode (lengths, files, stats)
+    data/chunk-XXX/file-XXX.parquet                  one row per frame
+    videos/<video_key>/chunk-XXX/file-XXX.mp4        one stream per camera
+
+v2.1 (read only)::
+
+    meta/info.json, meta/episodes.jsonl, meta/tasks.jsonl, meta/episodes_stats.jsonl
+    data/chunk-000/episode_000000.parquet
+    videos/chunk-000/<video_key>/episode_000000.mp4
+
+Our writer puts each episode in its own ``file-XXX`` (chunk ``e // chunks_size``, file
+``e % chunks_size``): v3.0 allows several episodes per file and our reader handles that, but
+one file per episode is what lets a finished episode be committed by renames alone (see
+``writer.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from embodied_mm.features import ACTION, OBS_STATE, PLAN, image_key
+
+CODEBASE_VERSION = "v3.0"
+READABLE_VERSIONS = ("v3.0", "v2.1")
+
+INFO_PATH = "meta/info.json"
+STATS_PATH = "meta/stats.json"
+TASKS_PATH = "meta/tasks.parquet"
+EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
+
+# v2.1 (read only)
+V21_EPISODES_PATH = "meta/episodes.jsonl"
+V21_TASKS_PATH = "meta/tasks.jsonl"
+V21_EPISODES_STATS_PATH = "meta/episodes_stats.jsonl"
+
+DEFAULT_CHUNKS_SIZE = 1000
+DEFAULT_DATA_FILES_SIZE_MB = 100
+DEFAULT_VIDEO_FILES_SIZE_MB = 500
+
+# LeRobot's per-frame bookkeeping columns, in its order.
+BOOKKEEPING: dict[str, dict[str, Any]] = {
+    "timestamp": {"dtype": "float32", "shape": [1], "names": None},
+    "frame_index": {"dtype": "int64", "shape": [1], "names": None},
+    "episode_index": {"dtype": "int64", "shape": [1], "names": None},
+    "index": {"dtype": "int64", "shape": [1], "names": None},
+    "task_index": {"dtype": "int64", "shape": [1], "names": None},
+}
+
+# Episode-metadata columns that are ours, not LeRobot's (LeRobot ignores unknown columns).
+EXTRA_EPISODE_COLUMNS = ("seed", "success")
+
+
+class DatasetFormatError(ValueError):
+    """A dataset on disk does not follow the layout; the message names the file."""
+
+
+def chunk_and_file(episode_index: int, chunks_size: int) -> tuple[int, int]:
+    """Where our writer puts an episode: one file per episode, ``chunks_size`` files a chunk."""
+    return episode_index // chunks_size, episode_index % chunks_size
+
+
+def video_feature(height: int, width: int, fps: int, codec: str, pix_fmt: str) -> dict[str, Any]:
+    """The info.json entry of a camera stored as video (LeRobot's ``video`` dtype)."""
+    return {
+        "dtype": "video",
+        "shape": [height, width, 3],
+        "names": ["height", "width", "channels"],
+        "info": {
+            "video.height": height,
+            "video.width": width,
+            "video.codec": codec,
+            "video.pix_fmt": pix_fmt,
+            "video.is_depth_map": False,
+            "video.fps": fps,
+            "video.channels": 3,
+            "has_audio": False,
+        },
+    }
+
+
+def build_features(
+    *,
+    state_dim: int,
+    action_dim: int,
+    cameras: dict[str, tuple[int, int]],
+    fps: int,
+    codec: str,
+    pix_fmt: str = "yuv420p",
+    state_names: list[str] | None = None,
+    action_names: list[str] | None = None,
+    with_plan: bool = True,
+) -> dict[str, dict[str, Any]]:
+    """The ``features`` block of info.json for our recordings.
+
+    ``cameras`` maps a camera name ("front") to its (H, W); ``task`` is not a feature in
+    LeRobot: it is stored as ``task_index`` into ``meta/tasks.parquet``.
+    """
+    for name, dim, names in (
+        (OBS_STATE, state_dim, state_names),
+        (ACTION, action_dim, action_names),
+    ):
+        if names is not None and len(names) != dim:
+            raise ValueError(f"{name}: {len(names)} names for dimension {dim}")
+    features: dict[str, dict[str, Any]] = {
+        OBS_STATE: {"dtype": "float32", "shape": [state_dim], "names": state_names},
+        ACTION: {"dtype": "float32", "shape": [action_dim], "names": action_names},
+    }
+    for cam, (h, w) in cameras.items():
+        features[image_key(cam)] = video_feature(h, w, fps, codec, pix_fmt)
+    if with_plan:
+        features[PLAN] = {"dtype": "string", "shape": [1], "names": None}
+    features.update({k: dict(v) for k, v in BOOKKEEPING.items()})
+    return features
+
+
+def build_info(
+    *,
+    features: dict[str, dict[str, Any]],
+    fps: int,
+    robot_type: str,
+    total_episodes: int = 0,
+    total_frames: int = 0,
+    total_tasks: int = 0,
+    chunks_size: int = DEFAULT_CHUNKS_SIZE,
+) -> dict[str, Any]:
+    """A v3.0 ``meta/info.json`` document."""
+    return {
+        "codebase_version": CODEBASE_VERSION,
+        "robot_type": robot_type,
+        "total_episodes": total_episodes,
+        "total_frames": total_frames,
+        "total_tasks": total_tasks,
+        "chunks_size": chunks_size,
+        "data_files_size_in_mb": DEFAULT_DATA_FILES_SIZE_MB,
+        "video_files_size_in_mb": DEFAULT_VIDEO_FILES_SIZE_MB,
+        "fps": fps,
+        "splits": {"train": f"0:{total_episodes}"},
+        "data_path": DATA_PATH,
+        "video_path": VIDEO_PATH if any_video(features) else None,
+        "features": features,
+    }
+
+
+def any_video(features: dict[str, dict[str, Any]]) -> bool:
+    return any(f.get("dtype") == "video" for f in features.values())
+
+
+def video_keys(features: dict[str, dict[str, Any]]) -> list[str]:
+    return [k for k, f in features.items() if f.get("dtype") == "video"]
+
+
+def load_info(root: Path) -> dict[str, Any]:
+    """Read and sanity-check ``meta/info.json``; errors name the file and the problem."""
+    path = Path(root) / INFO_PATH
+    if not path.is_file():
+        raise DatasetFormatError(f"{path}: missing (not a LeRobot dataset directory?)")
+    try:
+        info = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DatasetFormatError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(info, dict):
+        raise DatasetFormatError(f"{path}: expected a JSON object")
+    missing = [k for k in ("codebase_version", "fps", "features") if k not in info]
+    if missing:
+        raise DatasetFormatError(f"{path}: lacks {missing}")
+    version = info["codebase_version"]
+    if version not in READABLE_VERSIONS:
+        raise DatasetFormatError(
+            f"{path}: codebase_version {version!r} is not supported; "
+            f"readable: {', '.join(READABLE_VERSIONS)}"
+        )
+    return info
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``path`` so that a reader sees the old content or the new, never a mix.
+
+    The bytes go to a temporary file in the same directory, are fsynced, then renamed over
+    the target (rename is atomic within a filesystem).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=4) + "\n").encode())
+
+
+def fsync_dir(path: Path) -> None:
+    """Persist a rename: the directory entry itself must reach the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

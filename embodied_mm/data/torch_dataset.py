@@ -1,0 +1,188 @@
+"""A torch Dataset of windows over a LeRobot dataset, with LeRobot's delta_timestamps semantics.
+
+``delta_timestamps`` maps a feature to the time offsets (seconds, multiples of 1/fps) to
+fetch around the sampled frame, e.g. an observation history ``[-0.1, -0.05, 0.0]`` and an
+action chunk ``[0.0, 0.05, ..., 0.35]``. Offsets that fall outside the episode are clamped
+to its first/last frame and flagged in ``<feature>_is_pad`` (True = padding), as LeRobot does.
+
+A sample (``T`` = number of offsets of that feature; features without offsets have no T):
+
+- ``observation.images.<cam>``: float32 (T, 3, H, W) or (3, H, W), values in [0, 1]
+- ``observation.state``: float32 (T, S) or (S,);  ``action``: float32 (K, D) or (D,)
+- ``<feature>_is_pad``: bool (T,) for every feature with offsets
+- ``task``: str;  ``plan``: str (at the sampled frame, when the dataset has it)
+- ``timestamp``, ``frame_index``, ``episode_index``, ``index``, ``task_index``: scalars
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from embodied_mm.data.reader import DatasetMeta, EpisodeRef, load_frames
+from embodied_mm.data.video import DEFAULT_TOLERANCE_S, DecoderPool
+from embodied_mm.features import ACTION, OBS_STATE, PLAN, TASK
+
+BOOKKEEPING_KEYS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+
+
+def chunk_delta_timestamps(
+    fps: int, n_obs_steps: int, chunk_size: int, obs_keys: Sequence[str]
+) -> dict[str, list[float]]:
+    """Offsets for ``n_obs_steps`` of observation history and a ``chunk_size`` action chunk."""
+    if n_obs_steps < 1 or chunk_size < 1:
+        raise ValueError(
+            f"n_obs_steps and chunk_size must be >= 1, got {n_obs_steps}, {chunk_size}"
+        )
+    obs = [i / fps for i in range(1 - n_obs_steps, 1)]
+    deltas = {key: list(obs) for key in obs_keys}
+    deltas[ACTION] = [i / fps for i in range(chunk_size)]
+    return deltas
+
+
+def delta_indices(
+    delta_timestamps: dict[str, Sequence[float]], fps: int, tolerance_s: float
+) -> dict[str, np.ndarray]:
+    """Offsets in frames; every offset must be a multiple of 1/fps within ``tolerance_s``."""
+    out = {}
+    for key, deltas in delta_timestamps.items():
+        d = np.asarray(deltas, dtype=np.float64)
+        if d.ndim != 1 or len(d) == 0:
+            raise ValueError(f"delta_timestamps[{key!r}] must be a non-empty list of seconds")
+        frames = np.round(d * fps)
+        bad = np.abs(frames / fps - d) > tolerance_s
+        if bad.any():
+            raise ValueError(
+                f"delta_timestamps[{key!r}] = {d[bad].tolist()} are not multiples of 1/fps "
+                f"= {1 / fps:.6f}s (tolerance {tolerance_s}s)"
+            )
+        out[key] = frames.astype(np.int64)
+    return out
+
+
+class LeRobotWindowDataset(Dataset):
+    """Windows of a local LeRobot dataset (v3.0 or v2.1); see the module docstring."""
+
+    def __init__(
+        self,
+        root: Path | str,
+        delta_timestamps: dict[str, Sequence[float]] | None = None,
+        episodes: Sequence[int] | None = None,
+        tolerance_s: float = DEFAULT_TOLERANCE_S,
+        max_open_videos: int = 16,
+    ) -> None:
+        self.meta = DatasetMeta(Path(root))
+        if episodes is not None:
+            wanted = set(episodes)
+            unknown = wanted - {e.episode_index for e in self.meta.episodes}
+            if unknown:
+                raise ValueError(f"episodes {sorted(unknown)} are not in {self.meta.root}")
+            self.meta.episodes = [e for e in self.meta.episodes if e.episode_index in wanted]
+        self.tolerance_s = tolerance_s
+        delta_timestamps = dict(delta_timestamps or {})
+        unknown_keys = set(delta_timestamps) - set(self.meta.features)
+        if unknown_keys:
+            raise ValueError(
+                f"delta_timestamps for unknown features {sorted(unknown_keys)}; "
+                f"the dataset has {sorted(self.meta.features)}"
+            )
+        self.delta_indices = delta_indices(delta_timestamps, self.meta.fps, tolerance_s)
+        self.frames = load_frames(self.meta)
+        # Row r belongs to episode _row_episode[r]; its rows are [start, end) of self.frames.
+        lengths = np.array([e.length for e in self.meta.episodes], dtype=np.int64)
+        self._ep_start = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        self._ep_end = self._ep_start + lengths
+        self._row_episode = np.repeat(np.arange(len(lengths)), lengths)
+        self._decoders = DecoderPool(max_open=max_open_videos)
+        self.numeric_keys = [
+            k
+            for k, f in self.meta.features.items()
+            if f.get("dtype") not in ("video", "image", "string") and k not in BOOKKEEPING_KEYS
+        ]
+
+    @property
+    def fps(self) -> int:
+        return self.meta.fps
+
+    @property
+    def camera_keys(self) -> list[str]:
+        return self.meta.video_keys
+
+    @property
+    def stats(self):
+        return self.meta.stats
+
+    @property
+    def decoded_frames(self) -> int:
+        """Frames decoded by this process so far (benchmarks report decode cost per frame)."""
+        return self._decoders.decoded_frames()
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getstate__(self) -> dict:
+        # Open decoders cannot cross a process boundary; each worker opens its own.
+        state = self.__dict__.copy()
+        state["_decoders"] = DecoderPool(max_open=self._decoders.max_open)
+        return state
+
+    def __getitem__(self, i: int) -> dict[str, object]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"index {i} out of range for {len(self)} frames")
+        e = int(self._row_episode[i])
+        ep, start, end = self.meta.episodes[e], int(self._ep_start[e]), int(self._ep_end[e])
+        cols = self.frames.columns
+        item: dict[str, object] = {}
+        for key in BOOKKEEPING_KEYS:
+            item[key] = torch.as_tensor(cols[key][i])
+        for key in self.numeric_keys:
+            if key in self.delta_indices:
+                rows, pad = self._window(i, start, end, self.delta_indices[key])
+                item[key] = torch.from_numpy(np.ascontiguousarray(cols[key][rows]))  # (T, *S)
+                item[f"{key}_is_pad"] = torch.from_numpy(pad)  # (T,)
+            else:
+                item[key] = torch.from_numpy(np.ascontiguousarray(cols[key][i]))  # (*S,)
+        for key in self.meta.video_keys:
+            if key in self.delta_indices:
+                rows, pad = self._window(i, start, end, self.delta_indices[key])
+                item[key] = self._images(ep, key, cols["timestamp"][rows])  # (T, 3, H, W)
+                item[f"{key}_is_pad"] = torch.from_numpy(pad)
+            else:
+                item[key] = self._images(ep, key, cols["timestamp"][[i]])[0]  # (3, H, W)
+        item[TASK] = self.meta.tasks[int(cols["task_index"][i])]
+        if PLAN in cols:
+            item[PLAN] = cols[PLAN][i]
+        return item
+
+    @staticmethod
+    def _window(i: int, start: int, end: int, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rows = i + offsets  # (T,)
+        pad = (rows < start) | (rows >= end)
+        return np.clip(rows, start, end - 1), pad
+
+    def _images(self, ep: EpisodeRef, key: str, timestamps: np.ndarray) -> torch.Tensor:
+        path, from_ts = ep.videos[key]
+        decoder = self._decoders.get(path)
+        query = [from_ts + float(t) for t in timestamps]
+        frames = decoder.frames_at(query, self.tolerance_s)  # (T, H, W, 3) uint8
+        # (T, H, W, 3) uint8 -> (T, 3, H, W) float32 in [0, 1], LeRobot's image convention
+        return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def build_window_dataset(
+    root: Path | str,
+    n_obs_steps: int = 1,
+    chunk_size: int = 8,
+    episodes: Sequence[int] | None = None,
+) -> LeRobotWindowDataset:
+    """The usual training view: state + images history of ``n_obs_steps``, K-action chunks."""
+    meta = DatasetMeta(Path(root))
+    obs_keys = [OBS_STATE, *meta.video_keys] if n_obs_steps > 1 else []
+    deltas = chunk_delta_timestamps(meta.fps, n_obs_steps, chunk_size, obs_keys)
+    if n_obs_steps == 1:
+        deltas = {ACTION: deltas[ACTION]}
+    return LeRobotWindowDataset(root, deltas, episodes=episodes)

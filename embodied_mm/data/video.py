@@ -1,0 +1,197 @@
+"""Camera streams as video files: PyAV encoding, and decoding frames by timestamp.
+
+Encoding follows LeRobot's choice of a short GOP (a keyframe every ``gop`` frames) so that a
+random frame costs at most ``gop`` decodes after a seek. Decoding keeps each file open
+(:class:`VideoDecoder`), continues forward without seeking when the requested timestamps
+follow the last one (sequential access), and checks every returned frame against the
+requested timestamp within a tolerance.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+DEFAULT_CODEC = "h264"  # libx264; also supported: "libsvtav1" (LeRobot's default), "mpeg4"
+DEFAULT_PIX_FMT = "yuv420p"
+DEFAULT_GOP = 2
+DEFAULT_CRF = 20
+# LeRobot's default: frames decoded for a timestamp must lie within 1e-4 s of it.
+DEFAULT_TOLERANCE_S = 1e-4
+# Decoding forward from the current position beats a seek for short gaps (a seek costs a
+# decoder flush plus up to ``gop`` frames).
+MAX_FORWARD_FRAMES = 4
+
+
+class VideoDecodeError(RuntimeError):
+    """A frame could not be decoded, or not within tolerance; the message names the file."""
+
+
+def encode_video(
+    frames: np.ndarray,  # (T, H, W, 3) uint8
+    path: Path,
+    fps: int,
+    codec: str = DEFAULT_CODEC,
+    pix_fmt: str = DEFAULT_PIX_FMT,
+    gop: int = DEFAULT_GOP,
+    crf: int = DEFAULT_CRF,
+) -> None:
+    """Encode RGB frames to ``path``; frame ``i`` gets presentation time ``i / fps``."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"expected (T, H, W, 3) uint8 frames, got {frames.shape} {frames.dtype}")
+    if len(frames) == 0:
+        raise ValueError(f"{path}: no frames to encode")
+    _, h, w, _ = frames.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"{path}: {pix_fmt} needs even height and width, got {h}x{w}")
+    options = {"g": str(gop)}
+    if codec in ("h264", "libx264"):
+        # bf=0: no B-frames, so decode order == presentation order and seeks land cleanly.
+        options.update({"crf": str(crf), "preset": "veryfast", "bf": "0"})
+    elif codec == "libsvtav1":
+        options.update({"crf": str(crf), "preset": "12"})
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream(codec, rate=fps, options=options)
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        stream.time_base = Fraction(1, fps)
+        stream.codec_context.thread_count = 1  # recording workers already fill the cores
+        for i, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def count_frames(path: Path) -> int:
+    """Number of frames in a video file, by decoding it (container headers can lie)."""
+    try:
+        with av.open(str(path)) as container:
+            return sum(1 for _ in container.decode(video=0))
+    except (av.FFmpegError, IndexError) as e:
+        raise VideoDecodeError(f"{path}: cannot decode video ({e})") from e
+
+
+class VideoDecoder:
+    """An open video file that returns frames by presentation timestamp (seconds)."""
+
+    def __init__(self, path: Path, cache_frames: int = 16) -> None:
+        self.path = Path(path)
+        try:
+            self._container = av.open(str(self.path))
+            self._stream = self._container.streams.video[0]
+        except (av.FFmpegError, IndexError) as e:
+            raise VideoDecodeError(f"{self.path}: cannot open video ({e})") from e
+        self._stream.codec_context.thread_count = 1  # one decoder per DataLoader worker
+        rate = self._stream.average_rate or self._stream.guessed_rate
+        self.frame_period = float(1 / rate) if rate else 0.0
+        self._frames = None  # the running decode iterator, or None after a seek is needed
+        self._last_ts = -np.inf
+        self._recent: OrderedDict[float, np.ndarray] = OrderedDict()
+        self._cache_frames = cache_frames
+        self.decoded = 0  # frames decoded so far (for benchmarks)
+        self.seeks = 0
+
+    def close(self) -> None:
+        self._container.close()
+
+    def frames_at(
+        self, timestamps: Sequence[float], tolerance_s: float = DEFAULT_TOLERANCE_S
+    ) -> np.ndarray:  # (N, H, W, 3) uint8
+        """The frames shown at ``timestamps`` (seconds from the start of the file)."""
+        out: dict[float, np.ndarray] = {}
+        for ts in sorted(set(float(t) for t in timestamps)):
+            out[ts] = self._frame_at(ts, tolerance_s)
+        return np.stack([out[float(t)] for t in timestamps])
+
+    def _frame_at(self, ts: float, tol: float) -> np.ndarray:
+        for cached_ts, img in self._recent.items():
+            if abs(cached_ts - ts) <= tol:
+                return img
+        gap = ts - self._last_ts
+        if self._frames is None or gap <= 0 or gap > MAX_FORWARD_FRAMES * self.frame_period + tol:
+            self._seek(ts)
+        while True:
+            try:
+                frame = next(self._frames)
+            except StopIteration:
+                self._frames = None
+                raise VideoDecodeError(
+                    f"{self.path}: no frame at t={ts:.4f}s (the video ends at "
+                    f"t={self._last_ts:.4f}s)"
+                ) from None
+            except av.FFmpegError as e:
+                self._frames = None
+                raise VideoDecodeError(f"{self.path}: decode failed near t={ts:.4f}s ({e})") from e
+            self.decoded += 1
+            frame_ts = float(frame.time)
+            self._last_ts = frame_ts
+            if frame_ts < ts - tol:
+                continue  # frames between the keyframe and the one we want
+            img = frame.to_ndarray(format="rgb24")
+            self._remember(frame_ts, img)
+            if abs(frame_ts - ts) > tol:
+                raise VideoDecodeError(
+                    f"{self.path}: asked for t={ts:.4f}s, nearest decoded frame is at "
+                    f"t={frame_ts:.4f}s (tolerance {tol}s)"
+                )
+            return img
+
+    def _seek(self, ts: float) -> None:
+        offset = int(round(ts / float(self._stream.time_base)))
+        try:
+            self._container.seek(offset, stream=self._stream, backward=True, any_frame=False)
+        except av.FFmpegError as e:
+            raise VideoDecodeError(f"{self.path}: seek to t={ts:.4f}s failed ({e})") from e
+        self.seeks += 1
+        self._frames = self._container.decode(self._stream)
+        self._last_ts = -np.inf
+
+    def _remember(self, ts: float, img: np.ndarray) -> None:
+        self._recent[ts] = img
+        while len(self._recent) > self._cache_frames:
+            self._recent.popitem(last=False)
+
+
+class DecoderPool:
+    """Open decoders keyed by file, least recently used closed first; one pool per process.
+
+    A pool is tied to the process that created it: after a fork (DataLoader workers) the
+    child starts with an empty pool instead of sharing the parent's file positions.
+    """
+
+    def __init__(self, max_open: int = 16) -> None:
+        self.max_open = max_open
+        self._pid = os.getpid()
+        self._decoders: OrderedDict[Path, VideoDecoder] = OrderedDict()
+
+    def get(self, path: Path) -> VideoDecoder:
+        if os.getpid() != self._pid:
+            self._decoders = OrderedDict()  # inherited from the parent: do not touch
+            self._pid = os.getpid()
+        dec = self._decoders.get(path)
+        if dec is None:
+            dec = VideoDecoder(path)
+            self._decoders[path] = dec
+            while len(self._decoders) > self.max_open:
+                self._decoders.popitem(last=False)[1].close()
+        else:
+            self._decoders.move_to_end(path)
+        return dec
+
+    def decoded_frames(self) -> int:
+        return sum(d.decoded for d in self._decoders.values())
+
+    def close(self) -> None:
+        for dec in self._decoders.values():
+            dec.close()
+        self._decoders.clear()

@@ -1,0 +1,319 @@
+"""Writing LeRobotDataset v3.0, one committed episode at a time, safe against SIGKILL.
+
+The commit protocol (why a reader never sees a partly written episode):
+
+1. ``stage``: the episode's videos are encoded under ``<root>/.staging/`` (this can run in a
+   recording worker process), and its image stats computed.
+2. ``commit``: the data parquet is written to a temporary name and renamed into
+   ``data/chunk-XXX/file-XXX.parquet``; the staged videos are renamed into ``videos/``.
+   Until step 3 these files are orphans that no metadata refers to.
+3. The metadata is rewritten, each file atomically (temp + fsync + rename): tasks, the
+   episodes table, stats, and **last** ``meta/info.json``, whose ``total_episodes`` is the
+   commit point. Readers take only episodes below ``total_episodes``.
+
+On ``open_for_resume`` the staging area and orphan files of uncommitted episodes are removed
+and the metadata is rewritten from the committed episodes.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from embodied_mm.data import lerobot_format as fmt
+from embodied_mm.data.episode import Episode
+from embodied_mm.data.stats import (
+    Stats,
+    aggregate_stats,
+    flatten_episode_stats,
+    image_stats,
+    stats_to_json,
+    unflatten_episode_stats,
+    vector_stats,
+)
+from embodied_mm.data.video import DEFAULT_CODEC, DEFAULT_PIX_FMT, encode_video
+from embodied_mm.features import ACTION, OBS_STATE, PLAN, camera_of
+
+STAGING_DIR = ".staging"
+
+
+@dataclass
+class StagedEpisode:
+    """An episode whose videos are encoded and waiting under ``.staging/`` to be committed."""
+
+    task: str
+    state: np.ndarray  # (T, S) float32
+    action: np.ndarray  # (T, D) float32
+    plan: list[str] | None
+    videos: dict[str, Path]  # feature key -> staged mp4
+    image_stats: dict[str, Stats] = field(default_factory=dict)
+    seed: int = -1
+    success: bool = True
+
+    def __len__(self) -> int:
+        return len(self.state)
+
+
+def stage_episode(
+    episode: Episode,
+    staging_dir: Path,
+    fps: int,
+    codec: str = DEFAULT_CODEC,
+    pix_fmt: str = DEFAULT_PIX_FMT,
+) -> StagedEpisode:
+    """Encode an episode's cameras into ``staging_dir`` (the slow, parallelisable part)."""
+    staging_dir = Path(staging_dir)
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex
+    videos: dict[str, Path] = {}
+    stats: dict[str, Stats] = {}
+    for key, frames in episode.images.items():
+        path = staging_dir / f"{tag}-{camera_of(key)}.mp4"
+        encode_video(frames, path, fps, codec=codec, pix_fmt=pix_fmt)
+        videos[key] = path
+        stats[key] = image_stats(frames)
+    return StagedEpisode(
+        task=episode.task,
+        state=episode.state,
+        action=episode.action,
+        plan=episode.plan,
+        videos=videos,
+        image_stats=stats,
+        seed=episode.seed,
+        success=episode.success,
+    )
+
+
+class DatasetWriter:
+    """Appends episodes to a v3.0 dataset directory (see the module docstring)."""
+
+    def __init__(self, root: Path, info: dict[str, Any]) -> None:
+        self.root = Path(root)
+        self.info = info
+        self.fps: int = int(info["fps"])
+        self.features: dict[str, dict[str, Any]] = info["features"]
+        self.video_keys = fmt.video_keys(self.features)
+        self.codec = (
+            self.features[self.video_keys[0]]["info"]["video.codec"]
+            if self.video_keys
+            else DEFAULT_CODEC
+        )
+        self.episode_rows: list[dict[str, Any]] = []
+        self.tasks: dict[str, int] = {}
+
+    # --- opening -------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls, root: Path, features: dict[str, dict[str, Any]], fps: int, robot_type: str
+    ) -> DatasetWriter:
+        """Start a new dataset; refuses a directory that already holds one."""
+        root = Path(root)
+        if (root / fmt.INFO_PATH).exists():
+            raise FileExistsError(f"{root} already holds a dataset (use resume to continue it)")
+        for key in (OBS_STATE, ACTION):
+            if key not in features:
+                raise ValueError(f"features lack {key!r}")
+        writer = cls(root, fmt.build_info(features=features, fps=fps, robot_type=robot_type))
+        root.mkdir(parents=True, exist_ok=True)
+        writer._write_metadata()
+        return writer
+
+    @classmethod
+    def open_for_resume(cls, root: Path) -> DatasetWriter:
+        """Continue a v3.0 dataset written by us: drop uncommitted leftovers, keep the rest."""
+        root = Path(root)
+        info = fmt.load_info(root)
+        if info["codebase_version"] != fmt.CODEBASE_VERSION:
+            raise fmt.DatasetFormatError(
+                f"{root / fmt.INFO_PATH}: can only append to {fmt.CODEBASE_VERSION} datasets"
+            )
+        writer = cls(root, info)
+        n = int(info["total_episodes"])
+        if n:
+            table = pd.concat(
+                [pd.read_parquet(p) for p in sorted(root.glob("meta/episodes/*/*.parquet"))]
+            )
+            rows = table[table["episode_index"] < n].sort_values("episode_index")
+            writer.episode_rows = [_plain_row(r) for r in rows.to_dict("records")]
+            if len(writer.episode_rows) != n:
+                raise fmt.DatasetFormatError(
+                    f"{root}: info.json says {n} episodes, the episodes table has "
+                    f"{len(writer.episode_rows)}"
+                )
+            tasks = pd.read_parquet(root / fmt.TASKS_PATH)
+            writer.tasks = {str(t): int(i) for t, i in zip(tasks.index, tasks["task_index"])}
+        writer._remove_uncommitted()
+        writer._write_metadata()
+        return writer
+
+    def _remove_uncommitted(self) -> None:
+        shutil.rmtree(self.root / STAGING_DIR, ignore_errors=True)
+        n, cs = len(self.episode_rows), int(self.info["chunks_size"])
+        committed = {fmt.chunk_and_file(e, cs) for e in range(n)}
+        patterns = ["data/chunk-*/file-*.parquet"] + [
+            f"videos/{k}/chunk-*/file-*.mp4" for k in self.video_keys
+        ]
+        for pattern in patterns:
+            for path in self.root.glob(pattern):
+                chunk = int(path.parent.name.split("-")[1])
+                file = int(path.stem.split("-")[1])
+                if (chunk, file) not in committed:
+                    path.unlink()
+        for tmp in self.root.glob("**/.*.tmp"):
+            tmp.unlink()
+
+    # --- appending -----------------------------------------------------------------------
+    @property
+    def staging_dir(self) -> Path:
+        return self.root / STAGING_DIR
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.episode_rows)
+
+    @property
+    def num_frames(self) -> int:
+        return sum(int(r["length"]) for r in self.episode_rows)
+
+    def add_episode(self, episode: Episode) -> int:
+        """Stage and commit in this process; returns the new episode's index."""
+        return self.commit(stage_episode(episode, self.staging_dir, self.fps, self.codec))
+
+    def commit(self, staged: StagedEpisode) -> int:
+        """Move a staged episode into the dataset and rewrite the metadata (the commit)."""
+        self._check(staged)
+        ep = self.num_episodes
+        start, length = self.num_frames, len(staged)
+        task_index = self.tasks.setdefault(staged.task, len(self.tasks))
+        chunk, file = fmt.chunk_and_file(ep, int(self.info["chunks_size"]))
+
+        columns = _frame_columns(staged, ep, start, task_index, self.fps, PLAN in self.features)
+        data_path = self.root / fmt.DATA_PATH.format(chunk_index=chunk, file_index=file)
+        buf = io.BytesIO()
+        pq.write_table(_arrow_table(columns, self.features), buf)
+        fmt.atomic_write_bytes(data_path, buf.getvalue())
+
+        row: dict[str, Any] = {
+            "episode_index": ep,
+            "tasks": [staged.task],
+            "length": length,
+            "data/chunk_index": chunk,
+            "data/file_index": file,
+            "dataset_from_index": start,
+            "dataset_to_index": start + length,
+        }
+        for key in self.video_keys:
+            dst = self.root / fmt.VIDEO_PATH.format(
+                video_key=key, chunk_index=chunk, file_index=file
+            )
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged.videos[key], dst)
+            fmt.fsync_dir(dst.parent)
+            row[f"videos/{key}/chunk_index"] = chunk
+            row[f"videos/{key}/file_index"] = file
+            row[f"videos/{key}/from_timestamp"] = 0.0
+            row[f"videos/{key}/to_timestamp"] = length / self.fps
+        row["meta/episodes/chunk_index"] = 0
+        row["meta/episodes/file_index"] = 0
+        stats = {k: vector_stats(v) for k, v in columns.items() if k != PLAN}
+        stats.update(staged.image_stats)
+        row.update(flatten_episode_stats(stats))
+        row["seed"] = int(staged.seed)
+        row["success"] = bool(staged.success)
+        self.episode_rows.append(row)
+        self._write_metadata()
+        return ep
+
+    def _check(self, staged: StagedEpisode) -> None:
+        for key, arr in ((OBS_STATE, staged.state), (ACTION, staged.action)):
+            want = tuple(self.features[key]["shape"])
+            if arr.shape[1:] != want:
+                raise ValueError(f"{key}: frames have shape {arr.shape[1:]}, dataset has {want}")
+        if set(staged.videos) != set(self.video_keys):
+            raise ValueError(
+                f"episode cameras {sorted(staged.videos)} differ from the dataset's "
+                f"{self.video_keys}"
+            )
+
+    # --- metadata ------------------------------------------------------------------------
+    def _write_metadata(self) -> None:
+        n = self.num_episodes
+        if self.tasks:
+            tasks = pd.DataFrame(
+                {"task_index": list(self.tasks.values())},
+                index=pd.Index(list(self.tasks), name="task"),
+            )
+            buf = io.BytesIO()
+            tasks.to_parquet(buf)
+            fmt.atomic_write_bytes(self.root / fmt.TASKS_PATH, buf.getvalue())
+        if n:
+            buf = io.BytesIO()
+            pq.write_table(pa.Table.from_pylist(self.episode_rows), buf)
+            path = self.root / fmt.EPISODES_PATH.format(chunk_index=0, file_index=0)
+            fmt.atomic_write_bytes(path, buf.getvalue())
+            stats = aggregate_stats([unflatten_episode_stats(r) for r in self.episode_rows])
+            fmt.atomic_write_json(self.root / fmt.STATS_PATH, stats_to_json(stats))
+        self.info.update(
+            total_episodes=n,
+            total_frames=self.num_frames,
+            total_tasks=len(self.tasks),
+            splits={"train": f"0:{n}"},
+        )
+        fmt.atomic_write_json(self.root / fmt.INFO_PATH, self.info)  # the commit point
+
+
+def _frame_columns(
+    staged: StagedEpisode, ep: int, start: int, task_index: int, fps: int, with_plan: bool
+) -> dict[str, Any]:
+    t = len(staged)
+    frame_index = np.arange(t, dtype=np.int64)
+    columns: dict[str, Any] = {
+        OBS_STATE: staged.state,
+        ACTION: staged.action,
+        "timestamp": (frame_index / fps).astype(np.float32),
+        "frame_index": frame_index,
+        "episode_index": np.full(t, ep, dtype=np.int64),
+        "index": start + frame_index,
+        "task_index": np.full(t, task_index, dtype=np.int64),
+    }
+    if with_plan:
+        columns[PLAN] = list(staged.plan) if staged.plan is not None else [""] * t
+    return columns
+
+
+def _arrow_table(columns: dict[str, Any], features: dict[str, dict[str, Any]]) -> pa.Table:
+    arrays = {}
+    for key, values in columns.items():
+        if key == PLAN:
+            arrays[key] = pa.array(values, type=pa.string())
+        elif np.ndim(values) == 2:
+            # Fixed-size lists: what LeRobot's HF datasets ``Sequence(length=D)`` stores.
+            flat = pa.array(np.ascontiguousarray(values).reshape(-1))
+            arrays[key] = pa.FixedSizeListArray.from_arrays(flat, values.shape[1])
+        else:
+            arrays[key] = pa.array(values)
+    order = [k for k in features if k in arrays]
+    return pa.table({k: arrays[k] for k in order})
+
+
+def _plain_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An episodes-table row read back by pandas, with numpy containers turned into lists."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, np.ndarray):
+            return [plain(x) for x in v]
+        if isinstance(v, np.generic):
+            return v.item()
+        return v
+
+    return {k: plain(v) for k, v in row.items()}
