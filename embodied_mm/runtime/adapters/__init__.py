@@ -1,0 +1,1 @@
+"""Robot adapters: ``sim`` (our Gymnasium envs), ``dynamixel`` (real arms), ``opencv`` cameras."""

@@ -1,0 +1,106 @@
+"""Where action chunks come from: a policy in this process, or a policy server.
+
+Both implement :class:`ChunkSource`: one unbatched observation frame (LeRobot keys, see
+``embodied_mm.features``) in, one :class:`ChunkResult` out. The controller loop and the chunk
+executors only see this interface, so ``deploy --checkpoint`` and ``deploy --server`` run the
+same loop.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from embodied_mm.features import OBS_STATE, TASK, image_key
+
+
+class PolicyUnavailable(RuntimeError):
+    """The policy could not answer (server down, timeout); the caller holds the robot."""
+
+
+@dataclass
+class ChunkResult:
+    actions: np.ndarray  # (K, D) float32, robot units
+    plan: str | None = None
+    infer_ms: float = 0.0  # the model's own time
+    meta: dict[str, Any] | None = None  # e.g. the server's timing dict
+
+
+class ChunkSource(Protocol):
+    def infer(self, frame: dict[str, Any]) -> ChunkResult: ...
+
+    def reset(self) -> None: ...
+
+
+class LocalPolicy:
+    """Runs a policy object (``predict_chunk``/``generate_plan``/``reset``) in this process.
+
+    ``with_plan``: also call ``generate_plan`` each chunk (costs a text decode), for policies
+    trained with plan labels.
+    """
+
+    def __init__(self, policy: Any, with_plan: bool = False) -> None:
+        self.policy = policy
+        self.with_plan = with_plan
+        cfg = policy.config
+        self.cameras: tuple[str, ...] = tuple(cfg.cameras)
+        self.state_dim: int = int(cfg.state_dim)
+        self.action_dim: int = int(cfg.action_dim)
+        self.chunk_size: int = int(cfg.chunk_size)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path, with_plan: bool = False) -> LocalPolicy:
+        from embodied_mm.model.policy import Policy
+
+        policy = Policy.from_pretrained(str(checkpoint))
+        policy.eval()
+        return cls(policy, with_plan=with_plan)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "cameras": list(self.cameras),
+            "state_dim": self.state_dim,
+            "action_dim": self.action_dim,
+            "chunk_size": self.chunk_size,
+        }
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    def _batch(self, frames: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        batch: dict[str, Any] = {}
+        for cam in self.cameras:
+            key = image_key(cam)
+            batch[key] = torch.from_numpy(np.stack([f[key] for f in frames]))  # (B, H, W, 3) uint8
+        batch[OBS_STATE] = torch.from_numpy(
+            np.stack([np.asarray(f[OBS_STATE], dtype=np.float32) for f in frames])
+        )  # (B, S)
+        batch[TASK] = [str(f[TASK]) for f in frames]
+        return batch
+
+    def infer_batch(self, frames: list[dict[str, Any]]) -> list[ChunkResult]:
+        """One forward pass for several observations (the server batches concurrent clients)."""
+        import torch
+
+        t0 = time.perf_counter()
+        batch = self._batch(frames)
+        with torch.inference_mode():
+            chunk = self.policy.predict_chunk(batch)  # (B, K, D)
+            plans = self.policy.generate_plan(batch) if self.with_plan else [None] * len(frames)
+        actions = chunk.detach().float().cpu().numpy() if hasattr(chunk, "detach") else chunk
+        actions = np.asarray(actions, dtype=np.float32)
+        if actions.shape[0] != len(frames) or actions.ndim != 3:
+            raise RuntimeError(
+                f"predict_chunk returned shape {actions.shape} for {len(frames)} frames"
+            )
+        ms = (time.perf_counter() - t0) * 1e3
+        return [ChunkResult(actions[i], plans[i], ms) for i in range(len(frames))]
+
+    def infer(self, frame: dict[str, Any]) -> ChunkResult:
+        return self.infer_batch([frame])[0]
