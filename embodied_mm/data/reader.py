@@ -80,7 +80,9 @@ class DatasetMeta:
         tasks_df = _read_parquet(tasks_path).to_pandas()
         if "task" in tasks_df.columns:  # written without the index
             tasks_df = tasks_df.set_index("task")
-        tasks = {int(i): str(t) for t, i in zip(tasks_df.index, tasks_df["task_index"])}
+        tasks = {
+            int(i): str(t) for t, i in zip(tasks_df.index, tasks_df["task_index"], strict=True)
+        }
         files = sorted(self.root.glob("meta/episodes/chunk-*/file-*.parquet"))
         if not files:
             raise fmt.DatasetFormatError(f"{self.root / 'meta/episodes'}: no episode tables")
@@ -234,7 +236,7 @@ def _read_parquet(path: Path) -> pa.Table:
     if not path.is_file():
         raise fmt.DatasetFormatError(f"{path}: missing")
     try:
-        return pq.read_table(path)
+        return pq.read_table(path, page_checksum_verification=True)
     except (pa.ArrowException, OSError) as e:
         raise fmt.DatasetFormatError(f"{path}: unreadable parquet ({e})") from e
 

@@ -147,7 +147,7 @@ class VideoDecoder:
             return img
 
     def _seek(self, ts: float) -> None:
-        offset = int(round(ts / float(self._stream.time_base)))
+        offset = round(ts / float(self._stream.time_base))
         try:
             self._container.seek(offset, stream=self._stream, backward=True, any_frame=False)
         except av.FFmpegError as e:

@@ -151,7 +151,9 @@ class DatasetWriter:
                     f"{len(writer.episode_rows)}"
                 )
             tasks = pd.read_parquet(root / fmt.TASKS_PATH)
-            writer.tasks = {str(t): int(i) for t, i in zip(tasks.index, tasks["task_index"])}
+            writer.tasks = {
+                str(t): int(i) for t, i in zip(tasks.index, tasks["task_index"], strict=True)
+            }
         writer._remove_uncommitted()
         writer._write_metadata()
         return writer
@@ -200,7 +202,8 @@ class DatasetWriter:
         columns = _frame_columns(staged, ep, start, task_index, self.fps, PLAN in self.features)
         data_path = self.root / fmt.DATA_PATH.format(chunk_index=chunk, file_index=file)
         buf = io.BytesIO()
-        pq.write_table(_arrow_table(columns, self.features), buf)
+        # Page checksums let readers detect flipped bytes, not only truncation.
+        pq.write_table(_arrow_table(columns, self.features), buf, write_page_checksum=True)
         fmt.atomic_write_bytes(data_path, buf.getvalue())
 
         row: dict[str, Any] = {
