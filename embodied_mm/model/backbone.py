@@ -1,0 +1,179 @@
+"""The LLM backbone: any ``AutoModelForCausalLM`` driven through ``inputs_embeds``.
+
+Fresh tiny backbones are built from a family's config (``qwen2``, ``llama``, ``gpt2``);
+pretrained ones load by hub name or local directory. Options: freeze, LoRA through peft,
+gradient checkpointing, and a KV cache (a transformers ``Cache`` object) for generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from embodied_mm.registry import Registry
+
+
+@dataclass
+class BackboneConfig:
+    family: str = "qwen2"  # a BACKBONE_FAMILIES name; ignored when pretrained is set
+    pretrained: str | None = None  # hub name or local directory; None builds a fresh model
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2  # grouped-query attention (qwen2/llama); gpt2 has none
+    intermediate_size: int = 128
+    max_positions: int = 512
+    freeze: bool = False  # freeze every backbone weight (LoRA adapters and `trainable` still train)
+    trainable: list[str] = field(default_factory=list)  # name substrings kept trainable when frozen
+    lora_rank: int = 0  # > 0 injects LoRA adapters (and freezes the base weights)
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: list[str] | None = (
+        None  # module names; None uses the family's attention projections
+    )
+    gradient_checkpointing: bool = False
+    # Id of the first token reserved after the text vocabulary (discrete action bins), filled
+    # when built.
+    extra_token_offset: int | None = None
+    # The model's full transformers config, filled when built, so a saved policy rebuilds offline.
+    hf_config: dict[str, Any] | None = None
+
+
+def _qwen2(cfg: BackboneConfig, vocab: int) -> dict[str, Any]:
+    return dict(
+        model_type="qwen2",
+        vocab_size=vocab,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_kv_heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=cfg.max_positions,
+        tie_word_embeddings=True,
+    )
+
+
+def _llama(cfg: BackboneConfig, vocab: int) -> dict[str, Any]:
+    return {**_qwen2(cfg, vocab), "model_type": "llama"}
+
+
+def _gpt2(cfg: BackboneConfig, vocab: int) -> dict[str, Any]:
+    return dict(
+        model_type="gpt2",
+        vocab_size=vocab,
+        n_embd=cfg.hidden_size,
+        n_layer=cfg.num_layers,
+        n_head=cfg.num_heads,
+        n_inner=cfg.intermediate_size,
+        n_positions=cfg.max_positions,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
+
+
+# family -> function(config, vocab size) -> transformers config kwargs of a fresh model
+BACKBONE_FAMILIES: Registry[Callable[[BackboneConfig, int], dict[str, Any]]] = Registry(
+    "backbone family"
+)
+BACKBONE_FAMILIES.register("qwen2", _qwen2)
+BACKBONE_FAMILIES.register("llama", _llama)
+BACKBONE_FAMILIES.register("gpt2", _gpt2)
+
+_LORA_TARGETS = {"gpt2": ["c_attn", "c_proj"]}
+_DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+class Backbone(nn.Module):
+    """A causal LM seen as: token embeddings in, hidden states out, LM-head rows on demand."""
+
+    def __init__(self, cfg: BackboneConfig, text_vocab: int, extra_tokens: int = 0) -> None:
+        """``text_vocab``: the tokenizer's size; ``extra_tokens``: ids reserved after the text
+        vocabulary (e.g. the discrete head's action bins), starting at ``extra_token_offset``."""
+        super().__init__()
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        if (
+            cfg.hf_config is not None
+        ):  # rebuilding a saved policy: weights come from its safetensors
+            lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(**cfg.hf_config))
+        elif cfg.pretrained is not None:
+            lm = AutoModelForCausalLM.from_pretrained(cfg.pretrained)
+        else:
+            kwargs = BACKBONE_FAMILIES.get(cfg.family)(cfg, text_vocab + extra_tokens)
+            lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(**kwargs))
+        if cfg.extra_token_offset is None:
+            # Pretrained vocabularies are often padded past the tokenizer; append after both.
+            if cfg.pretrained is not None:
+                cfg.extra_token_offset = max(text_vocab, lm.get_input_embeddings().num_embeddings)
+            else:
+                cfg.extra_token_offset = text_vocab
+        needed = cfg.extra_token_offset + extra_tokens
+        if lm.get_input_embeddings().num_embeddings < needed:
+            lm.resize_token_embeddings(needed, mean_resizing=False)
+        cfg.family = lm.config.model_type
+        cfg.hidden_size = int(lm.config.get_text_config().hidden_size)
+        cfg.hf_config = {k: v for k, v in lm.config.to_dict().items() if not k.startswith("_")}
+        self.cfg = cfg
+        self.lm = lm
+        self.hidden_size = cfg.hidden_size
+        self.vocab_size = lm.get_input_embeddings().num_embeddings
+
+        if cfg.lora_rank > 0:
+            from peft import LoraConfig, inject_adapter_in_model
+
+            targets = cfg.lora_targets or _LORA_TARGETS.get(cfg.family, _DEFAULT_LORA_TARGETS)
+            lora = LoraConfig(
+                r=cfg.lora_rank,
+                lora_alpha=cfg.lora_alpha,
+                lora_dropout=cfg.lora_dropout,
+                target_modules=targets,
+                fan_in_fan_out=cfg.family == "gpt2",  # GPT-2 stores Conv1D weights transposed
+            )
+            inject_adapter_in_model(lora, self.lm)
+        if cfg.freeze or cfg.lora_rank > 0:
+            for name, p in self.lm.named_parameters():
+                p.requires_grad_("lora_" in name or any(t in name for t in cfg.trainable))
+        if cfg.gradient_checkpointing:
+            # Non-reentrant checkpointing works with inputs_embeds that need no grad.
+            self.lm.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
+        self.decoder = lm.base_model  # the transformer without the LM head
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lm.get_input_embeddings()(ids)  # (B, T, H)
+
+    def new_cache(self) -> Any:
+        from transformers import DynamicCache
+
+        return DynamicCache(config=self.lm.config)
+
+    def forward(
+        self,
+        embeds: torch.Tensor,  # (B, T, H)
+        attention_mask: torch.Tensor,  # (B, T_past + T) 1 = real token
+        position_ids: torch.Tensor,  # (B, T)
+        cache: Any = None,
+    ) -> torch.Tensor:
+        """Hidden states (B, T, H); with ``cache`` the cache is extended in place."""
+        out = self.decoder(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=cache is not None,
+        )
+        return out.last_hidden_state
+
+    def logits(self, hidden: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
+        """LM-head logits (B, T, V) or only the vocab ``rows`` (cheaper for action bins)."""
+        head = self.lm.get_output_embeddings()
+        weight = head.weight if rows is None else head.weight[rows]
+        bias = getattr(head, "bias", None)
+        if bias is not None and rows is not None:
+            bias = bias[rows]
+        return nn.functional.linear(hidden, weight, bias)

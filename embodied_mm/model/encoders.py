@@ -1,0 +1,223 @@
+"""Modality encoders: vision towers (SigLIP, CLIP, DINOv2 through transformers Auto classes),
+a multi-camera wrapper with learned camera embeddings, and the proprioception MLP.
+
+Text needs no encoder of its own: it goes through the backbone's tokenizer and input
+embeddings (see :mod:`embodied_mm.model.backbone`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from embodied_mm.registry import Registry
+
+
+@dataclass(frozen=True)
+class VisionFamily:
+    """How to build one family of vision towers."""
+
+    model_type: str  # transformers config type of the vision-only model
+    composite_type: str  # model_type of the full (image+text) checkpoint on the hub
+    vision_class: str  # transformers class that loads the vision half of a composite checkpoint
+    mean: tuple[float, float, float]  # pixel normalisation the family was trained with
+    std: tuple[float, float, float]
+    has_cls: bool  # whether last_hidden_state starts with a CLS token
+
+
+VISION_FAMILIES: Registry[VisionFamily] = Registry("vision tower family")
+VISION_FAMILIES.register(
+    "siglip",
+    VisionFamily(
+        "siglip_vision_model", "siglip", "SiglipVisionModel", (0.5,) * 3, (0.5,) * 3, False
+    ),
+)
+VISION_FAMILIES.register(
+    "clip",
+    VisionFamily(
+        "clip_vision_model",
+        "clip",
+        "CLIPVisionModel",
+        (0.48145466, 0.4578275, 0.40821073),
+        (0.26862954, 0.26130258, 0.27577711),
+        True,
+    ),
+)
+VISION_FAMILIES.register(
+    "dinov2",
+    VisionFamily(
+        "dinov2", "dinov2", "Dinov2Model", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), True
+    ),
+)
+
+
+@dataclass
+class VisionConfig:
+    """A vision tower: pretrained (hub name / local dir) or fresh from the size fields."""
+
+    family: str = "siglip"  # a VISION_FAMILIES name
+    pretrained: str | None = None  # hub name or local directory; None builds a fresh tower
+    image_size: int = 64  # the tower's input size; camera images are resized to it
+    patch_size: int = 16
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    intermediate_size: int = 128
+    freeze: bool = False  # keep the tower's weights fixed (typical with pretrained towers)
+    # The tower's full transformers config, filled when built, so a saved policy rebuilds offline.
+    hf_config: dict[str, Any] | None = None
+
+
+def build_vision_model(cfg: VisionConfig) -> nn.Module:
+    """Build the transformers vision model and fill ``cfg.hf_config`` / ``cfg.image_size``."""
+    import transformers
+    from transformers import AutoConfig, AutoModel
+
+    family = VISION_FAMILIES.get(cfg.family)
+    if cfg.hf_config is not None:  # rebuilding a saved policy: weights come from its safetensors
+        hf_cfg = AutoConfig.for_model(**cfg.hf_config)
+        model = AutoModel.from_config(hf_cfg)
+    elif cfg.pretrained is not None:
+        hf_cfg = AutoConfig.from_pretrained(cfg.pretrained)
+        if hf_cfg.model_type == family.model_type:
+            model = AutoModel.from_pretrained(cfg.pretrained)
+        elif hf_cfg.model_type == family.composite_type:
+            # A full CLIP/SigLIP checkpoint: load only its vision half.
+            model = getattr(transformers, family.vision_class).from_pretrained(cfg.pretrained)
+        else:
+            raise ValueError(
+                f"{cfg.pretrained} is a {hf_cfg.model_type!r} model; the {cfg.family!r} tower "
+                f"expects {family.model_type!r} or {family.composite_type!r}"
+            )
+    else:
+        hf_cfg = AutoConfig.for_model(
+            family.model_type,
+            image_size=cfg.image_size,
+            patch_size=cfg.patch_size,
+            hidden_size=cfg.hidden_size,
+            num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads,
+            intermediate_size=cfg.intermediate_size,
+        )
+        model = AutoModel.from_config(hf_cfg)
+    hf_dict = model.config.to_dict()
+    cfg.hf_config = {k: v for k, v in hf_dict.items() if not k.startswith("_")}
+    cfg.image_size = int(model.config.image_size)
+    cfg.patch_size = int(model.config.patch_size)
+    cfg.hidden_size = int(model.config.hidden_size)
+    return model
+
+
+def images_to_float(images: torch.Tensor) -> torch.Tensor:
+    """Camera frames in either accepted layout → float (B, 3, H, W) in [0, 1].
+
+    Accepts uint8 (B, H, W, 3) or float (B, 3, H, W) in [0, 1], each optionally with an
+    observation-history dim (B, T, ...) of which the last step is used.
+    """
+    if images.dtype == torch.uint8:
+        if images.ndim == 5:
+            images = images[:, -1]  # (B, H, W, 3)
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(
+                f"uint8 images must be (B, H, W, 3) or (B, T, H, W, 3); got {tuple(images.shape)}"
+            )
+        return images.permute(0, 3, 1, 2).float().div_(255.0)
+    if not images.is_floating_point():
+        raise ValueError(f"images must be uint8 or float; got {images.dtype}")
+    if images.ndim == 5:
+        images = images[:, -1]  # (B, 3, H, W)
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(
+            f"float images must be (B, 3, H, W) or (B, T, 3, H, W); got {tuple(images.shape)}"
+        )
+    return images.float()
+
+
+class VisionTower(nn.Module):
+    """One transformers vision model: float (B, 3, H, W) in [0, 1] → patch features (B, N, Dv)."""
+
+    def __init__(self, cfg: VisionConfig) -> None:
+        super().__init__()
+        self.model = build_vision_model(cfg)
+        family = VISION_FAMILIES.get(cfg.family)
+        self.image_size = cfg.image_size
+        self.hidden_size = cfg.hidden_size
+        grid = cfg.image_size // cfg.patch_size
+        self.num_tokens = grid * grid + (1 if family.has_cls else 0)
+        self.register_buffer("mean", torch.tensor(family.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(family.std).view(1, 3, 1, 1), persistent=False)
+        if cfg.freeze:
+            self.model.requires_grad_(False)
+
+    def resize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) → (B, 3, S, S) at the tower's input size S."""
+        if pixels.shape[-2:] == (self.image_size, self.image_size):
+            return pixels
+        return F.interpolate(
+            pixels, size=(self.image_size, self.image_size), mode="bilinear", antialias=True
+        )
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        pixels = (self.resize(pixels) - self.mean) / self.std
+        return self.model(pixel_values=pixels).last_hidden_state  # (B, N, Dv)
+
+
+class MultiCameraVision(nn.Module):
+    """Encodes several cameras with shared or per-camera towers plus a learned camera embedding.
+
+    The camera embedding is added to every patch feature of that camera, so a shared tower's
+    tokens still say which camera they came from.
+    """
+
+    def __init__(self, cfg: VisionConfig, cameras: list[str], shared: bool = True) -> None:
+        super().__init__()
+        if not cameras:
+            raise ValueError("a policy needs at least one camera")
+        self.cameras = list(cameras)
+        self.shared = shared
+        if shared:
+            self.towers = nn.ModuleList([VisionTower(cfg)])
+        else:
+            self.towers = nn.ModuleList([VisionTower(cfg) for _ in cameras])
+        tower = self.towers[0]
+        self.hidden_size = tower.hidden_size
+        self.tokens_per_camera = tower.num_tokens
+        self.camera_embed = nn.Parameter(torch.randn(len(cameras), 1, tower.hidden_size) * 0.02)
+
+    def forward(self, images: list[torch.Tensor]) -> torch.Tensor:
+        """``images[c]``: float (B, 3, H, W) in [0, 1] for camera c → (B, C, N, Dv)."""
+        if self.shared:
+            # One tower call for all cameras: (C*B, 3, H, W) is faster than C calls.
+            tower = self.towers[0]
+            feats = tower(torch.cat([tower.resize(x) for x in images], dim=0))  # (C*B, N, Dv)
+            feats = feats.view(len(images), images[0].shape[0], *feats.shape[1:]).transpose(0, 1)
+        else:
+            feats = torch.stack([t(x) for t, x in zip(self.towers, images, strict=True)], dim=1)
+        return feats + self.camera_embed  # (B, C, N, Dv)
+
+
+@dataclass
+class ProprioConfig:
+    """The proprioception MLP: state (B, S) → ``num_tokens`` backbone tokens."""
+
+    hidden_size: int = 128
+    num_tokens: int = 1
+
+
+class ProprioEncoder(nn.Module):
+    def __init__(self, cfg: ProprioConfig, state_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.num_tokens = cfg.num_tokens
+        self.out_dim = out_dim
+        self.mlp = nn.Sequential(
+            nn.Linear(state_dim, cfg.hidden_size),
+            nn.GELU(),
+            nn.Linear(cfg.hidden_size, out_dim * cfg.num_tokens),
+        )
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.mlp(state).view(state.shape[0], self.num_tokens, self.out_dim)  # (B, T_s, H)

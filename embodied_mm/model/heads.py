@@ -1,0 +1,312 @@
+"""Output projectors: action heads and plan text.
+
+Every head continues the same prefix (text, image and state tokens already embedded) and
+works in normalised action space ([-1, 1] for bounded actions):
+
+- ``discrete`` (RT-2 / OpenVLA): each action dimension is one of ``num_bins`` reserved vocab
+  tokens over [-1, 1]; trained with cross-entropy under teacher forcing, decoded
+  autoregressively (K·D tokens) with the backbone's KV cache.
+- ``chunk`` (OpenVLA-OFT): K·D learned action queries (or K, one per step) appended to the
+  prefix; the whole chunk comes out of ONE forward pass; L1 loss.
+- ``flow`` (π0): a small transformer "action expert" cross-attends to the backbone's hidden
+  states of the prefix and predicts the flow-matching velocity; N Euler steps at inference
+  reuse the prefix hidden states (the backbone runs once).
+
+Plan text goes through the LM head (:class:`PlanText`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from embodied_mm.model.backbone import Backbone
+from embodied_mm.registry import Registry
+
+
+@dataclass
+class HeadConfig:
+    """Options of every head; each head reads only its own fields."""
+
+    kind: str = "chunk"  # a HEADS name
+    num_bins: int = 256  # discrete: bins per dimension over [-1, 1]
+    per_dim_queries: bool = True  # chunk: one query per (step, dim) as OpenVLA-OFT; False: per step
+    expert_hidden: int = 64  # flow: width of the action expert
+    expert_layers: int = 2
+    expert_heads: int = 4
+    flow_steps: int = 10  # flow: Euler steps at inference
+    # flow: seed of the inference noise. A fixed seed makes predict_chunk deterministic and
+    # each sample's noise independent of the rest of the batch; None draws fresh noise.
+    noise_seed: int | None = 0
+
+
+def extend_positions(
+    mask: torch.Tensor, pos: torch.Tensor, n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask (B, P + n) and positions (B, n) for ``n`` real tokens after the prefix."""
+    ones = mask.new_ones(mask.shape[0], n)
+    steps = torch.arange(1, n + 1, device=pos.device)
+    return torch.cat([mask, ones], dim=1), pos[:, -1:] + steps  # (B, P+n), (B, n)
+
+
+class ActionHead(nn.Module):
+    """Base of the action heads: a loss in training, a chunk (B, K, D) in [-1, 1] at inference."""
+
+    def __init__(self, cfg: HeadConfig, hidden_size: int, chunk_size: int, action_dim: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.chunk_size = chunk_size
+        self.action_dim = action_dim
+
+    @staticmethod
+    def extra_tokens(cfg: HeadConfig) -> int:
+        """Vocab ids the head reserves after the text vocabulary."""
+        return 0
+
+    def loss(
+        self,
+        backbone: Backbone,
+        prefix: torch.Tensor,  # (B, P, H)
+        mask: torch.Tensor,  # (B, P)
+        pos: torch.Tensor,  # (B, P)
+        actions: torch.Tensor,  # (B, K, D) normalised
+        valid: torch.Tensor,  # (B, K) bool, False where the step is padding
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def predict(
+        self, backbone: Backbone, prefix: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+HEADS: Registry[type[ActionHead]] = Registry("action head")
+
+
+def _masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean of ``x`` (B, K, ...) over steps where ``valid`` (B, K)."""
+    w = valid.to(x.dtype).view(*valid.shape, *([1] * (x.ndim - 2))).expand_as(x)
+    return (x * w).sum() / w.sum().clamp_min(1.0)
+
+
+@HEADS.register("chunk")
+class ChunkHead(ActionHead):
+    def __init__(self, cfg: HeadConfig, hidden_size: int, chunk_size: int, action_dim: int) -> None:
+        super().__init__(cfg, hidden_size, chunk_size, action_dim)
+        n_queries = chunk_size * action_dim if cfg.per_dim_queries else chunk_size
+        self.queries = nn.Parameter(torch.randn(n_queries, hidden_size) * 0.02)
+        self.out = nn.Linear(hidden_size, 1 if cfg.per_dim_queries else action_dim)
+
+    def _chunk(self, backbone, prefix, mask, pos) -> torch.Tensor:
+        b, n = prefix.shape[0], self.queries.shape[0]
+        queries = self.queries.to(prefix.dtype).unsqueeze(0).expand(b, -1, -1)  # (B, Q, H)
+        full_mask, q_pos = extend_positions(mask, pos, n)
+        hidden = backbone(torch.cat([prefix, queries], 1), full_mask, torch.cat([pos, q_pos], 1))
+        return self.out(hidden[:, -n:]).reshape(b, self.chunk_size, self.action_dim)  # (B, K, D)
+
+    def loss(self, backbone, prefix, mask, pos, actions, valid):
+        pred = self._chunk(backbone, prefix, mask, pos)
+        l1 = _masked_mean((pred.float() - actions).abs(), valid)
+        return l1, {"l1": l1.item()}
+
+    def predict(self, backbone, prefix, mask, pos):
+        return self._chunk(backbone, prefix, mask, pos).float().clamp(-1.0, 1.0)
+
+
+@HEADS.register("discrete")
+class DiscreteHead(ActionHead):
+    """Action tokens: bin b of every dimension is vocab id ``token_offset + b``."""
+
+    def __init__(self, cfg: HeadConfig, hidden_size: int, chunk_size: int, action_dim: int) -> None:
+        super().__init__(cfg, hidden_size, chunk_size, action_dim)
+        self.num_bins = cfg.num_bins
+        self.token_offset = 0  # set by the policy from the backbone's reserved ids
+
+    @staticmethod
+    def extra_tokens(cfg: HeadConfig) -> int:
+        return cfg.num_bins
+
+    def tokenize(self, actions: torch.Tensor) -> torch.Tensor:
+        """(B, K, D) in [-1, 1] → bins (B, K·D) in [0, num_bins)."""
+        scaled = (actions.clamp(-1.0, 1.0) + 1.0) / 2.0 * self.num_bins
+        return scaled.floor().long().clamp(0, self.num_bins - 1).flatten(1)
+
+    def detokenize(self, bins: torch.Tensor) -> torch.Tensor:
+        """Bins (B, K·D) → bin centres (B, K, D); off by at most half a bin."""
+        centres = (bins.float() + 0.5) / self.num_bins * 2.0 - 1.0
+        return centres.view(bins.shape[0], self.chunk_size, self.action_dim)
+
+    def _rows(self) -> slice:
+        return slice(self.token_offset, self.token_offset + self.num_bins)
+
+    def loss(self, backbone, prefix, mask, pos, actions, valid):
+        bins = self.tokenize(actions)  # (B, KD)
+        n = bins.shape[1]
+        # Teacher forcing: the last prefix token predicts bin 0, bin j predicts bin j+1.
+        inputs = backbone.embed(bins[:, :-1] + self.token_offset).to(prefix.dtype)
+        full_mask, a_pos = extend_positions(mask, pos, n - 1)
+        hidden = backbone(torch.cat([prefix, inputs], 1), full_mask, torch.cat([pos, a_pos], 1))
+        logits = backbone.logits(hidden[:, -n:], self._rows()).float()  # (B, KD, bins)
+        token_valid = valid.repeat_interleave(self.action_dim, dim=1)  # (B, KD)
+        ce = F.cross_entropy(logits.transpose(1, 2), bins, reduction="none")  # (B, KD)
+        w = token_valid.float()
+        loss = (ce * w).sum() / w.sum().clamp_min(1.0)
+        acc = ((logits.argmax(-1) == bins).float() * w).sum() / w.sum().clamp_min(1.0)
+        return loss, {"ce": loss.item(), "token_acc": acc.item()}
+
+    def predict(self, backbone, prefix, mask, pos):
+        cache = backbone.new_cache()
+        n = self.chunk_size * self.action_dim
+        hidden = backbone(prefix, mask, pos, cache)[:, -1:]  # (B, 1, H)
+        next_pos = pos[:, -1:]
+        bins = []
+        for step in range(n):
+            tok = backbone.logits(hidden, self._rows()).argmax(-1)  # (B, 1)
+            bins.append(tok)
+            if step == n - 1:
+                break
+            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+            next_pos = next_pos + 1
+            embeds = backbone.embed(tok + self.token_offset).to(prefix.dtype)
+            hidden = backbone(embeds, mask, next_pos, cache)
+        return self.detokenize(torch.cat(bins, dim=1))
+
+
+def _time_features(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal features of flow time t (B,) → (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=t.device) / half)
+    angles = t.float()[:, None] * freqs[None] * 2 * math.pi
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+@HEADS.register("flow")
+class FlowHead(ActionHead):
+    """π0-style flow matching: x_t = t·noise + (1-t)·action, velocity target noise - action;
+    inference integrates from t=1 (noise) to t=0 (action) in ``flow_steps`` Euler steps."""
+
+    def __init__(self, cfg: HeadConfig, hidden_size: int, chunk_size: int, action_dim: int) -> None:
+        super().__init__(cfg, hidden_size, chunk_size, action_dim)
+        e = cfg.expert_hidden
+        self.memory_proj = nn.Linear(hidden_size, e)
+        self.action_in = nn.Linear(action_dim, e)
+        self.time_mlp = nn.Sequential(nn.Linear(e, e), nn.SiLU(), nn.Linear(e, e))
+        self.step_embed = nn.Parameter(torch.randn(chunk_size, e) * 0.02)
+        layer = nn.TransformerDecoderLayer(
+            e, cfg.expert_heads, 2 * e, dropout=0.0, batch_first=True, norm_first=True
+        )
+        self.expert = nn.TransformerDecoder(layer, cfg.expert_layers)
+        self.action_out = nn.Linear(e, action_dim)
+
+    def _memory(self, backbone, prefix, mask, pos) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = backbone(prefix, mask, pos)  # (B, P, H)
+        return self.memory_proj(hidden.float()), mask == 0  # (B, P, E), (B, P) True = pad
+
+    def velocity(
+        self, x_t: torch.Tensor, t: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor
+    ) -> torch.Tensor:
+        """x_t (B, K, D), t (B,) → velocity (B, K, D)."""
+        time = self.time_mlp(_time_features(t, self.cfg.expert_hidden))  # (B, E)
+        tokens = self.action_in(x_t) + self.step_embed + time[:, None]  # (B, K, E)
+        out = self.expert(tokens, memory, memory_key_padding_mask=memory_pad)
+        return self.action_out(out)
+
+    def loss(self, backbone, prefix, mask, pos, actions, valid):
+        memory, pad = self._memory(backbone, prefix, mask, pos)
+        b = actions.shape[0]
+        noise = torch.randn_like(actions)
+        # π0 samples t from a Beta(1.5, 1) skewed towards noisy times.
+        t = torch.distributions.Beta(1.5, 1.0).sample((b,)).to(actions.device) * 0.999 + 0.001
+        x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * actions
+        v = self.velocity(x_t, t, memory, pad)
+        mse = _masked_mean((v.float() - (noise - actions)) ** 2, valid)
+        return mse, {"flow_mse": mse.item()}
+
+    def predict(self, backbone, prefix, mask, pos):
+        memory, pad = self._memory(backbone, prefix, mask, pos)
+        b = prefix.shape[0]
+        shape = (b, self.chunk_size, self.action_dim)
+        if self.cfg.noise_seed is None:
+            x = torch.randn(shape, device=prefix.device)
+        else:
+            gen = torch.Generator(device=prefix.device).manual_seed(self.cfg.noise_seed)
+            x = torch.randn(shape, device=prefix.device, generator=gen)
+        n = self.cfg.flow_steps
+        for i in range(n):
+            t = torch.full((b,), 1.0 - i / n, device=prefix.device)
+            x = x - self.velocity(x, t, memory, pad).float() / n
+        return x.clamp(-1.0, 1.0)
+
+
+def build_head(cfg: HeadConfig, hidden_size: int, chunk_size: int, action_dim: int) -> ActionHead:
+    return HEADS.get(cfg.kind)(cfg, hidden_size, chunk_size, action_dim)
+
+
+class PlanText:
+    """Plan text through the backbone's LM head: teacher forcing in training, greedy or
+    sampled generation with the KV cache at inference. Holds no weights of its own."""
+
+    @staticmethod
+    def loss(
+        backbone: Backbone,
+        prefix: torch.Tensor,  # (B, P, H)
+        mask: torch.Tensor,  # (B, P)
+        pos: torch.Tensor,  # (B, P)
+        plan_ids: torch.Tensor,  # (B, T): start token, plan tokens, end token, right padding
+        plan_mask: torch.Tensor,  # (B, T) 1 = real token
+    ) -> torch.Tensor:
+        n = plan_ids.shape[1]
+        inputs = backbone.embed(plan_ids).to(prefix.dtype)
+        full_mask = torch.cat([mask, plan_mask], dim=1)
+        plan_pos = pos[:, -1:] + plan_mask.cumsum(1).clamp_min(1)
+        hidden = backbone(torch.cat([prefix, inputs], 1), full_mask, torch.cat([pos, plan_pos], 1))
+        logits = backbone.logits(hidden[:, -n:-1]).float()  # (B, T-1, V)
+        ce = F.cross_entropy(logits.transpose(1, 2), plan_ids[:, 1:], reduction="none")
+        w = plan_mask[:, 1:].float()
+        return (ce * w).sum() / w.sum().clamp_min(1.0)
+
+    @staticmethod
+    @torch.no_grad()
+    def generate(
+        backbone: Backbone,
+        prefix: torch.Tensor,
+        mask: torch.Tensor,
+        pos: torch.Tensor,
+        start_id: int,
+        end_id: int,
+        max_new_tokens: int,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> list[list[int]]:
+        b = prefix.shape[0]
+        cache = backbone.new_cache()
+        start = backbone.embed(torch.full((b, 1), start_id, device=prefix.device)).to(prefix.dtype)
+        full_mask, start_pos = extend_positions(mask, pos, 1)
+        hidden = backbone(
+            torch.cat([prefix, start], 1), full_mask, torch.cat([pos, start_pos], 1), cache
+        )
+        next_pos = start_pos
+        out: list[list[int]] = [[] for _ in range(b)]
+        done = torch.zeros(b, dtype=torch.bool, device=prefix.device)
+        for _ in range(max_new_tokens):
+            logits = backbone.logits(hidden[:, -1]).float()  # (B, V)
+            if do_sample:
+                probs = torch.softmax(logits / max(temperature, 1e-5), dim=-1)
+                tok = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+            else:
+                tok = logits.argmax(-1, keepdim=True)
+            for i in range(b):
+                if not done[i] and tok[i, 0].item() != end_id:
+                    out[i].append(int(tok[i, 0]))
+            done |= tok[:, 0] == end_id
+            if bool(done.all()):
+                break
+            full_mask = torch.cat([full_mask, full_mask.new_ones(b, 1)], dim=1)
+            next_pos = next_pos + 1
+            hidden = backbone(backbone.embed(tok).to(prefix.dtype), full_mask, next_pos, cache)
+        return out

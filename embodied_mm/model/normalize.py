@@ -1,0 +1,123 @@
+"""Per-feature normalisation: applied to inputs on the way in, reversed on actions on the way out.
+
+Statistics follow LeRobot's ``stats.json`` layout::
+
+    {"observation.state": {"mean": [...], "std": [...], "min": [...], "max": [...],
+                           "q01": [...], "q99": [...]},
+     "action": {...}}
+
+Modes per feature:
+
+- ``identity``: unchanged.
+- ``mean_std``: ``(x - mean) / std`` (state: keeps outliers visible to the model).
+- ``min_max`` / ``q01_q99``: maps ``[low, high]`` to ``[-1, 1]`` and clips (actions: the
+  discrete head bins ``[-1, 1]`` and the clipping keeps every decoded action inside the bounds).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+NORM_MODES = ("identity", "mean_std", "min_max", "q01_q99")
+_EPS = 1e-6
+
+Stats = dict[str, dict[str, list[float]]]
+
+
+def unit_stats(dim: int) -> dict[str, list[float]]:
+    """Stats that make every mode an identity on ``[-1, 1]``; used when no dataset stats exist."""
+    return {
+        "mean": [0.0] * dim,
+        "std": [1.0] * dim,
+        "min": [-1.0] * dim,
+        "max": [1.0] * dim,
+        "q01": [-1.0] * dim,
+        "q99": [1.0] * dim,
+    }
+
+
+def load_stats(path: str | Path) -> Stats:
+    """Read a LeRobot-style ``stats.json``; a malformed file fails with its path in the message."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"cannot read normalisation stats {path}: {err}") from err
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ValueError(f"normalisation stats {path} must map feature -> {{stat: [values]}}")
+    return data
+
+
+class Normalizer(nn.Module):
+    """Normalises features by the stats and mode chosen for each; reversible for actions."""
+
+    def __init__(self, stats: Stats, modes: dict[str, str], dims: dict[str, int]) -> None:
+        super().__init__()
+        self.modes = dict(modes)
+        self.stats = {k: {s: [float(x) for x in v] for s, v in d.items()} for k, d in stats.items()}
+        self._keys: dict[str, str] = {}  # feature -> buffer name prefix
+        for i, (feature, mode) in enumerate(sorted(self.modes.items())):
+            if mode not in NORM_MODES:
+                raise ValueError(
+                    f"unknown normalisation mode {mode!r} for {feature}; known: {NORM_MODES}"
+                )
+            if mode == "identity":
+                continue
+            if feature not in self.stats:
+                raise ValueError(f"normalisation stats lack feature {feature!r} (mode {mode})")
+            needed = {
+                "mean_std": ("mean", "std"),
+                "min_max": ("min", "max"),
+                "q01_q99": ("q01", "q99"),
+            }[mode]
+            prefix = f"f{i}"
+            self._keys[feature] = prefix
+            for j, name in enumerate(needed):
+                if name not in self.stats[feature]:
+                    raise ValueError(
+                        f"normalisation stats for {feature!r} lack {name!r} (mode {mode})"
+                    )
+                values = torch.tensor(self.stats[feature][name], dtype=torch.float32)
+                if values.ndim != 1 or values.numel() != dims[feature]:
+                    raise ValueError(
+                        f"stats {feature}.{name} has shape {tuple(values.shape)}; "
+                        f"expected ({dims[feature]},)"
+                    )
+                # Buffers follow the module across devices; the JSON copy is what gets saved.
+                self.register_buffer(f"{prefix}_{j}", values, persistent=False)
+
+    def _pair(self, feature: str) -> tuple[torch.Tensor, torch.Tensor]:
+        prefix = self._keys[feature]
+        return getattr(self, f"{prefix}_0"), getattr(self, f"{prefix}_1")
+
+    def normalize(self, feature: str, x: torch.Tensor) -> torch.Tensor:
+        mode = self.modes.get(feature, "identity")
+        if mode == "identity":
+            return x
+        a, b = self._pair(feature)
+        if mode == "mean_std":
+            return (x - a) / (b + _EPS)
+        return (2.0 * (x - a) / (b - a).clamp_min(_EPS) - 1.0).clamp(-1.0, 1.0)
+
+    def unnormalize(self, feature: str, y: torch.Tensor) -> torch.Tensor:
+        mode = self.modes.get(feature, "identity")
+        if mode == "identity":
+            return y
+        a, b = self._pair(feature)
+        if mode == "mean_std":
+            return y * (b + _EPS) + a
+        # Clamp first so the result lies inside [low, high] whatever the head produced.
+        return (y.clamp(-1.0, 1.0) + 1.0) / 2.0 * (b - a) + a
+
+    def bounds(self, feature: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(low, high)`` in robot units for bounded modes, else None."""
+        if self.modes.get(feature) in ("min_max", "q01_q99"):
+            return self._pair(feature)
+        return None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.stats, indent=1))

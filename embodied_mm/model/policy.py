@@ -1,0 +1,363 @@
+"""The vision-language-action policy: encoders → projectors → LLM backbone → action head / plan.
+
+One control step builds a prefix of backbone tokens::
+
+    [task text (left-padded)] [camera 1 tokens] ... [camera C tokens] [state tokens]
+
+and an action head continues it (see :mod:`embodied_mm.model.heads`). Left padding keeps
+every sample's image, state and action tokens at the same columns, so the discrete head and
+plan generation step the whole batch together; explicit position ids (counting only real
+tokens) make each sample's result independent of the others' text lengths.
+
+The API below is a contract the runtime, training and deployment code relies on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from embodied_mm.features import ACTION, OBS_STATE, PLAN, TASK, image_key
+from embodied_mm.model.backbone import Backbone, BackboneConfig
+from embodied_mm.model.config_io import config_from_dict, config_to_dict
+from embodied_mm.model.encoders import (
+    MultiCameraVision,
+    ProprioConfig,
+    ProprioEncoder,
+    VisionConfig,
+    images_to_float,
+)
+from embodied_mm.model.heads import HEADS, DiscreteHead, HeadConfig, PlanText, build_head
+from embodied_mm.model.normalize import Normalizer, Stats, load_stats, unit_stats
+from embodied_mm.model.projectors import ProjectorConfig, build_projector
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+STATS_FILE = "stats.json"
+TOKENIZER_DIR = "tokenizer"
+FORMAT = "embodied-mm-policy"
+
+
+def shipped_tokenizer_dir() -> Path:
+    """The project's offline tokenizer (``sim_assets/tokenizer``), used by the tiny recipes."""
+    return Path(str(resources.files("embodied_mm.sim_assets") / "tokenizer"))
+
+
+@dataclass
+class PolicyConfig:
+    head: HeadConfig = field(default_factory=HeadConfig)
+    cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])
+    image_size: int = 128  # camera frames as the env renders them; towers resize to their own size
+    state_dim: int = 15
+    action_dim: int = 7
+    chunk_size: int = 8  # K: actions per predicted chunk
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    shared_tower: bool = True  # one tower for all cameras (cheaper) or one per camera
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
+    proprio: ProprioConfig = field(default_factory=ProprioConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    # Tokenizer directory or hub name; None = the backbone's own when pretrained, else the
+    # shipped offline one.
+    tokenizer: str | None = None
+    max_text_tokens: int = 32  # longer instructions are cut
+    max_plan_tokens: int = 32
+    plan_loss_weight: float = 1.0
+    norm_modes: dict[str, str] = field(
+        default_factory=lambda: {OBS_STATE: "mean_std", ACTION: "q01_q99"}
+    )
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _load_tokenizer(source: str | Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(source))
+    except Exception as err:  # transformers raises many types; all mean "unusable tokenizer"
+        raise ValueError(f"cannot load tokenizer from {source}: {err}") from err
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class VLAPolicy(nn.Module):
+    """A multimodal LLM as a robot policy (see the module docstring for the token layout)."""
+
+    def __init__(
+        self,
+        config: PolicyConfig,
+        stats: Stats | None = None,
+        tokenizer: Any = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        """``stats``: LeRobot-style feature stats; None uses unit stats (actions bounded to
+        [-1, 1], state unscaled). ``tokenizer``: a transformers tokenizer; None loads the one
+        ``config.tokenizer`` names."""
+        super().__init__()
+        if config.head.kind not in HEADS:
+            HEADS.get(config.head.kind)  # raises with the known names
+        self.config = config
+        if tokenizer is None:
+            source = config.tokenizer or config.backbone.pretrained or shipped_tokenizer_dir()
+            tokenizer = _load_tokenizer(source)
+        self.tokenizer = tokenizer
+        ids = {
+            "pad": tokenizer.pad_token_id,
+            "bos": tokenizer.bos_token_id,
+            "eos": tokenizer.eos_token_id,
+        }
+        if ids["eos"] is None:
+            raise ValueError("the tokenizer needs an end-of-sequence token to end plans")
+        self.eos_id = int(ids["eos"])
+        self.plan_start_id = int(ids["bos"] if ids["bos"] is not None else ids["eos"])
+        self.pad_id = int(ids["pad"] if ids["pad"] is not None else ids["eos"])
+
+        head_cls = HEADS.get(config.head.kind)
+        self.backbone = Backbone(
+            config.backbone, len(tokenizer), head_cls.extra_tokens(config.head)
+        )
+        hidden = self.backbone.hidden_size
+        self.vision = MultiCameraVision(config.vision, config.cameras, config.shared_tower)
+        self.projector = build_projector(config.projector, self.vision.hidden_size, hidden)
+        self.proprio = ProprioEncoder(config.proprio, config.state_dim, hidden)
+        self.head = build_head(config.head, hidden, config.chunk_size, config.action_dim)
+        if isinstance(self.head, DiscreteHead):
+            self.head.token_offset = int(config.backbone.extra_token_offset)
+
+        dims = {OBS_STATE: config.state_dim, ACTION: config.action_dim}
+        if stats is None:
+            stats = {k: unit_stats(d) for k, d in dims.items()}
+        self.normalizer = Normalizer(stats, config.norm_modes, dims)
+        self._task_ids: dict[str, list[int]] = {}  # instruction → token ids, reset per episode
+        self.to(device or _default_device())
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _encode_tasks(self, tasks: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Instructions → left-padded ids (B, L) and mask (B, L)."""
+        rows = []
+        for task in tasks:
+            if task not in self._task_ids:
+                if len(self._task_ids) > 1024:  # bound the cache for long-running servers
+                    self._task_ids.clear()
+                ids = self.tokenizer(task, add_special_tokens=False)["input_ids"]
+                self._task_ids[task] = ids[: self.config.max_text_tokens]
+            rows.append(self._task_ids[task])
+        width = max(1, max(len(r) for r in rows))
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            if r:
+                ids[i, width - len(r) :] = torch.tensor(r)
+                mask[i, width - len(r) :] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _encode_plans(self, plans: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Plans → right-padded [start, tokens..., end] ids (B, T) and mask (B, T)."""
+        rows = []
+        for plan in plans:
+            ids = self.tokenizer(plan, add_special_tokens=False)["input_ids"]
+            rows.append([self.plan_start_id, *ids[: self.config.max_plan_tokens], self.eos_id])
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r)] = torch.tensor(r)
+            mask[i, : len(r)] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _state(self, obs: dict[str, Any]) -> torch.Tensor:
+        if OBS_STATE not in obs:
+            raise KeyError(f"observation lacks {OBS_STATE!r}; found keys {sorted(obs)}")
+        state = torch.as_tensor(obs[OBS_STATE]).to(self.device, torch.float32)
+        if state.ndim == 3:
+            state = state[:, -1]  # (B, S): the last step of an observation history
+        if state.ndim != 2 or state.shape[1] != self.config.state_dim:
+            raise ValueError(
+                f"{OBS_STATE} must be (B, {self.config.state_dim}) or (B, T, {self.config.state_dim});"
+                f" got {tuple(state.shape)}"
+            )
+        return state
+
+    def _prefix(self, obs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Embedded prefix (B, P, H), attention mask (B, P) and position ids (B, P)."""
+        state = self._state(obs)
+        b = state.shape[0]
+        tasks = obs.get(TASK)
+        if isinstance(tasks, str):
+            tasks = [tasks] * b
+        if tasks is None or len(tasks) != b:
+            raise ValueError(f"{TASK!r} must be a list of {b} instructions; got {tasks!r}")
+        images = []
+        for cam in self.config.cameras:
+            key = image_key(cam)
+            if key not in obs:
+                raise KeyError(f"observation lacks {key!r}; found keys {sorted(obs)}")
+            img = images_to_float(torch.as_tensor(obs[key]).to(self.device))
+            if img.shape[0] != b:
+                raise ValueError(f"{key} has batch {img.shape[0]}, {OBS_STATE} has {b}")
+            images.append(img)
+
+        text_ids, text_mask = self._encode_tasks(list(tasks))
+        text = self.backbone.embed(text_ids)  # (B, L, H)
+        feats = self.vision(images)  # (B, C, N, Dv)
+        c, n = feats.shape[1], feats.shape[2]
+        # The projector sees one image at a time, so a resampler gives a fixed count per camera.
+        vis = self.projector(feats.reshape(b * c, n, -1))  # (B*C, N', H)
+        vis = vis.reshape(b, -1, vis.shape[-1])  # (B, C*N', H)
+        prop = self.proprio(self.normalizer.normalize(OBS_STATE, state))  # (B, Ts, H)
+        dtype = text.dtype
+        embeds = torch.cat([text, vis.to(dtype), prop.to(dtype)], dim=1)  # (B, P, H)
+        mask = torch.cat([text_mask, text_mask.new_ones(b, embeds.shape[1] - text.shape[1])], 1)
+        pos = (mask.cumsum(1) - 1).clamp_min(0)
+        return embeds, mask, pos
+
+    # ------------------------------------------------------------------ the API
+    def compute_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss of one batch (``action`` (B, K, D) in robot units; optional
+        ``action_is_pad`` (B, K) bool and ``plan`` list[str] where "" is unlabelled)."""
+        if ACTION not in batch:
+            raise KeyError(f"training batch lacks {ACTION!r}; found keys {sorted(batch)}")
+        k, d = self.config.chunk_size, self.config.action_dim
+        actions = torch.as_tensor(batch[ACTION]).to(self.device, torch.float32)
+        if actions.ndim != 3 or actions.shape[1:] != (k, d):
+            raise ValueError(f"{ACTION} must be (B, {k}, {d}); got {tuple(actions.shape)}")
+        pad = batch.get(f"{ACTION}_is_pad")
+        valid = (
+            torch.ones(actions.shape[:2], dtype=torch.bool, device=self.device)
+            if pad is None
+            else ~torch.as_tensor(pad).to(self.device, torch.bool)
+        )
+        with self._autocast():
+            prefix, mask, pos = self._prefix(batch)
+            target = self.normalizer.normalize(ACTION, actions)
+            loss, metrics = self.head.loss(self.backbone, prefix, mask, pos, target, valid)
+            plans = batch.get(PLAN)
+            labelled = [i for i, p in enumerate(plans or []) if p]
+            if labelled:
+                idx = torch.tensor(labelled, device=self.device)
+                plan_ids, plan_mask = self._encode_plans([plans[i] for i in labelled])
+                plan_loss = PlanText.loss(
+                    self.backbone, prefix[idx], mask[idx], pos[idx], plan_ids, plan_mask
+                )
+                loss = loss + self.config.plan_loss_weight * plan_loss
+                metrics["plan_ce"] = plan_loss.item()
+        metrics["loss"] = loss.item()
+        return loss, metrics
+
+    @torch.inference_mode()
+    def predict_chunk(self, obs: dict[str, Any]) -> torch.Tensor:
+        """Action chunk (B, K, D) in robot units (float32, on the policy's device), inside the
+        action bounds of the stats. Call ``eval()`` first when the model has dropout."""
+        with self._autocast():
+            prefix, mask, pos = self._prefix(obs)
+            pred = self.head.predict(self.backbone, prefix, mask, pos)  # (B, K, D) in [-1, 1]
+        return self.normalizer.unnormalize(ACTION, pred.float())
+
+    @torch.inference_mode()
+    def generate_plan(
+        self,
+        obs: dict[str, Any],
+        max_new_tokens: int = 32,
+        do_sample: bool = False,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> list[str]:
+        """Sub-task text per sample, greedy or sampled through the LM head."""
+        with self._autocast():
+            prefix, mask, pos = self._prefix(obs)
+            ids = PlanText.generate(
+                self.backbone, prefix, mask, pos, self.plan_start_id, self.eos_id,
+                max_new_tokens, do_sample, temperature, generator,
+            )  # fmt: skip
+        return [self.tokenizer.decode(r, skip_special_tokens=True) for r in ids]
+
+    def reset(self) -> None:
+        """Start a new episode: drops the cached instruction tokens (the policy keeps no other
+        state between calls; action queues live in the runtime)."""
+        self._task_ids.clear()
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``model.safetensors``, ``config.json``, ``stats.json`` and ``tokenizer/``."""
+        from safetensors.torch import save_model
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        weights = directory / WEIGHTS_FILE
+        # save_model drops tied duplicates (e.g. a tied LM head) that save_file rejects.
+        save_model(self, str(weights))
+        meta = {
+            "format": FORMAT,
+            "version": 1,
+            "weights_sha256": _sha256(weights),
+            "config": config_to_dict(self.config),
+        }
+        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
+        self.normalizer.save(directory / STATS_FILE)
+        self.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | Path, device: str | torch.device | None = None
+    ) -> VLAPolicy:
+        """Rebuild a saved policy offline; a missing, corrupt or truncated file fails with an
+        error naming it."""
+        from safetensors.torch import load_model
+
+        directory = Path(directory)
+        config_path = directory / CONFIG_FILE
+        try:
+            meta = json.loads(config_path.read_text())
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"format is {meta.get('format')!r}, expected {FORMAT!r}")
+            config = config_from_dict(PolicyConfig, meta["config"])
+        except (
+            OSError,
+            UnicodeDecodeError,
+            json.JSONDecodeError,
+            KeyError,
+            ValueError,
+            TypeError,
+        ) as err:
+            raise ValueError(f"cannot read policy config {config_path}: {err}") from err
+        stats = load_stats(directory / STATS_FILE)
+        tokenizer = _load_tokenizer(directory / TOKENIZER_DIR)
+        policy = cls(config, stats=stats, tokenizer=tokenizer, device="cpu")
+        weights = directory / WEIGHTS_FILE
+        if not weights.is_file():
+            raise ValueError(f"policy weights {weights} are missing")
+        if _sha256(weights) != meta.get("weights_sha256"):
+            raise ValueError(f"policy weights {weights} are corrupt or truncated (sha256 mismatch)")
+        try:
+            load_model(policy, str(weights), strict=True)
+        except Exception as err:  # safetensors raises its own error type and RuntimeError
+            raise ValueError(f"cannot load policy weights {weights}: {err}") from err
+        return policy.to(device or _default_device())
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
