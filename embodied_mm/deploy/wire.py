@@ -113,7 +113,6 @@ def unpackb(data: bytes, max_bytes: int = 64 * 1024 * 1024) -> Any:
             strict_map_key=False,  # openpi's array maps use bytes keys
             # Every element takes at least one byte, so none of these can exceed n; the limits
             # stop a 5-byte header from announcing a 4-GiB array before the data is checked.
-            max_buffer_len=n,
             max_str_len=n,
             max_bin_len=n,
             max_array_len=n,
