@@ -1,43 +1,23 @@
-"""Synthetic episodes: real arrays that move (so codec and indexing errors show), no env."""
+"""Small synthetic datasets written by the real writer (real parquet, real mp4)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from embodied_mm.data import synthetic
 from embodied_mm.data.episode import Episode
 from embodied_mm.data.lerobot_format import build_features
 from embodied_mm.data.writer import DatasetWriter
-from embodied_mm.features import image_key
 
 FPS = 10
 STATE_DIM, ACTION_DIM, HW = 15, 8, (32, 48)
 
 
-def synthetic_frames(length: int, seed: int, hw: tuple[int, int] = HW) -> np.ndarray:
-    """(T, H, W, 3) uint8: a smooth gradient whose phase moves with t (codec friendly)."""
-    h, w = hw
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    t = np.arange(length, dtype=np.float32)[:, None, None]
-    base = 128 + 90 * np.sin(x / 7.0 + 0.3 * t + seed) * np.cos(y / 9.0 - 0.2 * t)
-    rgb = np.stack([base, 255 - base, np.broadcast_to(40 + 4 * t, base.shape)], axis=-1)
-    return np.clip(rgb, 0, 255).astype(np.uint8)
-
-
 def synthetic_episode(length: int, seed: int, task: str = "lift the red cube") -> Episode:
-    rng = np.random.default_rng(seed)
-    return Episode(
-        task=task,
-        state=rng.normal(size=(length, STATE_DIM)).astype(np.float32),
-        action=rng.normal(size=(length, ACTION_DIM)).astype(np.float32),
-        images={
-            image_key("front"): synthetic_frames(length, seed),
-            image_key("wrist"): synthetic_frames(length, seed + 100)[:, ::-1].copy(),
-        },
-        plan=[f"step {t // 4} of ep {seed}" for t in range(length)],
-        seed=seed,
+    return synthetic.synthetic_episode(
+        length, seed, task, state_dim=STATE_DIM, action_dim=ACTION_DIM, hw=HW
     )
 
 
@@ -55,8 +35,7 @@ def write_synthetic(root: Path, lengths: list[int], tasks: list[str] | None = No
     writer = DatasetWriter.create(root, synthetic_features(), FPS, robot_type="synthetic")
     episodes = []
     for i, n in enumerate(lengths):
-        task = tasks[i] if tasks else "lift the red cube"
-        ep = synthetic_episode(n, seed=i, task=task)
+        ep = synthetic_episode(n, seed=i, task=tasks[i] if tasks else "lift the red cube")
         writer.add_episode(ep)
         episodes.append(ep)
     return episodes

@@ -1,0 +1,146 @@
+"""Demonstration datasets: ``record``, ``dataset info|check|import-robomimic|show``, ``bench data``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from embodied_mm.cli.app import app, bench_app
+
+dataset_app = typer.Typer(help="Inspect, check and convert LeRobot-format datasets.")
+app.add_typer(dataset_app, name="dataset")
+
+
+@app.command()
+def record(
+    env: str = typer.Option(..., help="Gymnasium id, e.g. embodied_mm/PickLift-v0."),
+    engine: str = typer.Option("mujoco", help="Physics engine: mujoco or pybullet."),
+    episodes: int = typer.Option(..., help="Episodes the dataset should hold when done."),
+    out: Path = typer.Option(..., help="Dataset directory (LeRobot v3.0)."),
+    workers: int = typer.Option(1, help="Parallel recording processes (one env each)."),
+    resume: bool = typer.Option(False, help="Continue an existing dataset in --out."),
+    keep_failures: bool = typer.Option(False, help="Also keep episodes the expert failed."),
+    seed: int = typer.Option(0, help="Seed of the first episode (then +1 per attempt)."),
+    codec: str = typer.Option("h264", help="Video codec: h264, libsvtav1 (LeRobot's), mpeg4."),
+) -> None:
+    """Record scripted-expert demonstrations into a LeRobot v3.0 dataset."""
+    from embodied_mm.data.recorder import gym_expert_source
+    from embodied_mm.data.recorder import record as run_record
+
+    try:
+        summary = run_record(
+            gym_expert_source(env, engine),
+            out,
+            episodes,
+            workers=workers,
+            resume=resume,
+            keep_failures=keep_failures,
+            seed=seed,
+            codec=codec,
+        )
+    except (FileExistsError, ValueError, RuntimeError) as e:
+        raise typer.BadParameter(str(e)) from e
+    rate = 1 - summary.failures / max(summary.attempts, 1)
+    typer.echo(
+        f"{out}: {summary.episodes} episodes ({summary.recorded} new); expert success "
+        f"{rate:.0%} over {summary.attempts} attempts"
+    )
+
+
+@dataset_app.command()
+def info(root: Path = typer.Argument(..., help="Dataset directory.")) -> None:
+    """Print a dataset's version, size, features and tasks."""
+    from embodied_mm.data.lerobot_format import DatasetFormatError
+    from embodied_mm.data.reader import DatasetMeta
+
+    try:
+        meta = DatasetMeta(root)
+    except DatasetFormatError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
+    typer.echo(
+        f"{root}: LeRobot {meta.version}, robot {meta.info.get('robot_type')!r}, {meta.fps} fps"
+    )
+    typer.echo(
+        f"episodes: {len(meta.episodes)}  frames: {meta.total_frames}  "
+        f"({meta.total_frames / meta.fps:.1f} s)  tasks: {len(meta.tasks)}"
+    )
+    typer.echo("features:")
+    for key, feat in meta.features.items():
+        codec = feat.get("info", {}).get("video.codec", "")
+        typer.echo(f"  {key:32s} {feat['dtype']:8s} {json.dumps(feat['shape'])} {codec}")
+    typer.echo("tasks:")
+    for i, task in sorted(meta.tasks.items())[:20]:
+        typer.echo(f"  {i}: {task}")
+    if len(meta.tasks) > 20:
+        typer.echo(f"  ... {len(meta.tasks) - 20} more")
+
+
+@dataset_app.command()
+def check(root: Path = typer.Argument(..., help="Dataset directory.")) -> None:
+    """Verify schema, frame counts against video frames, timestamps and stats."""
+    from embodied_mm.data.check import check_dataset
+
+    report = check_dataset(root)
+    for err in report.errors:
+        typer.echo(f"error: {err}", err=True)
+    if not report.ok:
+        typer.echo(f"{root}: {len(report.errors)} problem(s)", err=True)
+        raise typer.Exit(1)
+    typer.echo(
+        f"{root}: OK ({report.episodes} episodes, {report.frames} frames, "
+        f"{report.videos_checked} video files)"
+    )
+
+
+@dataset_app.command("import-robomimic")
+def import_robomimic(
+    hdf5: Path = typer.Argument(..., help="robomimic HDF5 file (data/demo_i/{actions, obs/*})."),
+    out: Path = typer.Option(..., help="New dataset directory."),
+    fps: int = typer.Option(20, help="Control rate the demos were recorded at."),
+    task: str = typer.Option(None, help="Instruction text (default: from env_args)."),
+    state_keys: str = typer.Option(None, help="Comma-separated low-dim obs keys for the state."),
+) -> None:
+    """Convert robomimic demonstrations to a LeRobot v3.0 dataset."""
+    from embodied_mm.data.robomimic import import_robomimic as run_import
+
+    keys = [k.strip() for k in state_keys.split(",")] if state_keys else None
+    try:
+        n = run_import(hdf5, out, fps=fps, task=task, state_keys=keys)
+    except (ValueError, FileExistsError) as e:
+        raise typer.BadParameter(str(e)) from e
+    typer.echo(f"{out}: imported {n} episodes from {hdf5}")
+
+
+@dataset_app.command()
+def show(
+    root: Path = typer.Argument(..., help="Dataset directory."),
+    episode: int = typer.Option(0, help="Episode index."),
+    out: Path = typer.Option(None, help="Output .mp4 or .png (default: <root>/show/ep_<i>.mp4)."),
+) -> None:
+    """Write an episode as video (or a contact-sheet PNG) with instruction, plan and state."""
+    from embodied_mm.data.show import show_episode
+
+    out = out or Path(root) / "show" / f"episode_{episode:06d}.mp4"
+    try:
+        path = show_episode(root, episode, out)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
+    typer.echo(f"wrote {path}")
+
+
+@bench_app.command("data")
+def bench_data(
+    dataset: Path = typer.Option(None, help="Benchmark this dataset instead of a synthetic one."),
+    episodes: int = typer.Option(20, help="Synthetic episodes."),
+    length: int = typer.Option(100, help="Frames per synthetic episode."),
+    chunk: int = typer.Option(8, help="Action chunk K."),
+    batch_size: int = typer.Option(32),
+    batches: int = typer.Option(30, help="Batches timed per loader setting."),
+) -> None:
+    """Loader samples/s (2 cameras 128x128, K-action chunks), decode cost per frame."""
+    from embodied_mm.data.bench import run_bench
+
+    run_bench(dataset, episodes, length, chunk, batch_size, batches, echo=typer.echo)
