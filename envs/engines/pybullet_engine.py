@@ -215,6 +215,7 @@ class PyBulletEngine(Engine):
             fixedTimeStep=self.physics_dt,
             numSubSteps=0,
             numSolverIterations=50,
+            deterministicOverlappingPairs=1,  # contact order independent of history
             physicsClientId=cid,
         )
         p.setGravity(0, 0, -9.81, physicsClientId=cid)
@@ -346,28 +347,44 @@ class PyBulletEngine(Engine):
         randomization: Randomization,
     ) -> None:
         cid = self._sim()
+        # Check everything before touching the simulator, so bad input leaves it as it was.
         q_arm = np.asarray(q_arm, dtype=np.float64)
         if q_arm.shape != (N_ARM_JOINTS,):
-            raise ValueError(f"q_arm must have shape (7,), got {q_arm.shape}")
+            raise ValueError(f"q_arm must have shape ({N_ARM_JOINTS},), got {q_arm.shape}")
+        for name in (*object_poses, *object_rgba):
+            self._body(name)
+        if randomization.table_texture not in self._textures:
+            raise ValueError(
+                f"table_texture {randomization.table_texture!r} not in {TABLE_TEXTURES}"
+            )
+        unknown = set(randomization.camera_pos_jitter) - set(self._cam_names)
+        if unknown:
+            raise ValueError(f"camera_pos_jitter names unknown cameras {sorted(unknown)}")
+
+        # Bullet keeps contact manifolds (with their friction anchors and warm-start impulses)
+        # across resetBasePositionAndOrientation, so an episode would depend on the ones
+        # before it. Parking every object apart and running collision detection drops them,
+        # which makes reset(seed) repeatable.
+        for k, body in enumerate(self._bodies.values()):
+            p.resetBasePositionAndOrientation(
+                body, (100.0 + 2.0 * k, 100.0, 10.0), (0, 0, 0, 1), physicsClientId=cid
+            )
+        p.performCollisionDetection(physicsClientId=cid)
         for j, q in zip(self._arm, q_arm, strict=True):
             p.resetJointState(self.robot, j, float(q), 0.0, physicsClientId=cid)
         finger = float(np.clip(gripper_opening / 2, 0.0, FINGER_TRAVEL))
         for f in self._fingers:
             p.resetJointState(self.robot, f, finger, 0.0, physicsClientId=cid)
-        # Hold the reset pose until the first step gives a target.
-        self._drive(cid, q_arm, finger)
-        for name, (pos, quat) in object_poses.items():
-            body = self._body(name)
+        self._drive(cid, q_arm, finger)  # hold the reset pose until the first step
+        for spec in self.scene.objects:  # objects not placed go back to their spec pose
+            pos, quat = object_poses.get(spec.name, (spec.pos, spec.quat))
+            body = self._bodies[spec.name]
             p.resetBasePositionAndOrientation(
                 body, tuple(map(float, pos)), _xyzw(quat), physicsClientId=cid
             )
             p.resetBaseVelocity(body, (0, 0, 0), (0, 0, 0), physicsClientId=cid)
         for name, rgba in object_rgba.items():
-            p.changeVisualShape(self._body(name), -1, rgbaColor=rgba, physicsClientId=cid)
-        if randomization.table_texture not in self._textures:
-            raise ValueError(
-                f"table_texture {randomization.table_texture!r} not in {TABLE_TEXTURES}"
-            )
+            p.changeVisualShape(self._bodies[name], -1, rgbaColor=rgba, physicsClientId=cid)
         table_rgba = randomization.table_rgba or self.scene.table_rgba
         p.changeVisualShape(
             self._table,
@@ -376,9 +393,6 @@ class PyBulletEngine(Engine):
             textureUniqueId=self._textures[randomization.table_texture],
             physicsClientId=cid,
         )
-        unknown = set(randomization.camera_pos_jitter) - set(self._cam_names)
-        if unknown:
-            raise ValueError(f"camera_pos_jitter names unknown cameras {sorted(unknown)}")
         self._randomization = randomization
 
     def _drive(self, cid: int, q_arm: np.ndarray, finger_target: float) -> None:

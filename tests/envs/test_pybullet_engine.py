@@ -142,6 +142,19 @@ def test_cube_is_grasped_and_lifted_by_a_joint_space_script(home):
     assert not home.is_grasped("cube")
 
 
+def test_reset_is_repeatable_whatever_came_before(engine):
+    """Contacts from an earlier episode must not leak into the next (Bullet caches them)."""
+
+    def episode(x: float) -> np.ndarray:
+        engine.reset(HOME_Q, MAX_OPENING, cube_at(x, 0.0), {}, Randomization())
+        move(engine, ABOVE, 0.0, 5)
+        return np.concatenate([*engine.object_pose("cube"), engine.arm_joint_positions()])
+
+    first = episode(0.5)
+    episode(0.48)  # a different episode in between: the cube touched the table elsewhere
+    np.testing.assert_array_equal(episode(0.5), first)
+
+
 def test_render_shapes_and_dtype(home):
     for cam in ("front", "wrist"):
         img = home.render(cam)
