@@ -15,6 +15,7 @@ The API below is a contract the runtime, training and deployment code relies on.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -110,6 +111,8 @@ class VLAPolicy(nn.Module):
         [-1, 1], state unscaled). ``tokenizer``: a transformers tokenizer; None loads the one
         ``config.tokenizer`` names."""
         super().__init__()
+        # Building fills in the resolved HF configs; copy so the caller's config stays reusable.
+        config = copy.deepcopy(config)
         if config.head.kind not in HEADS:
             HEADS.get(config.head.kind)  # raises with the known names
         self.config = config

@@ -1,0 +1,189 @@
+"""Speed of the policy stack: latency of ``predict_chunk`` against the bare model compute.
+
+*Framework overhead* is what embodied-mm adds around the networks: input checks, image
+layout/resize, tokenisation, normalisation, token assembly, masks and position ids, the
+decode loop. It is measured as ``predict_chunk`` time over the time of the same networks
+called directly on ready tensors with the same token counts: the vision tower(s) on
+pre-resized pixels plus the bare backbone forward(s) (and, for ``flow``, the expert's Euler
+steps). The backbone-only time is reported too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from embodied_mm.features import OBS_STATE, TASK, image_key
+from embodied_mm.model.heads import ChunkHead, DiscreteHead, FlowHead
+from embodied_mm.model.policy import VLAPolicy
+
+TASK_TEXT = "pick up the red cube and place it in the blue bin"
+
+
+@dataclass
+class ModelBenchRow:
+    recipe: str
+    params: int
+    prefix_tokens: int
+    p50_ms: float
+    p99_ms: float
+    actions_per_s: float
+    backbone_ms: float  # bare backbone forward(s), same token counts
+    compute_ms: float  # towers + backbone (+ flow expert), called directly
+    overhead_pct: float  # predict_chunk p50 over compute_ms, minus 1
+
+
+def example_obs(policy: VLAPolicy, batch: int = 1, seed: int = 0) -> dict:
+    """A random observation in the policy's input format (uint8 frames at config.image_size)."""
+    g = torch.Generator().manual_seed(seed)
+    cfg = policy.config
+    obs: dict = {
+        image_key(cam): torch.randint(
+            0, 256, (batch, cfg.image_size, cfg.image_size, 3), dtype=torch.uint8, generator=g
+        )
+        for cam in cfg.cameras
+    }
+    obs[OBS_STATE] = torch.randn(batch, cfg.state_dim, generator=g)
+    obs[TASK] = [TASK_TEXT] * batch
+    return obs
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(
+    fn: Callable[[], object], device: torch.device, iters: int, warmup: int = 3
+) -> list[float]:
+    """Wall time of ``fn`` per call in milliseconds, ``iters`` samples after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    samples = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        samples.append((time.perf_counter() - t0) * 1e3)
+    return samples
+
+
+def _percentile(xs: list[float], q: float) -> float:
+    return float(torch.tensor(xs).quantile(q))
+
+
+def bare_compute(policy: VLAPolicy, obs: dict) -> tuple[Callable[[], object], Callable[[], object]]:
+    """Two closures on ready tensors: (backbone only, towers + backbone + expert)."""
+    device = policy.device
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    with torch.inference_mode():
+        prefix = policy._prefix(obs)[0]
+    b, p, h = prefix.shape
+    head = policy.head
+    decoder = policy.backbone.decoder
+    tower = policy.vision.towers[0]
+    n_cams = len(policy.config.cameras)
+    pixels = torch.rand(b * n_cams, 3, tower.image_size, tower.image_size, device=device)
+    k, d = policy.config.chunk_size, policy.config.action_dim
+
+    if isinstance(head, ChunkHead):
+        seq = torch.randn(b, p + head.queries.shape[0], h, device=device, dtype=dtype)
+
+        def backbone() -> object:
+            return decoder(inputs_embeds=seq).last_hidden_state
+    elif isinstance(head, DiscreteHead):
+        seq = torch.randn(b, p, h, device=device, dtype=dtype)
+        step = torch.randn(b, 1, h, device=device, dtype=dtype)
+
+        def backbone() -> object:
+            cache = policy.backbone.new_cache()
+            out = decoder(inputs_embeds=seq, cache=cache, use_cache=True).last_hidden_state
+            for _ in range(k * d - 1):
+                out = decoder(inputs_embeds=step, cache=cache, use_cache=True).last_hidden_state
+            return out
+    elif isinstance(head, FlowHead):
+        seq = torch.randn(b, p, h, device=device, dtype=dtype)
+
+        def backbone() -> object:
+            return decoder(inputs_embeds=seq).last_hidden_state
+    else:
+        raise TypeError(f"no bare-compute model for head {type(head).__name__}")
+
+    def compute() -> object:
+        for t in policy.vision.towers:
+            # Shared tower: one call on all cameras; per-camera towers: one call each.
+            t.model(pixel_values=pixels if policy.vision.shared else pixels[:b])
+        out = backbone()
+        if isinstance(head, FlowHead):
+            memory = head.memory_proj(out.float())
+            pad = torch.zeros(b, p, dtype=torch.bool, device=device)
+            x = torch.randn(b, k, d, device=device)
+            for i in range(head.cfg.flow_steps):
+                x = x - head.velocity(
+                    x, torch.full((b,), 1.0 - i / head.cfg.flow_steps, device=device), memory, pad
+                )
+        return out
+
+    def run(fn: Callable[[], object]) -> Callable[[], object]:
+        def wrapped() -> object:
+            with torch.inference_mode(), policy._autocast():
+                return fn()
+
+        return wrapped
+
+    return run(backbone), run(compute)
+
+
+def bench_policy(name: str, policy: VLAPolicy, iters: int = 50) -> ModelBenchRow:
+    policy.eval()
+    obs = example_obs(policy)
+    device = policy.device
+    lat = time_ms(lambda: policy.predict_chunk(obs), device, iters)
+    backbone_fn, compute_fn = bare_compute(policy, obs)
+    backbone_ms = _percentile(time_ms(backbone_fn, device, iters), 0.5)
+    compute_ms = _percentile(time_ms(compute_fn, device, iters), 0.5)
+    p50 = _percentile(lat, 0.5)
+    with torch.inference_mode():
+        prefix_tokens = policy._prefix(obs)[0].shape[1]
+    return ModelBenchRow(
+        recipe=name,
+        params=policy.num_parameters(),
+        prefix_tokens=prefix_tokens,
+        p50_ms=p50,
+        p99_ms=_percentile(lat, 0.99),
+        actions_per_s=policy.config.chunk_size / (p50 / 1e3),
+        backbone_ms=backbone_ms,
+        compute_ms=compute_ms,
+        overhead_pct=(p50 / compute_ms - 1.0) * 100.0,
+    )
+
+
+def format_table(rows: list[ModelBenchRow]) -> str:
+    header = (
+        "| recipe | params | prefix tokens | predict_chunk p50 ms | p99 ms | actions/s "
+        "| bare backbone ms | bare towers+backbone ms | framework overhead |"
+    )
+    lines = [header, "|" + "---|" * 9]
+    for r in rows:
+        lines.append(
+            f"| {r.recipe} | {r.params / 1e6:.2f}M | {r.prefix_tokens} | {r.p50_ms:.2f} "
+            f"| {r.p99_ms:.2f} | {r.actions_per_s:,.0f} | {r.backbone_ms:.2f} "
+            f"| {r.compute_ms:.2f} | {r.overhead_pct:+.1f}% |"
+        )
+    return "\n".join(lines)
+
+
+def head_comparison(rows: list[ModelBenchRow]) -> str | None:
+    """``chunk`` vs ``discrete`` actions/s on the same backbone (the vla-chunk / vla-discrete rows)."""
+    by = {r.recipe: r for r in rows}
+    if "vla-chunk" not in by or "vla-discrete" not in by:
+        return None
+    c, d = by["vla-chunk"], by["vla-discrete"]
+    return (
+        f"chunk vs discrete (same backbone): {c.actions_per_s:,.0f} vs {d.actions_per_s:,.0f} "
+        f"actions/s, ratio {c.actions_per_s / d.actions_per_s:.1f}x"
+    )

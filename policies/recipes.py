@@ -1,0 +1,161 @@
+"""Named policy recipes: ``vla-discrete``, ``vla-chunk``, ``vla-flow``, each in two sizes.
+
+- ``tiny``: fresh SigLIP-style tower and Qwen2-style backbone small enough to train on two
+  CPU cores in minutes; uses the shipped offline tokenizer.
+- ``base``: real hub checkpoints (SigLIP-base tower, SmolLM2-135M / Qwen2.5-0.5B backbone)
+  with a frozen tower and LoRA on the backbone, for users who have the weights. With
+  ``random_weights=True`` the same architectures are built from their configs instead
+  (speed benchmarks on machines without the weights).
+
+Defaults match our simulator (cameras ``front`` and ``wrist`` at 128×128, state 15, action 7,
+chunk 8); every :class:`~embodied_mm.model.policy.PolicyConfig` field can be overridden.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from embodied_mm.model.backbone import BackboneConfig
+from embodied_mm.model.encoders import VisionConfig
+from embodied_mm.model.heads import HeadConfig
+from embodied_mm.model.normalize import Stats
+from embodied_mm.model.policy import PolicyConfig, VLAPolicy
+from embodied_mm.model.projectors import ProjectorConfig
+from embodied_mm.registry import Registry
+
+SIZES = ("tiny", "base")
+
+SIGLIP_BASE = "google/siglip-base-patch16-224"
+SMOLLM2_135M = "HuggingFaceTB/SmolLM2-135M"
+QWEN25_05B = "Qwen/Qwen2.5-0.5B"
+
+# Architectures of the hub checkpoints above (from their config.json), so random-weight
+# "base" policies can be built with no download.
+HUB_ARCHITECTURES: dict[str, VisionConfig | BackboneConfig] = {
+    SIGLIP_BASE: VisionConfig(
+        family="siglip", image_size=224, patch_size=16, hidden_size=768, num_layers=12,
+        num_heads=12, intermediate_size=3072,
+    ),
+    SMOLLM2_135M: BackboneConfig(
+        family="llama", hidden_size=576, num_layers=30, num_heads=9, num_kv_heads=3,
+        intermediate_size=1536, max_positions=8192,
+    ),
+    QWEN25_05B: BackboneConfig(
+        family="qwen2", hidden_size=896, num_layers=24, num_heads=14, num_kv_heads=2,
+        intermediate_size=4864, max_positions=32768,
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    head: str
+    base_backbone: str  # hub checkpoint of the base size
+    head_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def config(self, size: str = "tiny") -> PolicyConfig:
+        if size not in SIZES:
+            raise ValueError(f"unknown size {size!r} for recipe {self.name}; known: {list(SIZES)}")
+        head = HeadConfig(kind=self.head, **self.head_options)
+        if size == "tiny":
+            return PolicyConfig(
+                head=head,
+                vision=VisionConfig(family="siglip", image_size=64, patch_size=16, hidden_size=64,
+                                    num_layers=2, num_heads=2, intermediate_size=128),
+                projector=ProjectorConfig(kind="mlp"),
+                backbone=BackboneConfig(family="qwen2", hidden_size=128, num_layers=2, num_heads=4,
+                                        num_kv_heads=2, intermediate_size=256),
+            )  # fmt: skip
+        return PolicyConfig(
+            head=dataclasses.replace(head, expert_hidden=256, expert_layers=4, expert_heads=8),
+            vision=VisionConfig(family="siglip", pretrained=SIGLIP_BASE, freeze=True),
+            projector=ProjectorConfig(kind="resampler", num_queries=64, num_heads=8),
+            backbone=BackboneConfig(pretrained=self.base_backbone, lora_rank=16, lora_alpha=32),
+            max_text_tokens=48,
+        )
+
+
+RECIPES: Registry[Recipe] = Registry("policy recipe")
+for _recipe in (
+    Recipe(
+        "vla-discrete",
+        "RT-2/OpenVLA: 256 action bins per dim as reserved vocab tokens, autoregressive with KV cache",
+        "discrete",
+        SMOLLM2_135M,
+    ),
+    Recipe(
+        "vla-chunk",
+        "OpenVLA-OFT: K×D learned action queries decoded in one forward pass, L1 loss",
+        "chunk",
+        SMOLLM2_135M,
+    ),
+    Recipe(
+        "vla-flow",
+        "π0: flow-matching action expert on the backbone's hidden states, 10 Euler steps",
+        "flow",
+        QWEN25_05B,
+    ),
+):
+    RECIPES.register(_recipe.name, _recipe)
+
+
+def _apply_overrides(cfg: Any, overrides: dict[str, Any], where: str) -> Any:
+    """Replace fields of a dataclass config; a dict value for a nested config updates it."""
+    names = {f.name for f in dataclasses.fields(cfg)}
+    changes = {}
+    for key, value in overrides.items():
+        if key not in names:
+            raise ValueError(f"{where} has no field {key!r}; fields: {sorted(names)}")
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current) and isinstance(value, dict):
+            value = _apply_overrides(current, value, f"{where}.{key}")
+        changes[key] = value
+    return dataclasses.replace(cfg, **changes)
+
+
+def _random_weights(cfg: PolicyConfig) -> PolicyConfig:
+    """Swap hub checkpoints for their architectures, built fresh (no download)."""
+    changes: dict[str, Any] = {}
+    for key in ("vision", "backbone"):
+        part = getattr(cfg, key)
+        if part.pretrained is None:
+            continue
+        if part.pretrained not in HUB_ARCHITECTURES:
+            raise ValueError(
+                f"no known architecture for {part.pretrained!r}; known: {sorted(HUB_ARCHITECTURES)}"
+            )
+        arch = HUB_ARCHITECTURES[part.pretrained]
+        keep = {"freeze", "trainable", "lora_rank", "lora_alpha", "lora_dropout", "lora_targets",
+                "gradient_checkpointing"}  # fmt: skip
+        kept = {k: getattr(part, k) for k in keep if hasattr(part, k)}
+        changes[key] = dataclasses.replace(arch, **kept)
+    return dataclasses.replace(cfg, **changes)
+
+
+def recipe_config(
+    recipe: str, size: str = "tiny", random_weights: bool = False, **overrides: Any
+) -> PolicyConfig:
+    """The :class:`PolicyConfig` of a named recipe, with ``overrides`` applied."""
+    cfg = RECIPES.get(recipe).config(size)
+    cfg = _apply_overrides(cfg, overrides, f"{recipe} config")
+    return _random_weights(cfg) if random_weights else cfg
+
+
+def make_policy(
+    recipe: str,
+    size: str = "tiny",
+    stats: Stats | None = None,
+    random_weights: bool = False,
+    device: str | None = None,
+    **overrides: Any,
+) -> VLAPolicy:
+    """Build a policy by recipe name.
+
+    ``overrides`` set :class:`PolicyConfig` fields; nested configs take dicts, e.g.
+    ``make_policy("vla-chunk", chunk_size=4, backbone={"family": "llama"})``.
+    """
+    return VLAPolicy(recipe_config(recipe, size, random_weights, **overrides), stats, device=device)
