@@ -11,7 +11,6 @@ solving IK never disturbs the simulated state.
 from __future__ import annotations
 
 import tempfile
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -176,8 +175,6 @@ class PyBulletEngine(Engine):
         self._ik_client: int | None = None
         self._texture_dir: tempfile.TemporaryDirectory | None = None
         self._randomization = Randomization()
-        # Seconds spent in each part since construction; the env bench reads and resets it.
-        self.timing: dict[str, float] = {"physics": 0.0, "ik": 0.0, "render": 0.0}
 
     # --- construction ----------------------------------------------------------------------
     def _sim(self) -> int:
@@ -425,10 +422,8 @@ class PyBulletEngine(Engine):
             raise ValueError(f"q_arm_target must be 7 finite values, got {q_arm_target!r}")
         close = float(np.clip(gripper_close, 0.0, 1.0))
         self._drive(cid, q, FINGER_TRAVEL * (1.0 - close))
-        t0 = time.perf_counter()
         for _ in range(self.substeps):
             p.stepSimulation(physicsClientId=cid)
-        self.timing["physics"] += time.perf_counter() - t0
 
     # --- state -----------------------------------------------------------------------------
     def arm_joint_positions(self) -> np.ndarray:
@@ -485,7 +480,6 @@ class PyBulletEngine(Engine):
         """
         self._sim()
         ik = self._ik_client
-        t0 = time.perf_counter()
         lower, upper = JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1]
         target_p = np.asarray(pos, dtype=np.float64)
         target_q = np.asarray(quat, dtype=np.float64)
@@ -520,7 +514,6 @@ class PyBulletEngine(Engine):
             dq += null @ (0.1 * (HOME_Q - q))
             scale = max(1.0, float(np.abs(dq).max()) / 0.3)  # at most 0.3 rad per iteration
             q = np.clip(q + dq / scale, lower, upper)
-        self.timing["ik"] += time.perf_counter() - t0
         return best_q
 
     # --- rendering -------------------------------------------------------------------------
@@ -529,7 +522,6 @@ class PyBulletEngine(Engine):
         spec = next((c for c in self.scene.cameras if c.name == camera), None)
         if spec is None:
             raise KeyError(f"unknown camera {camera!r}; scene has {sorted(self._cam_names)}")
-        t0 = time.perf_counter()
         h, w = self.scene.image_size
         if spec.mount == "wrist":
             s = p.getLinkState(
@@ -564,7 +556,6 @@ class PyBulletEngine(Engine):
             physicsClientId=cid,
         )
         rgb = np.asarray(img[2], dtype=np.uint8).reshape(h, w, 4)[..., :3]
-        self.timing["render"] += time.perf_counter() - t0
         return np.ascontiguousarray(rgb)  # (H, W, 3)
 
     def close(self) -> None:
