@@ -189,11 +189,12 @@ class DatasetWriter:
 
     def add_episode(self, episode: Episode) -> int:
         """Stage and commit in this process; returns the new episode's index."""
+        self._check(episode.state, episode.action, list(episode.images))  # before encoding
         return self.commit(stage_episode(episode, self.staging_dir, self.fps, self.codec))
 
     def commit(self, staged: StagedEpisode) -> int:
         """Move a staged episode into the dataset and rewrite the metadata (the commit)."""
-        self._check(staged)
+        self._check(staged.state, staged.action, list(staged.videos))
         ep = self.num_episodes
         start, length = self.num_frames, len(staged)
         task_index = self.tasks.setdefault(staged.task, len(self.tasks))
@@ -237,15 +238,14 @@ class DatasetWriter:
         self._write_metadata()
         return ep
 
-    def _check(self, staged: StagedEpisode) -> None:
-        for key, arr in ((OBS_STATE, staged.state), (ACTION, staged.action)):
+    def _check(self, state: np.ndarray, action: np.ndarray, cameras: list[str]) -> None:
+        for key, arr in ((OBS_STATE, state), (ACTION, action)):
             want = tuple(self.features[key]["shape"])
             if arr.shape[1:] != want:
                 raise ValueError(f"{key}: frames have shape {arr.shape[1:]}, dataset has {want}")
-        if set(staged.videos) != set(self.video_keys):
+        if set(cameras) != set(self.video_keys):
             raise ValueError(
-                f"episode cameras {sorted(staged.videos)} differ from the dataset's "
-                f"{self.video_keys}"
+                f"episode cameras {sorted(cameras)} differ from the dataset's {self.video_keys}"
             )
 
     # --- metadata ------------------------------------------------------------------------

@@ -1,0 +1,122 @@
+"""Round trip through the v3.0 writer and reader on real parquet and mp4 files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from embodied_mm.data import lerobot_format as fmt
+from embodied_mm.data.reader import DatasetMeta, load_frames
+from embodied_mm.data.stats import vector_stats
+from embodied_mm.data.torch_dataset import LeRobotWindowDataset
+from embodied_mm.data.writer import DatasetWriter
+from embodied_mm.features import ACTION, OBS_STATE, PLAN, image_key
+from tests.data.conftest import FPS, synthetic_episode, synthetic_features
+
+# yuv420p + crf 20 on our smooth synthetic frames: mean error a few levels of 255.
+CODEC_MEAN_TOL = 6.0
+
+
+def test_layout_is_lerobot_v30(small_dataset):
+    root, _episodes = small_dataset
+    info = json.loads((root / "meta/info.json").read_text())
+    assert info["codebase_version"] == "v3.0"
+    assert (info["total_episodes"], info["total_frames"], info["total_tasks"]) == (3, 34, 2)
+    assert info["fps"] == FPS and info["chunks_size"] == 1000
+    assert info["data_path"] == "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
+    assert info["video_path"].startswith("videos/{video_key}/chunk-{chunk_index:03d}/")
+    front = info["features"][image_key("front")]
+    assert front["dtype"] == "video" and front["shape"] == [32, 48, 3]
+    assert front["info"]["video.fps"] == FPS and front["info"]["video.codec"] == "h264"
+    assert info["features"][PLAN]["dtype"] == "string"
+    for e in range(3):
+        assert (root / f"data/chunk-000/file-{e:03d}.parquet").is_file()
+        for cam in ("front", "wrist"):
+            assert (root / f"videos/observation.images.{cam}/chunk-000/file-{e:03d}.mp4").is_file()
+    tasks = pd.read_parquet(root / "meta/tasks.parquet")
+    assert dict(zip(tasks.index, tasks["task_index"], strict=True)) == {
+        "lift the red cube": 0,
+        "push": 1,
+    }
+    eps = pd.read_parquet(root / "meta/episodes/chunk-000/file-000.parquet")
+    assert eps["length"].tolist() == [12, 7, 15]
+    assert eps["dataset_from_index"].tolist() == [0, 12, 19]
+    assert eps["dataset_to_index"].tolist() == [12, 19, 34]
+    assert list(eps["tasks"].iloc[1]) == ["push"]
+    assert eps[f"videos/{image_key('front')}/to_timestamp"].tolist() == [1.2, 0.7, 1.5]
+    assert "stats/action/mean" in eps.columns
+    data = pq.read_table(root / "data/chunk-000/file-001.parquet")
+    assert data.column_names[:2] == [OBS_STATE, ACTION]
+    assert data["index"].to_pylist() == list(range(12, 19))
+    assert data["timestamp"].to_pylist() == pytest.approx([i / FPS for i in range(7)])
+
+
+def test_round_trip_exact_numbers_and_frames_within_codec_tolerance(small_dataset):
+    root, episodes = small_dataset
+    ds = LeRobotWindowDataset(root)
+    assert len(ds) == sum(len(e) for e in episodes)
+    i = 0
+    for e, ep in enumerate(episodes):
+        for t in range(len(ep)):
+            item = ds[i]
+            assert int(item["episode_index"]) == e and int(item["frame_index"]) == t
+            np.testing.assert_array_equal(item[OBS_STATE].numpy(), ep.state[t])
+            np.testing.assert_array_equal(item[ACTION].numpy(), ep.action[t])
+            assert item["task"] == ep.task and item[PLAN] == ep.plan[t]
+            for key, frames in ep.images.items():
+                img = item[key]  # (3, H, W) float32 in [0, 1]
+                assert img.shape == (3, 32, 48) and img.dtype.is_floating_point
+                assert float(img.min()) >= 0.0 and float(img.max()) <= 1.0
+                decoded = (img.permute(1, 2, 0).numpy() * 255).round()
+                err = np.abs(decoded - frames[t].astype(np.float32)).mean()
+                assert err < CODEC_MEAN_TOL, (key, e, t, err)
+                # the right frame, not a neighbour: neighbours differ far more than the codec
+                if t + 1 < len(ep):
+                    assert err < np.abs(decoded - frames[t + 1]).mean()
+            i += 1
+
+
+def test_stats_json_layout_and_values(small_dataset):
+    root, episodes = small_dataset
+    stats = json.loads((root / "meta/stats.json").read_text())
+    for key in (OBS_STATE, ACTION, image_key("front"), image_key("wrist")):
+        assert {"mean", "std", "min", "max", "q01", "q99", "count"} <= set(stats[key])
+    assert np.shape(stats[image_key("front")]["mean"]) == (3, 1, 1)
+    assert len(stats[OBS_STATE]["mean"]) == 15
+    all_actions = np.concatenate([e.action for e in episodes])
+    direct = vector_stats(all_actions)
+    for name in ("mean", "std", "min", "max"):
+        np.testing.assert_allclose(stats[ACTION][name], direct[name], rtol=1e-6, atol=1e-6)
+    assert stats[ACTION]["count"] == [len(all_actions)]
+    img_mean = np.asarray(stats[image_key("front")]["mean"]).reshape(3)
+    pixels = np.concatenate([e.images[image_key("front")] for e in episodes]) / 255.0
+    np.testing.assert_allclose(img_mean, pixels.reshape(-1, 3).mean(0), atol=0.02)
+
+
+def test_reader_ignores_uncommitted_rows(tmp_path):
+    """Metadata rows past info.json's total_episodes (a commit cut short) are not episodes."""
+    root = tmp_path / "ds"
+    w = DatasetWriter.create(root, synthetic_features(), FPS, "synthetic")
+    w.add_episode(synthetic_episode(5, 0))
+    w.add_episode(synthetic_episode(6, 1))
+    info = json.loads((root / fmt.INFO_PATH).read_text())
+    info["total_episodes"], info["total_frames"] = 1, 5
+    (root / fmt.INFO_PATH).write_text(json.dumps(info))
+    meta = DatasetMeta(root)
+    assert [e.episode_index for e in meta.episodes] == [0]
+    assert len(load_frames(meta)) == 5
+
+
+def test_writer_rejects_mismatched_episode_and_existing_dataset(tmp_path):
+    root = tmp_path / "ds"
+    w = DatasetWriter.create(root, synthetic_features(), FPS, "synthetic")
+    bad = synthetic_episode(4, 0)
+    bad.state = bad.state[:, :3]
+    with pytest.raises(ValueError, match=r"observation\.state"):
+        w.add_episode(bad)
+    with pytest.raises(FileExistsError, match="already holds a dataset"):
+        DatasetWriter.create(root, synthetic_features(), FPS, "synthetic")
