@@ -25,6 +25,8 @@ from typing import Literal
 import numpy as np
 
 Shape = Literal["box", "cylinder", "sphere"]
+TableTexture = Literal["plain", "checker", "noise"]
+TABLE_TEXTURES: tuple[TableTexture, ...] = ("plain", "checker", "noise")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,9 @@ class Randomization:
     light_intensity: float = 1.0
     camera_pos_jitter: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     table_rgba: tuple[float, float, float, float] | None = None
+    # "plain": flat colour; "checker": 2-tone checkerboard (~5 cm squares); "noise": the colour
+    # with random speckles. Each is tinted by table_rgba (or SceneSpec.table_rgba).
+    table_texture: TableTexture = "plain"
 
 
 def substeps_for(control_hz: float, physics_dt: float) -> int:

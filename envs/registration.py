@@ -1,0 +1,40 @@
+"""Gymnasium ids, one per task: ``embodied_mm/<GymName>-v0`` (e.g. ``embodied_mm/PickLift-v0``).
+
+Importing :mod:`embodied_mm.envs` registers them. Keyword arguments of
+:class:`~embodied_mm.envs.tabletop_env.TabletopEnv` pass through ``gymnasium.make``, e.g.
+``gymnasium.make("embodied_mm/PickLift-v0", engine="pybullet", action_mode="joint_pos")``.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from embodied_mm.envs.tasks import TASKS
+
+NAMESPACE = "embodied_mm"
+VERSION = 0
+ENTRY_POINT = "embodied_mm.envs.tabletop_env:TabletopEnv"
+
+
+def gym_id(task_name: str) -> str:
+    """The Gymnasium id of a registered task name (``"pick_lift"`` → ``embodied_mm/PickLift-v0``)."""
+    return f"{NAMESPACE}/{TASKS.get(task_name).gym_name}-v{VERSION}"
+
+
+def task_ids() -> dict[str, str]:
+    """Gymnasium id → task name, for every registered task."""
+    return {gym_id(name): name for name in TASKS.names()}
+
+
+def register_envs() -> None:
+    """Register every task once (safe to call again)."""
+    for env_id, name in task_ids().items():
+        if env_id in gym.registry:
+            continue
+        gym.register(
+            id=env_id,
+            entry_point=ENTRY_POINT,
+            kwargs={"task": name},
+            max_episode_steps=TASKS.get(name).max_steps,
+            disable_env_checker=False,
+        )
