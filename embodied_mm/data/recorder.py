@@ -64,13 +64,14 @@ class GymExpertSource:
         if abs(self.fps - hz) > 1e-9:
             raise ValueError(f"{env_id}: control rate {hz} Hz is not a whole number of fps")
         self.robot_type = str(getattr(base, "robot_type", "panda"))
-
-    def episode(self, seed: int) -> Episode:
         from embodied_mm.envs.expert import make_expert
 
+        self.expert = make_expert(self.env)  # follows the env across episodes
+
+    def episode(self, seed: int) -> Episode:
         obs, info = self.env.reset(seed=seed)
         task = str(info["task"])
-        expert = make_expert(self.env)
+        expert = self.expert
         buffer = EpisodeBuffer()
         while True:
             action, plan = expert.act(obs)

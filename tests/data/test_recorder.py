@@ -1,0 +1,101 @@
+"""The recorder on a synthetic demo source: success filter, seed order, workers, resume."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embodied_mm.data import writer as writer_mod
+from embodied_mm.data.check import check_dataset
+from embodied_mm.data.reader import DatasetMeta, load_frames
+from embodied_mm.data.recorder import record
+from embodied_mm.data.writer import DatasetWriter
+from embodied_mm.features import ACTION, OBS_STATE
+from tests.data.conftest import FPS, synthetic_episode, synthetic_features
+from tests.data.synthetic_source import SyntheticSource, synthetic_factory
+
+
+def _episodes_table(root):
+    return pd.read_parquet(root / "meta/episodes/chunk-000/file-000.parquet")
+
+
+def test_keeps_successes_in_seed_order(tmp_path):
+    summary = record(synthetic_factory(), tmp_path / "ds", 6, progress=False)
+    assert (summary.episodes, summary.attempts, summary.failures) == (6, 7, 1)
+    eps = _episodes_table(tmp_path / "ds")
+    assert eps["seed"].tolist() == [0, 1, 2, 4, 5, 6]  # seed 3 failed
+    assert eps["success"].all()
+    assert check_dataset(tmp_path / "ds").ok
+
+
+def test_keep_failures(tmp_path):
+    record(synthetic_factory(), tmp_path / "ds", 5, keep_failures=True, progress=False)
+    eps = _episodes_table(tmp_path / "ds")
+    assert eps["seed"].tolist() == [0, 1, 2, 3, 4]
+    assert eps["success"].tolist() == [True, True, True, False, True]
+
+
+@pytest.mark.slow
+def test_two_workers_write_the_same_dataset_as_one(tmp_path):
+    record(synthetic_factory(), tmp_path / "one", 5, workers=1, progress=False)
+    record(synthetic_factory(), tmp_path / "two", 5, workers=2, progress=False)
+    a, b = (load_frames(DatasetMeta(tmp_path / n)).columns for n in ("one", "two"))
+    for key in (OBS_STATE, ACTION, "index", "episode_index", "task_index"):
+        np.testing.assert_array_equal(a[key], b[key])
+    assert a["plan"] == b["plan"]
+    assert check_dataset(tmp_path / "two").ok
+    assert not (tmp_path / "two/.staging").exists()
+
+
+def test_resume_continues_after_the_last_committed_seed(tmp_path):
+    root = tmp_path / "ds"
+    record(synthetic_factory(), root, 2, progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        record(synthetic_factory(), root, 4, progress=False)
+    summary = record(synthetic_factory(), root, 4, resume=True, progress=False)
+    assert (summary.recorded, summary.episodes) == (2, 4)
+    assert _episodes_table(root)["seed"].tolist() == [0, 1, 2, 4]
+    assert check_dataset(root).ok
+
+
+def test_broken_expert_stops_with_a_clear_error(tmp_path):
+    class AlwaysFails(SyntheticSource):
+        def episode(self, seed):
+            ep = super().episode(seed)
+            ep.success = False
+            return ep
+
+    with pytest.raises(RuntimeError, match="in a row failed"):
+        record(AlwaysFails, tmp_path / "ds", 2, progress=False)
+
+
+def test_commit_cut_short_before_info_json_is_invisible_and_resumable(tmp_path, monkeypatch):
+    """A crash after the episode's files are renamed but before info.json is rewritten."""
+    root = tmp_path / "ds"
+    w = DatasetWriter.create(root, synthetic_features(), FPS, "synthetic")
+    w.add_episode(synthetic_episode(5, 0))
+    real = writer_mod.fmt.atomic_write_json
+
+    def crash_on_info(path, obj):
+        if path.name == "info.json":
+            raise KeyboardInterrupt("simulated crash at the commit point")
+        real(path, obj)
+
+    monkeypatch.setattr(writer_mod.fmt, "atomic_write_json", crash_on_info)
+    with pytest.raises(KeyboardInterrupt):
+        w.add_episode(synthetic_episode(6, 1))
+    monkeypatch.undo()
+
+    assert (root / "data/chunk-000/file-001.parquet").exists()  # an orphan ...
+    meta = DatasetMeta(root)
+    assert len(meta.episodes) == 1 and len(load_frames(meta)) == 5  # ... that nobody sees
+    assert check_dataset(root).ok
+    resumed = DatasetWriter.open_for_resume(root)
+    assert not (root / "data/chunk-000/file-001.parquet").exists()
+    resumed.add_episode(synthetic_episode(7, 2))
+    info = json.loads((root / "meta/info.json").read_text())
+    assert (info["total_episodes"], info["total_frames"]) == (2, 12)
+    assert check_dataset(root).ok
