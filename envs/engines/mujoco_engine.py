@@ -70,7 +70,7 @@ class MujocoEngine(Engine):
         scene: SceneSpec,
         control_hz: float = 20.0,
         physics_dt: float = 0.002,
-        ik_damping: float = 0.05,
+        ik_damping: float = 0.01,
     ) -> None:
         self.physics_dt = physics_dt
         super().__init__(scene, control_hz)
