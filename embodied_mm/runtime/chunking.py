@@ -33,7 +33,7 @@ class ChunkExecutor(abc.ABC):
         self.step = 0
         self.plan: str | None = None
         self.last_error: str | None = None
-        self.last_infer_ms: float = float("nan")
+        self.last_infer_ms: float | None = None
 
     def reset(self) -> None:
         self.step = 0
@@ -171,6 +171,13 @@ class AsyncExecutor(ChunkExecutor):
         self._queue = merged
 
     def _next(self, frame: dict[str, Any]) -> np.ndarray | None:
+        if self.step == 0 and not self._queue and self._ready is None and not self._busy:
+            # Episode start: nothing to overlap with yet, so wait for the first chunk here
+            # rather than holding still for the policy's latency.
+            first = self._infer(frame)
+            if first is not None:
+                with self._lock:
+                    self._merge(0, first.actions)
         with self._wake:
             if self._ready is not None:
                 start, result = self._ready

@@ -53,10 +53,12 @@ class LocalPolicy:
         self.chunk_size: int = int(cfg.chunk_size)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | Path, with_plan: bool = False) -> LocalPolicy:
-        from embodied_mm.model.policy import Policy
+    def from_checkpoint(
+        cls, checkpoint: str | Path, with_plan: bool = False, device: str | None = None
+    ) -> LocalPolicy:
+        from embodied_mm.model.policy import VLAPolicy
 
-        policy = Policy.from_pretrained(str(checkpoint))
+        policy = VLAPolicy.from_pretrained(checkpoint, device=device)
         policy.eval()
         return cls(policy, with_plan=with_plan)
 

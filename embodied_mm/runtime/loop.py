@@ -7,6 +7,7 @@ instead of trying to catch up (catching up would send a burst of commands).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,20 +18,21 @@ import numpy as np
 from embodied_mm.features import TASK, image_key
 from embodied_mm.runtime.chunking import ChunkExecutor
 from embodied_mm.runtime.recording import RunRecorder
-from embodied_mm.runtime.robot import Robot
-from embodied_mm.runtime.safety import SafetyFilter
+from embodied_mm.runtime.robot import Robot, RobotObservation
+from embodied_mm.runtime.safety import FilteredAction, SafetyFilter
 from embodied_mm.runtime.timing import StageTimer
 
 
 @dataclass
 class LoopResult:
     steps: int
-    stop_reason: str  # "max_steps" | "episode_done" | "estop" | "watchdog_stop"
+    stop_reason: str  # "max_steps" | "episode_done" | "estop" | "watchdog_stop" | "error"
     success: bool | None
     timing: dict[str, float | int]
     interventions: dict[str, int]
     achieved_hz: float
     plans: list[str] = field(default_factory=list)
+    error: str | None = None
 
 
 class ControllerLoop:
@@ -56,6 +58,7 @@ class ControllerLoop:
         self.on_step = on_step
         self.timer = StageTimer(self.period)
         self.step = 0
+        self.error: str | None = None
 
     def run(self, max_steps: int) -> LoopResult:
         """Run until ``max_steps``, the end of a sim episode, an e-stop or a watchdog stop."""
@@ -66,21 +69,16 @@ class ControllerLoop:
         steps_run = 0
         for _ in range(max_steps):
             t0 = time.perf_counter()
-            with self.timer.stage("observe"):
-                obs = self.robot.get_observation()
-            with self.timer.stage("preprocess"):
-                frame = dict(obs.frame)
-                frame[TASK] = self.task if self.task is not None else (self.robot.task or "")
-            with self.timer.stage("infer"):
-                raw = self.executor.next_action(frame)
-            with self.timer.stage("postprocess"):
-                hold = self.robot.hold_action()
-                safe = self.safety.filter(raw, hold, obs.stamps)
-            with self.timer.stage("act"):
-                if safe.stop:
+            try:
+                safe, raw, obs = self._step()
+            except Exception as e:
+                # A robot that cannot be read or commanded (bus error, motor alert, camera gone)
+                # is brought to rest if it still can be; the error then ends the run.
+                self.error = f"{type(e).__name__}: {e}"
+                with contextlib.suppress(Exception):
                     self.robot.safe_stop()
-                else:
-                    self.robot.send_action(safe.action)
+                reason = "error"
+                break
             plan = self.executor.plan
             if plan and (not plans or plans[-1] != plan):
                 plans.append(plan)
@@ -112,7 +110,25 @@ class ControllerLoop:
             interventions=dict(self.safety.counts),
             achieved_hz=steps_run / elapsed if elapsed > 0 else float("nan"),
             plans=plans,
+            error=self.error,
         )
+
+    def _step(self) -> tuple[FilteredAction, np.ndarray | None, RobotObservation]:
+        with self.timer.stage("observe"):
+            obs = self.robot.get_observation()
+        with self.timer.stage("preprocess"):
+            frame = dict(obs.frame)
+            frame[TASK] = self.task if self.task is not None else (self.robot.task or "")
+        with self.timer.stage("infer"):
+            raw = self.executor.next_action(frame)
+        with self.timer.stage("postprocess"):
+            safe = self.safety.filter(raw, self.robot.hold_action(), obs.stamps)
+        with self.timer.stage("act"):
+            if safe.stop:
+                self.robot.safe_stop()
+            else:
+                self.robot.send_action(safe.action)
+        return safe, raw, obs
 
     def _record(
         self,

@@ -1,0 +1,180 @@
+"""``embodied-mm serve``, ``embodied-mm deploy`` and ``embodied-mm calibrate``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from embodied_mm.cli.app import app
+
+
+@app.command()
+def serve(
+    checkpoint: Path = typer.Option(..., help="Policy directory (save_pretrained output)."),
+    host: str = typer.Option("127.0.0.1", help="Bind address; non-loopback needs --token."),
+    port: int = typer.Option(8000, help="TCP port (0 picks a free one and prints it)."),
+    token: str | None = typer.Option(None, help="Clients must send 'Authorization: Api-Key T'."),
+    plan: bool = typer.Option(False, help="Also generate plan text with every chunk."),
+    max_message_mb: float = typer.Option(16.0, help="Largest accepted request, MiB."),
+    device: str | None = typer.Option(None, help="torch device (default: cuda if available)."),
+) -> None:
+    """Serve a policy over websocket + msgpack (openpi's protocol), batching concurrent clients."""
+    import logging
+
+    from embodied_mm.deploy.server import PolicyServer
+    from embodied_mm.runtime.inference import LocalPolicy
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        policy = LocalPolicy.from_checkpoint(checkpoint, with_plan=plan, device=device)
+        server = PolicyServer(
+            policy, host, port, token, max_message_bytes=int(max_message_mb * 1024 * 1024)
+        )
+    except (ValueError, OSError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        typer.echo("server stopped")
+
+
+@app.command()
+def deploy(
+    robot: str = typer.Option(..., help="sim:<env-id> (e.g. sim:pick_lift) or dynamixel:<port>."),
+    server: str | None = typer.Option(None, help="Policy server URL, e.g. ws://127.0.0.1:8000."),
+    checkpoint: Path | None = typer.Option(None, help="Run this policy in-process instead."),
+    token: str | None = typer.Option(None, help="Token for the policy server."),
+    hz: float = typer.Option(20.0, help="Control rate."),
+    mode: str = typer.Option("async", help="Chunk execution: open_loop, ensemble or async."),
+    steps: int = typer.Option(400, help="Max control steps per episode."),
+    episodes: int = typer.Option(1, help="Episodes to run (sim)."),
+    task: str | None = typer.Option(None, help="Instruction; sim tasks supply their own."),
+    out: Path = typer.Option(Path("outputs/deploy"), help="Run log (JSONL) and video go here."),
+    engine: str = typer.Option("mujoco", help="Sim engine: mujoco or pybullet."),
+    action_mode: str = typer.Option("ee_delta", help="Sim action mode: ee_delta or joint_pos."),
+    seed: int = typer.Option(0, help="Sim seed of the first episode."),
+    calibration: Path | None = typer.Option(None, help="Calibration file (dynamixel)."),
+    camera: list[str] = typer.Option([], help="name=source OpenCV camera (dynamixel), repeatable."),
+    timeout: float = typer.Option(2.0, help="Seconds to wait for the server per request."),
+) -> None:
+    """Run the perception-to-action loop on a robot, behind the safety filter."""
+    from embodied_mm.deploy.session import DeployConfig, make_robot, result_dict, run_episodes
+    from embodied_mm.runtime.safety import EStop
+
+    if (server is None) == (checkpoint is None):
+        typer.echo("error: give exactly one of --server or --checkpoint", err=True)
+        raise typer.Exit(2)
+    try:
+        source, meta = _policy_source(server, checkpoint, token, timeout)
+        sim_kwargs = (
+            {"engine": engine, "action_mode": action_mode} if robot.startswith("sim:") else {}
+        )
+        image_size = None
+        if meta.get("image_shape"):
+            image_size = tuple(meta["image_shape"])
+        bot = make_robot(robot, calibration, camera, image_size, seed, **sim_kwargs)
+    except (ValueError, KeyError, FileNotFoundError, PermissionError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    cfg = DeployConfig(mode=mode, hz=hz, max_steps=steps, episodes=episodes, task=task, out_dir=out)
+    estop = EStop()
+    estop.install_sigint()  # Ctrl-C = e-stop: hold, then stop; never a bare exit mid-motion
+
+    def status(step: int, loop) -> None:
+        if step % max(1, int(hz / 4)) == 0:
+            sys.stderr.write("\r" + loop.status_line()[:150])
+            sys.stderr.flush()
+
+    try:
+        with bot:
+            results = run_episodes(bot, source, meta, cfg, estop, status)
+    except (ValueError, ConnectionError) as e:
+        typer.echo(f"\nerror: {e}", err=True)
+        raise typer.Exit(2) from e
+    finally:
+        estop.uninstall_sigint()
+        close = getattr(getattr(source, "client", None), "close", None)
+        if close is not None:
+            close()
+    sys.stderr.write("\n")
+    summary = [result_dict(r) for r in results]
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    for i, r in enumerate(summary):
+        typer.echo(
+            f"episode {i}: {r['stop_reason']} after {r['steps']} steps, success={r['success']}, "
+            f"{r['achieved_hz']} Hz, interventions={r['interventions']}"
+        )
+    typer.echo(f"run log and video under {out}")
+    if any(r["stop_reason"] in ("estop", "watchdog_stop", "error") for r in summary):
+        raise typer.Exit(1)
+
+
+def _policy_source(server, checkpoint, token, timeout):
+    if server is not None:
+        from embodied_mm.deploy.client import PolicyClient, RemotePolicy
+        from embodied_mm.runtime.inference import PolicyUnavailable
+
+        client = PolicyClient(server, token, timeout_s=timeout)
+        try:
+            meta = client.connect()
+        except PolicyUnavailable as e:
+            raise ValueError(str(e)) from e
+        return RemotePolicy(client), meta
+    from embodied_mm.runtime.inference import LocalPolicy
+
+    local = LocalPolicy.from_checkpoint(checkpoint)
+    return local, local.metadata()
+
+
+@app.command()
+def calibrate(
+    port: str = typer.Option(..., help="Serial port of the Dynamixel bus, e.g. /dev/ttyUSB0."),
+    profile: str = typer.Option("koch", help="Arm profile: koch, aloha-viperx, openmanipulator-x."),
+    out: Path = typer.Option(Path("calibration.json"), help="Calibration file to write."),
+    baudrate: int = typer.Option(1_000_000, help="Bus baud rate."),
+) -> None:
+    """Measure zero offsets and joint ranges (torque off, arm moved by hand) and write the file."""
+    import threading
+
+    from embodied_mm.runtime.dynamixel.bus import BusError, DynamixelBus
+    from embodied_mm.runtime.dynamixel.calibration import calibrate as run_calibration
+    from embodied_mm.runtime.dynamixel.calibration import get_profile
+
+    try:
+        arm = get_profile(profile)
+    except KeyError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    bus = DynamixelBus(port, baudrate)
+    ids = [j.motor_id for j in arm.joints]
+    done = threading.Event()
+
+    def wait_for_user(prompt: str) -> None:
+        typer.echo(prompt)
+        line = sys.stdin.readline()
+        if not line:
+            raise EOFError("stdin closed during calibration")
+        if "full range" in prompt:  # sampling runs until the next Enter
+            threading.Thread(target=lambda: (sys.stdin.readline(), done.set()), daemon=True).start()
+
+    try:
+        bus.open()
+        for i in ids:
+            bus.ping(i)
+        bus.set_torque(ids, False)  # the user moves the arm by hand
+        cal = run_calibration(lambda: bus.sync_read_positions(ids), arm, wait_for_user, done.is_set)
+    except (BusError, EOFError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from e
+    finally:
+        bus.close()
+    cal.save(out)
+    for j in cal.joints:
+        typer.echo(
+            f"{j.name:>14}: offset {j.offset_ticks:5d} ticks, range [{j.min_rad:+.3f}, {j.max_rad:+.3f}] rad"
+        )
+    typer.echo(f"wrote {out}")

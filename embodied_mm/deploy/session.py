@@ -1,0 +1,165 @@
+"""Assembling a deployment from CLI-level choices: robot spec, policy source, execution mode.
+
+``--robot`` specs:
+
+- ``sim:<env-id>``: a simulated task (``sim:pick_lift``, or a registered Gymnasium id);
+- ``dynamixel:<port>``: a Dynamixel arm (needs ``--calibration``), with ``--camera name=source``
+  OpenCV cameras (USB index, RTSP URL or video file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embodied_mm.features import OBS_STATE, image_key
+from embodied_mm.runtime.chunking import (
+    AsyncExecutor,
+    ChunkExecutor,
+    OpenLoopExecutor,
+    TemporalEnsembleExecutor,
+)
+from embodied_mm.runtime.inference import ChunkSource
+from embodied_mm.runtime.loop import ControllerLoop, LoopResult
+from embodied_mm.runtime.recording import RunRecorder
+from embodied_mm.runtime.robot import Robot
+from embodied_mm.runtime.safety import EStop, SafetyFilter
+
+MODES = ("open_loop", "ensemble", "async")
+
+
+def parse_cameras(specs: list[str], size: tuple[int, int] | None = None) -> dict[str, Any]:
+    """``["front=0", "wrist=rtsp://..."]`` → named :class:`OpenCVCamera` objects."""
+    from embodied_mm.runtime.adapters.opencv_camera import OpenCVCamera
+
+    cams = {}
+    for spec in specs:
+        name, sep, source = spec.partition("=")
+        if not sep or not name or not source:
+            raise ValueError(f"camera spec {spec!r} must look like name=source (e.g. front=0)")
+        cams[name] = OpenCVCamera(source, size=size)
+    return cams
+
+
+def make_robot(
+    spec: str,
+    calibration: Path | None = None,
+    cameras: list[str] | None = None,
+    image_size: tuple[int, int] | None = None,
+    seed: int | None = 0,
+    **sim_kwargs: Any,
+) -> Robot:
+    kind, sep, target = spec.partition(":")
+    if not sep or not target:
+        raise ValueError(f"robot spec {spec!r} must be sim:<env-id> or dynamixel:<port>")
+    if kind == "sim":
+        from embodied_mm.runtime.adapters.sim import SimRobot
+
+        return SimRobot(target, seed=seed, **sim_kwargs)
+    if kind == "dynamixel":
+        from embodied_mm.runtime.adapters.dynamixel import DynamixelRobot
+        from embodied_mm.runtime.dynamixel.calibration import Calibration
+
+        if calibration is None:
+            raise ValueError(
+                "a dynamixel robot needs --calibration FILE (see `embodied-mm calibrate`)"
+            )
+        return DynamixelRobot(
+            target, Calibration.load(calibration), parse_cameras(cameras or [], image_size)
+        )
+    raise ValueError(f"unknown robot kind {kind!r} in {spec!r}; known: sim, dynamixel")
+
+
+def make_executor(
+    mode: str, source: ChunkSource, refill_at: int = 4, ensemble_coeff: float = 0.01
+) -> ChunkExecutor:
+    if mode == "open_loop":
+        return OpenLoopExecutor(source)
+    if mode == "ensemble":
+        return TemporalEnsembleExecutor(source, ensemble_coeff)
+    if mode == "async":
+        return AsyncExecutor(source, refill_at)
+    raise ValueError(f"unknown execution mode {mode!r}; known: {', '.join(MODES)}")
+
+
+def check_compatible(robot: Robot, meta: dict[str, Any]) -> None:
+    """The policy's cameras, state and action sizes must match the robot's features."""
+    feats = robot.observation_features
+    problems = [f"camera {c!r} missing" for c in meta["cameras"] if image_key(c) not in feats]
+    state = feats[OBS_STATE]["shape"][0]
+    if state != meta["state_dim"]:
+        problems.append(f"state has {state} dims, the policy expects {meta['state_dim']}")
+    if meta.get("action_dim") is not None and robot.action_dim != meta["action_dim"]:
+        problems.append(
+            f"robot takes {robot.action_dim}-D actions, the policy emits {meta['action_dim']}-D"
+        )
+    if problems:
+        raise ValueError(f"policy does not fit robot {robot.name}: " + "; ".join(problems))
+
+
+@dataclass
+class DeployConfig:
+    mode: str = "async"
+    hz: float = 20.0
+    max_steps: int = 400
+    episodes: int = 1
+    task: str | None = None
+    refill_at: int = 4
+    out_dir: Path | None = None
+    video_camera: str | None = "front"
+
+
+def run_episodes(
+    robot: Robot,
+    source: ChunkSource,
+    meta: dict[str, Any],
+    cfg: DeployConfig,
+    estop: EStop | None = None,
+    on_step: Callable[[int, ControllerLoop], None] | None = None,
+) -> list[LoopResult]:
+    """Run ``cfg.episodes`` episodes (the robot must be connected); stops early on an e-stop
+    or a safety stop, because those need an operator."""
+    check_compatible(robot, meta)
+    estop = estop or EStop()
+    results = []
+    executor = make_executor(cfg.mode, source, cfg.refill_at)
+    try:
+        for ep in range(cfg.episodes):
+            if ep > 0:
+                robot.reset_episode(seed=None)
+            executor.reset()
+            safety = SafetyFilter(robot.default_safety(), cfg.hz, robot.ee_position_fn(), estop)
+            recorder = None
+            if cfg.out_dir is not None:
+                cam = cfg.video_camera if cfg.video_camera in meta["cameras"] else None
+                recorder = RunRecorder(Path(cfg.out_dir) / f"episode_{ep:03d}", cam, cfg.hz)
+            loop = ControllerLoop(robot, executor, safety, cfg.hz, cfg.task, recorder, on_step)
+            result: LoopResult | None = None
+            try:
+                result = loop.run(cfg.max_steps)
+            finally:
+                if recorder is not None:
+                    if result is not None:
+                        recorder.log({"summary": result_dict(result)})
+                    recorder.close()
+            results.append(result)
+            if result.stop_reason in ("estop", "watchdog_stop", "error"):
+                break
+    finally:
+        executor.close()
+    return results
+
+
+def result_dict(r: LoopResult) -> dict[str, Any]:
+    return {
+        "steps": r.steps,
+        "stop_reason": r.stop_reason,
+        "success": r.success,
+        "achieved_hz": round(r.achieved_hz, 2),
+        "interventions": r.interventions,
+        "timing": r.timing,
+        "plans": r.plans,
+        "error": r.error,
+    }
