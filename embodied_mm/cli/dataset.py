@@ -118,12 +118,15 @@ def import_robomimic(
 def show(
     root: Path = typer.Argument(..., help="Dataset directory."),
     episode: int = typer.Option(0, help="Episode index."),
-    out: Path = typer.Option(None, help="Output .mp4 or .png (default: <root>/show/ep_<i>.mp4)."),
+    out: Path = typer.Option(
+        None, help="Output .mp4 or .png (default: ./<dataset>_episode_<i>.mp4)."
+    ),
 ) -> None:
     """Write an episode as video (or a contact-sheet PNG) with instruction, plan and state."""
     from embodied_mm.data.show import show_episode
 
-    out = out or Path(root) / "show" / f"episode_{episode:06d}.mp4"
+    # Not inside the dataset directory: it holds only LeRobot's files.
+    out = out or Path(f"{Path(root).resolve().name}_episode_{episode:06d}.mp4")
     try:
         path = show_episode(root, episode, out)
     except ValueError as e:
