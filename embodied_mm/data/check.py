@@ -167,6 +167,8 @@ def _check_stats(meta: DatasetMeta, report: CheckReport) -> None:
         report.errors.append(str(e))
         return
     path = meta.root / fmt.STATS_PATH
+    if not path.is_file():  # v2.1 keeps per-episode stats only
+        path = meta.root / fmt.V21_EPISODES_STATS_PATH
     for key in (OBS_STATE, ACTION, *meta.video_keys):
         if key not in stats:
             report.errors.append(f"{path}: no stats for {key!r}")
