@@ -7,14 +7,18 @@ and writes it as the goal *before* enabling torque, so the arm does not jump to 
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from embodied_mm.features import ACTION, OBS_STATE, image_key
 from embodied_mm.runtime.adapters.opencv_camera import OpenCVCamera
-from embodied_mm.runtime.dynamixel.bus import DynamixelBus
+from embodied_mm.runtime.dynamixel.bus import BusError, DynamixelBus, HardwareError
 from embodied_mm.runtime.dynamixel.calibration import Calibration
 from embodied_mm.runtime.robot import FeatureSpec, Robot, RobotObservation, check_action
 from embodied_mm.runtime.safety import SafetyConfig
+
+log = logging.getLogger(__name__)
 
 
 class DynamixelRobot(Robot):
@@ -86,12 +90,19 @@ class DynamixelRobot(Robot):
     def disconnect(self) -> None:
         for cam in self.cameras.values():
             cam.disconnect()
-        if self.bus.is_open:
-            try:
-                if self.disable_torque_on_disconnect:
-                    self.bus.set_torque(self.calibration.ids, False)
-            finally:
-                self.bus.close()
+        if not self.bus.is_open:
+            return
+        try:
+            if self.disable_torque_on_disconnect:
+                # motor by motor: one faulted motor (its firmware already cut its torque) must
+                # not leave the others powered
+                for i in self.calibration.ids:
+                    try:
+                        self.bus.set_torque([i], False)
+                    except (BusError, HardwareError) as e:
+                        log.warning("torque off for motor %d failed: %s", i, e)
+        finally:
+            self.bus.close()
 
     def read_joints(self) -> np.ndarray:
         """(J,) rad, one sync read."""
