@@ -48,7 +48,9 @@ def test_ee_delta_workspace_check_uses_the_tcp():
     with SimRobot("reach", engine="mujoco") as robot:
         fn = robot.ee_position_fn()
         tcp = robot.get_observation().frame[OBS_STATE][8:11]
-        np.testing.assert_allclose(fn(np.r_[1.0, 0, 0, 0, 0, 0, 0]), tcp + [0.04, 0, 0], atol=1e-6)
+        np.testing.assert_allclose(
+            fn(np.r_[1.0, 0, 0, 0, 0, 0, 0]), tcp + np.array([0.04, 0, 0]), atol=1e-6
+        )
 
 
 def test_unknown_env_lists_known_ones():
