@@ -10,6 +10,7 @@ frame against ~20 ms with MuJoCo's defaults.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 # Headless machines have no X display: render through EGL unless the user chose a backend.
 # This must happen before mujoco is imported, which reads MUJOCO_GL once.
@@ -71,8 +72,12 @@ class MujocoEngine(Engine):
         control_hz: float = 20.0,
         physics_dt: float = 0.002,
         ik_damping: float = 0.01,
+        robot_xml: str | Path | None = None,
     ) -> None:
+        """``robot_xml``: an MJCF robot to use instead of ``sim_assets/robots/panda.xml`` (it
+        must have the same joint, body and site names)."""
         self.physics_dt = physics_dt
+        self.robot_xml = Path(robot_xml) if robot_xml is not None else asset_path(ROBOT_ASSET)
         super().__init__(scene, control_hz)
         self.ik_damping = ik_damping
         self.model = self._build_model(scene)
@@ -84,9 +89,10 @@ class MujocoEngine(Engine):
         self._arm_dadr = np.array([m.joint(j).dofadr[0] for j in ARM_JOINTS])
         self._finger_qadr = np.array([m.joint(j).qposadr[0] for j in FINGER_JOINTS])
         self._tcp = m.site("tcp").id
+        pad_body_ids = [m.body(b).id for b in PAD_BODIES]
         self._pad_geoms = [
-            {g for g in range(m.ngeom) if m.geom_bodyid[g] == m.body(b).id and m.geom_contype[g]}
-            for b in PAD_BODIES
+            {g for g in range(m.ngeom) if m.geom_bodyid[g] == b and m.geom_contype[g]}
+            for b in pad_body_ids
         ]
         self._objects = {o.name: o for o in scene.objects}
         self._obj_body = {o.name: m.body(o.name).id for o in scene.objects}
@@ -102,11 +108,18 @@ class MujocoEngine(Engine):
 
     # --- building --------------------------------------------------------------------------
     def _build_model(self, scene: SceneSpec) -> mujoco.MjModel:
-        path = asset_path(ROBOT_ASSET)
+        path = self.robot_xml
+        if not path.is_file():
+            raise AssetError(f"robot asset not found: {path}")
         try:
             spec = mujoco.MjSpec.from_file(str(path))
         except Exception as err:  # MuJoCo raises ValueError with the parser's message
             raise AssetError(f"malformed robot asset {path}: {err}") from err
+        missing = [j for j in ARM_JOINTS + FINGER_JOINTS if spec.joint(j) is None]
+        missing += [b for b in ("hand", *PAD_BODIES) if spec.body(b) is None]
+        missing += ["tcp"] if spec.site("tcp") is None else []
+        if missing:
+            raise AssetError(f"robot asset {path} lacks the joints/bodies/sites {missing}")
         h, w = scene.image_size
         spec.visual.global_.offwidth = max(w, 1)
         spec.visual.global_.offheight = max(h, 1)

@@ -55,6 +55,8 @@ def sample_xys(
     placed: list[tuple[np.ndarray, float]] = list(fixed or [])
     out: list[np.ndarray] = []
     for r in radii:
+        if x_range[0] + r > x_range[1] - r:
+            raise ValueError(f"an object of radius {r} does not fit in x range {x_range}")
         for _ in range(max_tries):
             xy = np.array(
                 [rng.uniform(x_range[0] + r, x_range[1] - r), rng.uniform(y_range[0], y_range[1])]

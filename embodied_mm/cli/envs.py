@@ -1,0 +1,120 @@
+"""``embodied-mm envs``, ``embodied-mm rollout``, ``embodied-mm bench envs|experts``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from embodied_mm.cli.app import app, bench_app
+
+ENGINE_NAMES = ("mujoco", "pybullet")
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in ENGINE_NAMES:
+        raise typer.BadParameter(f"engine {engine!r} is not one of {list(ENGINE_NAMES)}")
+
+
+def _engine_available(engine: str) -> bool:
+    from embodied_mm.envs.engines import engine_class
+
+    try:
+        engine_class(engine)
+    except RuntimeError:
+        return False
+    return True
+
+
+@app.command("envs")
+def list_envs() -> None:
+    """List the Gymnasium ids of the tabletop tasks (with task name and episode length)."""
+    from embodied_mm.envs.registration import task_ids
+    from embodied_mm.envs.tasks import TASKS
+
+    for env_id, name in sorted(task_ids().items()):
+        task = TASKS.get(name)
+        typer.echo(f"{env_id:30s} task={name:15s} max_steps={task.max_steps}")
+
+
+@app.command("rollout")
+def rollout_cmd(
+    env: str = typer.Option(..., "--env", help="Gymnasium id, e.g. embodied_mm/PickLift-v0."),
+    engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
+    policy: str = typer.Option("scripted", help="scripted, random, or a checkpoint directory."),
+    episodes: int = typer.Option(10, min=1, help="Episodes (seeds seed, seed+1, ...)."),
+    seed: int = typer.Option(0, help="First episode's seed."),
+    video_dir: Path | None = typer.Option(None, help="Write front-camera mp4s and summary.json."),
+    image_size: int = typer.Option(128, min=16, help="Camera image height and width."),
+    summary: Path | None = typer.Option(None, help="Summary JSON path (default video_dir/)."),
+) -> None:
+    """Run episodes of a task with a policy; print the success rate."""
+    from embodied_mm.envs.rollout import rollout
+
+    _check_engine(engine)
+    try:
+        result = rollout(env, engine, policy, episodes, video_dir, seed, image_size, summary)
+    except (ValueError, RuntimeError) as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    typer.echo(
+        f"{env} engine={engine} policy={policy}: success {result.successes}/{result.episodes}"
+        f" = {result.success_rate:.0%} (mean {result.mean_steps:.0f} steps, "
+        f"{result.seconds:.1f} s)"
+    )
+    if video_dir is not None:
+        typer.echo(f"videos and summary.json in {video_dir}")
+
+
+@bench_app.command("envs")
+def bench_envs(
+    steps: int = typer.Option(300, min=10, help="Control steps per measurement."),
+    task: str = typer.Option("pick_lift", help="Task to step (its expert drives the arm)."),
+    engines: str = typer.Option("mujoco,pybullet", help="Comma-separated engines."),
+    num_envs: int = typer.Option(2, min=1, help="Workers of the async vector env."),
+) -> None:
+    """Control steps/s with 2 cameras at 128x128: single env (physics/IK/render split) and an
+    async vector env. Goal: MuJoCo renders both cameras in <= 3 ms per step on CPU."""
+    from embodied_mm.envs.benchmark import bench_async, bench_single
+
+    for engine in engines.split(","):
+        _check_engine(engine)
+        if not _engine_available(engine):
+            typer.echo(f"{engine:9s} not available")
+            continue
+        s = bench_single(engine, task, steps)
+        typer.echo(
+            f"{engine:9s} single: {s['steps_per_s']:7.1f} steps/s  step {s['step_ms']:.2f} ms = "
+            f"physics {s['physics_ms']:.2f} + IK {s['ik_ms']:.2f} + render {s['render_ms']:.2f}"
+            " (2 cams) + rest"
+        )
+        v = bench_async(engine, task, steps, num_envs)
+        typer.echo(f"{engine:9s} async x{num_envs}: {v['steps_per_s']:7.1f} env steps/s")
+
+
+@bench_app.command("experts")
+def bench_experts(
+    episodes: int = typer.Option(100, min=1, help="Seeds 0..episodes-1 per task."),
+    engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
+    tasks: str = typer.Option("", help="Comma-separated task names; default all."),
+    action_mode: str = typer.Option("ee_delta", help="ee_delta or joint_pos."),
+    out: Path | None = typer.Option(None, help="Also write the results as JSON."),
+) -> None:
+    """Success rate of every task's scripted expert (target: >= 95% over 100 seeds)."""
+    from embodied_mm.envs.benchmark import expert_success
+    from embodied_mm.envs.tasks import TASKS
+
+    _check_engine(engine)
+    names = [t for t in tasks.split(",") if t] or TASKS.names()
+    results = []
+    for name in names:
+        TASKS.get(name)  # unknown name: error listing the tasks
+        r = expert_success(name, engine, range(episodes), action_mode)
+        results.append(r)
+        typer.echo(
+            f"{name:15s} {engine:9s} success {r['success_rate']:6.1%} over {r['episodes']} "
+            f"(mean {r['mean_steps']:.0f} steps, {r['seconds']:.0f} s) failed: {r['failed_seeds']}"
+        )
+    if out is not None:
+        out.write_text(json.dumps(results, indent=2))

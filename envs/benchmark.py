@@ -1,0 +1,105 @@
+"""Speed of the envs (steps/s, time split) and success of the scripted experts.
+
+Used by ``embodied-mm bench envs`` and ``embodied-mm bench experts``; each function returns
+plain dicts so the CLI prints them and docs/benchmarks.md records them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from embodied_mm.envs.expert import make_expert
+from embodied_mm.envs.tabletop_env import TabletopEnv
+
+
+def bench_single(engine: str, task: str, steps: int, image_size: int = 128) -> dict[str, Any]:
+    """Control steps/s of one env driven by its expert, and ms per step in physics, IK and
+    rendering (both cameras). Episodes restart when they end; reset time is excluded."""
+    env = TabletopEnv(task, engine=engine, image_size=image_size)
+    expert = make_expert(env)
+    obs, _ = env.reset(seed=0)
+    for key in ("physics", "ik", "render"):
+        env.timing[key] = 0.0  # drop the first reset's lazy renderer set-up
+    env.timing["steps"] = 0
+    elapsed, seed = 0.0, 0
+    for _ in range(steps):
+        action, _ = expert.act(obs)
+        t0 = time.perf_counter()
+        obs, _, terminated, truncated, _ = env.step(action)
+        elapsed += time.perf_counter() - t0
+        if terminated or truncated:
+            seed += 1
+            obs, _ = env.reset(seed=seed)
+    n = env.timing["steps"]
+    renders = n + seed  # every step and every reset after the first renders both cameras
+    env.close()
+    return {
+        "engine": engine,
+        "steps_per_s": n / elapsed,
+        "step_ms": 1e3 * elapsed / n,
+        "physics_ms": 1e3 * env.timing["physics"] / n,
+        "ik_ms": 1e3 * env.timing["ik"] / n,
+        "render_ms": 1e3 * env.timing["render"] / renders,
+    }
+
+
+def bench_async(
+    engine: str, task: str, steps: int, num_envs: int = 2, image_size: int = 128
+) -> dict[str, Any]:
+    """Env steps/s (summed over envs) of ``gymnasium.make_vec(..., "async")`` with random
+    actions; the sims and renderers live in the worker processes."""
+    import embodied_mm.envs  # noqa: F401  (registers the ids)
+    from embodied_mm.envs.registration import gym_id
+
+    envs = gym.make_vec(
+        gym_id(task),
+        num_envs=num_envs,
+        vectorization_mode="async",
+        engine=engine,
+        image_size=image_size,
+    )
+    try:
+        envs.reset(seed=0)
+        envs.action_space.seed(0)
+        actions = [envs.action_space.sample() for _ in range(steps)]
+        t0 = time.perf_counter()
+        for a in actions:
+            envs.step(a)
+        elapsed = time.perf_counter() - t0
+    finally:
+        envs.close()
+    return {"engine": engine, "num_envs": num_envs, "steps_per_s": steps * num_envs / elapsed}
+
+
+def expert_success(
+    task: str, engine: str, seeds: range, action_mode: str = "ee_delta"
+) -> dict[str, Any]:
+    """Success rate of the task's scripted expert over ``seeds`` (small images: speed)."""
+    env = TabletopEnv(task, engine=engine, image_size=32, action_mode=action_mode)  # type: ignore[arg-type]
+    expert = make_expert(env)
+    successes, steps, failed = 0, [], []
+    t0 = time.perf_counter()
+    for seed in seeds:
+        obs, info = env.reset(seed=seed)
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = env.step(expert.act(obs)[0])
+            done = terminated or truncated
+        successes += bool(info["is_success"])
+        steps.append(env.elapsed_steps)
+        if not info["is_success"]:
+            failed.append(seed)
+    env.close()
+    return {
+        "task": task,
+        "engine": engine,
+        "episodes": len(seeds),
+        "success_rate": successes / len(seeds),
+        "mean_steps": float(np.mean(steps)),
+        "failed_seeds": failed,
+        "seconds": time.perf_counter() - t0,
+    }
