@@ -32,3 +32,10 @@ MAX_OPENING = 2 * FINGER_TRAVEL  # m between the pads, fully open
 # The TCP pointing straight down with the jaws travelling along world y: (w, x, y, z).
 # This is the TCP orientation at HOME_Q; tasks add a yaw about world z to it.
 TCP_DOWN_QUAT = np.array([0.0, 1.0, 0.0, 0.0])
+
+# The wrist camera, in the hand frame (z = approach axis, y = jaw travel): behind the jaws on
+# the hand's +x side, tilted to look at a point just beyond the finger tips so that a grasped
+# object sits in the middle of the image with one jaw on each side.
+WRIST_CAMERA_EYE = np.array([0.06, 0.0, 0.065])
+WRIST_CAMERA_LOOK_AT = np.array([0.0, 0.0, 0.17])
+WRIST_CAMERA_UP = np.array([1.0, 0.0, 0.0])

@@ -49,6 +49,12 @@ ROT_SCALE = 0.2  # rad per control step at |action| = 1
 TCP_LOW = np.array([0.15, -0.45, 0.012])
 TCP_HIGH = np.array([0.85, 0.45, 0.6])
 RESET_OPTIONS = ("domain_randomization", "instruction_split")
+# The front camera faces the robot across the table, close enough that 4 cm cubes span ~8 px
+# at 128²; the wrist camera rides the hand (pose in envs/robot.py).
+CAMERAS = (
+    CameraSpec("front", pos=(1.0, 0.0, 0.55), target=(0.48, 0.0, 0.05), fovy_deg=45.0),
+    CameraSpec("wrist", mount="wrist", fovy_deg=70.0),
+)
 
 
 def _state_bounds() -> tuple[np.ndarray, np.ndarray]:
@@ -106,7 +112,7 @@ class TabletopEnv(gym.Env):
         self.reward_type = reward_type
         self.render_mode = render_mode
         self.max_episode_steps = max_episode_steps or self.task.max_steps
-        self.scene = SceneSpec(objects=self.task.objects(), image_size=(h, w))
+        self.scene = SceneSpec(objects=self.task.objects(), cameras=CAMERAS, image_size=(h, w))
         self.cameras: tuple[CameraSpec, ...] = self.scene.cameras
 
         image = spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)

@@ -30,7 +30,15 @@ from embodied_mm.envs.engine import (
     Randomization,
     SceneSpec,
 )
-from embodied_mm.envs.robot import FINGER_TRAVEL, HOME_Q, JOINT_LIMITS, N_ARM_JOINTS
+from embodied_mm.envs.robot import (
+    FINGER_TRAVEL,
+    HOME_Q,
+    JOINT_LIMITS,
+    N_ARM_JOINTS,
+    WRIST_CAMERA_EYE,
+    WRIST_CAMERA_LOOK_AT,
+    WRIST_CAMERA_UP,
+)
 
 ROBOT_ASSET = "robots/panda.xml"
 ARM_JOINTS = tuple(f"joint{i}" for i in range(1, 8))
@@ -45,14 +53,16 @@ _GEOM_TYPES = {
 }
 
 
-def look_at_quat(pos: np.ndarray, target: np.ndarray) -> np.ndarray:
+def look_at_quat(
+    pos: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])
+) -> np.ndarray:
     """(4,) wxyz orientation of a MuJoCo camera (looks along its -z, y up) at ``pos`` facing
-    ``target`` with the world z axis up in the image."""
+    ``target``, with ``up`` (in the same frame) pointing up in the image."""
     forward = target - pos
     forward = forward / np.linalg.norm(forward)
-    right = np.cross(forward, [0.0, 0.0, 1.0])
-    if np.linalg.norm(right) < 1e-6:  # looking straight down: any horizontal right works
-        right = np.array([0.0, -1.0, 0.0])
+    right = np.cross(forward, up)
+    if np.linalg.norm(right) < 1e-6:  # looking along ``up``: any perpendicular right works
+        right = np.cross(forward, [0.0, 1.0, 0.0])
     right = right / np.linalg.norm(right)
     up = np.cross(right, forward)
     mat = np.stack([right, up, -forward], axis=1)  # columns: camera x, y, z in the world
@@ -195,10 +205,9 @@ class MujocoEngine(Engine):
     @staticmethod
     def _add_camera(spec: mujoco.MjSpec, cam: CameraSpec) -> None:
         if cam.mount == "wrist":
-            # Behind the jaws on the hand, looking along the approach axis (hand +z), with the
-            # finger tips in the lower part of the image.
+            quat = look_at_quat(WRIST_CAMERA_EYE, WRIST_CAMERA_LOOK_AT, WRIST_CAMERA_UP)
             spec.body("hand").add_camera(
-                name=cam.name, pos=[0.07, 0.0, 0.01], quat=[0.0, 1.0, 0.0, 0.0], fovy=cam.fovy_deg
+                name=cam.name, pos=list(WRIST_CAMERA_EYE), quat=list(quat), fovy=cam.fovy_deg
             )
         else:
             pos, target = np.array(cam.pos), np.array(cam.target)
