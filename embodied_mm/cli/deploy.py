@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from embodied_mm.cli.app import app
+from embodied_mm.cli.app import app, bench_app
 
 
 @app.command()
@@ -178,3 +178,15 @@ def calibrate(
             f"{j.name:>14}: offset {j.offset_ticks:5d} ticks, range [{j.min_rad:+.3f}, {j.max_rad:+.3f}] rad"
         )
     typer.echo(f"wrote {out}")
+
+
+@bench_app.command("deploy")
+def bench_deploy(
+    out: Path | None = typer.Option(None, help="Also write the markdown report here."),
+    latency_ms: float = typer.Option(120.0, help="Policy latency for the control-rate test."),
+    hz: float = typer.Option(20.0, help="Control rate for the control-rate test."),
+) -> None:
+    """Loopback round-trip overhead, control rate async vs sync, server throughput."""
+    from embodied_mm.deploy.benchmark import run
+
+    typer.echo(run(out, latency_ms=latency_ms, hz=hz))
