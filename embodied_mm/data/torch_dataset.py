@@ -73,7 +73,7 @@ class LeRobotWindowDataset(Dataset):
         delta_timestamps: dict[str, Sequence[float]] | None = None,
         episodes: Sequence[int] | None = None,
         tolerance_s: float = DEFAULT_TOLERANCE_S,
-        max_open_videos: int = 16,
+        max_open_videos: int = 64,
     ) -> None:
         self.meta = DatasetMeta(Path(root))
         if episodes is not None:

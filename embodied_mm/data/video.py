@@ -85,7 +85,7 @@ def count_frames(path: Path) -> int:
 class VideoDecoder:
     """An open video file that returns frames by presentation timestamp (seconds)."""
 
-    def __init__(self, path: Path, cache_frames: int = 16) -> None:
+    def __init__(self, path: Path, cache_frames: int = 8) -> None:
         self.path = Path(path)
         try:
             self._container = av.open(str(self.path))

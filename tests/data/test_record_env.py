@@ -40,6 +40,7 @@ class _Tap:
         self.src.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["mujoco", "pybullet"])
 def test_round_trip_real_env(tmp_path: Path, engine: str):
     kept: list = []
@@ -73,6 +74,7 @@ def _info(root: Path) -> dict:
         return {}
 
 
+@pytest.mark.slow
 def test_kill_9_mid_episode_leaves_a_valid_dataset_and_resume_continues(tmp_path: Path):
     root = tmp_path / "ds"
     cmd = [
