@@ -155,11 +155,11 @@ def calibrate(
 
     def wait_for_user(prompt: str) -> None:
         typer.echo(prompt)
-        line = sys.stdin.readline()
-        if not line:
-            raise EOFError("stdin closed during calibration")
-        if "full range" in prompt:  # sampling runs until the next Enter
+        if "full range" in prompt:  # sampling runs while the user moves the arm, until Enter
             threading.Thread(target=lambda: (sys.stdin.readline(), done.set()), daemon=True).start()
+            return
+        if not sys.stdin.readline():
+            raise EOFError("stdin closed during calibration")
 
     try:
         bus.open()

@@ -156,3 +156,11 @@ def test_token_is_checked(policy):
         good.close()
         with urllib.request.urlopen(f"http://127.0.0.1:{st.server.port}/healthz", timeout=5) as r:
             assert r.status == 200  # health checks need no token
+
+
+def test_plan_travels_with_the_chunk(tiny_checkpoint):
+    planner = LocalPolicy.from_checkpoint(tiny_checkpoint, with_plan=True, device="cpu")
+    with ServerThread(PolicyServer(planner, "127.0.0.1", 0)) as st:
+        result = RemotePolicy(PolicyClient(st.url)).infer(obs())
+    assert isinstance(result.plan, str)
+    assert result.plan == planner.infer(obs()).plan  # greedy decoding: same text both ways

@@ -118,3 +118,17 @@ def test_real_arm_path_and_motor_fault(tmp_path):
     assert result.stop_reason == "error" and "motor 3: overload" in result.error
     assert result.steps == 5
     assert all(abs(g - 2048) <= 0.5 / (2 * np.pi / 4096) + 1 for g in moved["goal"])  # in limits
+
+
+def test_plan_text_is_logged_with_every_step(sim, tiny_policy, tmp_path):
+    sim.reset_episode(seed=4)
+    executor = OpenLoopExecutor(LocalPolicy(tiny_policy, with_plan=True), n_action_steps=2)
+    safety = SafetyFilter(sim.default_safety(), 50.0, sim.ee_position_fn())
+    recorder = RunRecorder(tmp_path)
+    try:
+        result = ControllerLoop(sim, executor, safety, 50.0, recorder=recorder).run(4)
+    finally:
+        recorder.close()
+    lines = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
+    assert all(isinstance(r["plan"], str) for r in lines)  # the (random) model's sub-task text
+    assert {r["plan"] for r in lines if r["plan"]} == set(result.plans)

@@ -1,0 +1,107 @@
+"""The serve / deploy / calibrate commands as a user runs them (subprocesses)."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from embodied_mm.runtime.dynamixel.calibration import Calibration, get_profile
+from embodied_mm.runtime.dynamixel.emulator import MotorBusEmulator
+
+CLI = [sys.executable, "-m", "embodied_mm.cli.main"]
+
+
+def test_calibrate_writes_file_from_emulated_arm(tmp_path):
+    profile = get_profile("koch")
+    ids = [j.motor_id for j in profile.joints]
+    out = tmp_path / "koch.json"
+    with MotorBusEmulator(ids) as emu:
+        emu.set_positions({i: 2000 + i for i in ids})
+        proc = subprocess.Popen(
+            [*CLI, "calibrate", "--port", emu.port, "--profile", "koch", "--out", str(out)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert "zero pose" in proc.stdout.readline()
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            assert "full range" in proc.stdout.readline()
+            # the user swings the elbow (id 3) ±0.3 rad around zero while the tool samples
+            for ticks in (2003 - 196, 2003 + 196):
+                emu.set_positions({3: ticks})
+                time.sleep(0.4)
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, stderr
+        assert not any(m.torque for m in emu.motors.values())  # calibrated by hand, torque off
+    cal = Calibration.load(out)
+    assert [j.offset_ticks for j in cal.joints] == [2000 + i for i in ids]
+    elbow = cal.joints[2]
+    assert elbow.min_rad == pytest.approx(-0.3, abs=0.01) and elbow.max_rad == pytest.approx(
+        0.3, abs=0.01
+    )
+    assert "wrote" in stdout
+
+
+def test_calibrate_reports_a_missing_port(tmp_path):
+    r = subprocess.run(
+        [*CLI, "calibrate", "--port", str(tmp_path / "ttyNONE"), "--out", str(tmp_path / "c.json")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2 and "cannot open" in r.stderr
+
+
+def test_deploy_needs_exactly_one_policy_source():
+    r = subprocess.run(
+        [*CLI, "deploy", "--robot", "sim:reach"], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 2 and "exactly one of --server or --checkpoint" in r.stderr
+
+
+def test_serve_refuses_public_bind_without_token(tmp_path):
+    from embodied_mm.policies import make_policy
+
+    make_policy("vla-chunk", size="tiny").save_pretrained(tmp_path)
+    r = subprocess.run(
+        [*CLI, "serve", "--checkpoint", str(tmp_path), "--host", "0.0.0.0"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2 and "without --token" in r.stderr
+
+
+@pytest.mark.slow
+def test_deploy_in_process_and_sigint_is_an_estop(tmp_path):
+    from embodied_mm.policies import make_policy
+
+    ckpt = tmp_path / "ckpt"
+    make_policy("vla-chunk", size="tiny").save_pretrained(ckpt)
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*CLI, "deploy", "--robot", "sim:pick_lift", "--checkpoint", str(ckpt), "--steps", "100000",
+         "--mode", "ensemble", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "MUJOCO_GL": "egl", "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    try:
+        log = out / "episode_000" / "run.jsonl"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not log.exists() or log.stat().st_size < 2000):
+            time.sleep(0.2)
+        proc.send_signal(2)  # SIGINT, as Ctrl-C
+        stdout, stderr = proc.communicate(timeout=60)
+        assert "episode 0: estop" in stdout
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, stderr[-2000:]
+    (summary,) = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "estop" and summary["interventions"]["estop"] == 1
+    last = json.loads(log.read_text().splitlines()[-2])  # the line before the summary
+    assert last["interventions"] == ["estop"] and last["action"][:6] == [0.0] * 6
