@@ -17,10 +17,10 @@ v2.1 (read only)::
     data/chunk-000/episode_000000.parquet
     videos/chunk-000/<video_key>/episode_000000.mp4
 
-Our writer puts each episode in its own ``file-XXX`` (chunk ``e // chunks_size``, file
-``e % chunks_size``): v3.0 allows several episodes per file and our reader handles that, but
-one file per episode is what lets a finished episode be committed by renames alone (see
-``writer.py``).
+Several episodes share a data file and a video file (until the file reaches
+``data_files_size_in_mb`` / ``video_files_size_in_mb``); the episodes table says where each
+one's rows are (``dataset_from_index``/``dataset_to_index``) and where its frames are in each
+video (``videos/<key>/from_timestamp``/``to_timestamp``). See ``writer.py``.
 """
 
 from __future__ import annotations
@@ -67,11 +67,6 @@ EXTRA_EPISODE_COLUMNS = ("seed", "success")
 
 class DatasetFormatError(ValueError):
     """A dataset on disk does not follow the layout; the message names the file."""
-
-
-def chunk_and_file(episode_index: int, chunks_size: int) -> tuple[int, int]:
-    """Where our writer puts an episode: one file per episode, ``chunks_size`` files a chunk."""
-    return episode_index // chunks_size, episode_index % chunks_size
 
 
 def video_feature(height: int, width: int, fps: int, codec: str, pix_fmt: str) -> dict[str, Any]:

@@ -208,3 +208,40 @@ class DecoderPool:
         for dec in self._decoders.values():
             dec.close()
         self._decoders.clear()
+
+
+def concat_videos(parts: list[tuple[Path, int | None]], out: Path, fps: int) -> None:
+    """Write ``out`` from ``(file, n)`` parts: the first ``n`` frames of each (all for None).
+
+    Packets are copied, not re-encoded: v3.0 packs many episodes into one mp4, and appending
+    an episode must not degrade the ones already there. The parts must come from the same
+    encoder settings (:func:`encode_video` guarantees it); with its h264 settings (no
+    B-frames) a prefix of the packets decodes to exactly the first ``n`` frames.
+    """
+    if not parts:
+        raise ValueError(f"{out}: nothing to concatenate")
+    try:
+        with av.open(str(out), mode="w", format="mp4") as dst:
+            with av.open(str(parts[0][0])) as first:
+                out_stream = dst.add_stream_from_template(first.streams.video[0])
+            offset_s = 0.0
+            for path, limit in parts:
+                with av.open(str(path)) as src:
+                    stream = src.streams.video[0]
+                    tb = stream.time_base
+                    shift = round(offset_s / tb)
+                    copied = 0
+                    for packet in src.demux(stream):
+                        if packet.dts is None:  # the demuxer's end-of-stream flush packet
+                            continue
+                        if limit is not None and packet.pts * tb >= (limit - 0.5) / fps:
+                            continue
+                        packet.pts += shift
+                        packet.dts += shift
+                        packet.stream = out_stream
+                        dst.mux(packet)
+                        copied += 1
+                    offset_s += copied / fps
+    except av.FFmpegError as e:
+        names = ", ".join(str(p) for p, _ in parts)
+        raise VideoDecodeError(f"{out}: concatenating {names} failed ({e})") from e

@@ -1,22 +1,29 @@
 """Writing LeRobotDataset v3.0, one committed episode at a time, safe against SIGKILL.
 
+Episodes are packed into shared files as in LeRobot v3.0: an episode is appended to the
+current ``data/chunk-XXX/file-XXX.parquet`` and ``videos/<key>/chunk-XXX/file-XXX.mp4`` until
+a file would exceed ``data_files_size_in_mb`` / ``video_files_size_in_mb``, then the next file
+index starts (and the next chunk after ``chunks_size`` files).
+
 The commit protocol (why a reader never sees a partly written episode):
 
 1. ``stage``: the episode's videos are encoded under ``<root>/.staging/`` (this can run in a
    recording worker process), and its image stats computed.
-2. ``commit``: the data parquet is written to a temporary name and renamed into
-   ``data/chunk-XXX/file-XXX.parquet``; the staged videos are renamed into ``videos/``.
-   Until step 3 these files are orphans that no metadata refers to.
+2. ``commit``: the new version of each data/video file (old content + this episode) is
+   written under a temporary name and renamed over the old one, so every file is either
+   its old or its new version. Rows and frames past the committed episodes are invisible:
+   readers take the rows of committed episodes and the frames in their timestamp spans.
 3. The metadata is rewritten, each file atomically (temp + fsync + rename): tasks, the
    episodes table, stats, and **last** ``meta/info.json``, whose ``total_episodes`` is the
    commit point. Readers take only episodes below ``total_episodes``.
 
-On ``open_for_resume`` the staging area and orphan files of uncommitted episodes are removed
-and the metadata is rewritten from the committed episodes.
+``open_for_resume`` removes the staging area, files no committed episode uses, and rows or
+frames of an uncommitted episode left at the end of a file, then rewrites the metadata.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import shutil
@@ -28,6 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from embodied_mm.data import lerobot_format as fmt
@@ -41,7 +49,13 @@ from embodied_mm.data.stats import (
     unflatten_episode_stats,
     vector_stats,
 )
-from embodied_mm.data.video import DEFAULT_CODEC, DEFAULT_PIX_FMT, encode_video
+from embodied_mm.data.video import (
+    DEFAULT_CODEC,
+    DEFAULT_PIX_FMT,
+    concat_videos,
+    count_frames,
+    encode_video,
+)
 from embodied_mm.features import ACTION, OBS_STATE, PLAN, camera_of
 
 STAGING_DIR = ".staging"
@@ -114,7 +128,13 @@ class DatasetWriter:
     # --- opening -------------------------------------------------------------------------
     @classmethod
     def create(
-        cls, root: Path, features: dict[str, dict[str, Any]], fps: int, robot_type: str
+        cls,
+        root: Path,
+        features: dict[str, dict[str, Any]],
+        fps: int,
+        robot_type: str,
+        data_files_size_in_mb: float = fmt.DEFAULT_DATA_FILES_SIZE_MB,
+        video_files_size_in_mb: float = fmt.DEFAULT_VIDEO_FILES_SIZE_MB,
     ) -> DatasetWriter:
         """Start a new dataset; refuses a directory that already holds one."""
         root = Path(root)
@@ -123,7 +143,10 @@ class DatasetWriter:
         for key in (OBS_STATE, ACTION):
             if key not in features:
                 raise ValueError(f"features lack {key!r}")
-        writer = cls(root, fmt.build_info(features=features, fps=fps, robot_type=robot_type))
+        info = fmt.build_info(features=features, fps=fps, robot_type=robot_type)
+        info["data_files_size_in_mb"] = data_files_size_in_mb
+        info["video_files_size_in_mb"] = video_files_size_in_mb
+        writer = cls(root, info)
         root.mkdir(parents=True, exist_ok=True)
         writer._write_metadata()
         return writer
@@ -160,19 +183,80 @@ class DatasetWriter:
 
     def _remove_uncommitted(self) -> None:
         shutil.rmtree(self.root / STAGING_DIR, ignore_errors=True)
-        n, cs = len(self.episode_rows), int(self.info["chunks_size"])
-        committed = {fmt.chunk_and_file(e, cs) for e in range(n)}
+        for tmp in self.root.glob("**/.*.tmp"):
+            tmp.unlink()
+        used = {self._data_path(*loc) for loc in self._locations("data")}
+        for key in self.video_keys:
+            used |= {self._video_path(key, *loc) for loc in self._locations(f"videos/{key}")}
         patterns = ["data/chunk-*/file-*.parquet"] + [
             f"videos/{k}/chunk-*/file-*.mp4" for k in self.video_keys
         ]
         for pattern in patterns:
             for path in self.root.glob(pattern):
-                chunk = int(path.parent.name.split("-")[1])
-                file = int(path.stem.split("-")[1])
-                if (chunk, file) not in committed:
+                if path not in used:
                     path.unlink()
-        for tmp in self.root.glob("**/.*.tmp"):
-            tmp.unlink()
+        if not self.episode_rows:
+            return
+        # The last files may hold the rows/frames of the episode whose commit was cut short.
+        last = self.episode_rows[-1]
+        n = len(self.episode_rows)
+        path = self._data_path(last["data/chunk_index"], last["data/file_index"])
+        table = pq.read_table(path)
+        if pc.max(table["episode_index"]).as_py() >= n:
+            kept = table.filter(pc.less(table["episode_index"], n))
+            self._write_parquet(path, kept)
+        for key in self.video_keys:
+            path = self._video_path(
+                key, last[f"videos/{key}/chunk_index"], last[f"videos/{key}/file_index"]
+            )
+            keep = round(float(last[f"videos/{key}/to_timestamp"]) * self.fps)
+            if count_frames(path) > keep:
+                self._replace_video(path, [(path, keep)])
+
+    def _locations(self, prefix: str) -> set[tuple[int, int]]:
+        return {
+            (int(r[f"{prefix}/chunk_index"]), int(r[f"{prefix}/file_index"]))
+            for r in self.episode_rows
+        }
+
+    def _data_path(self, chunk: int, file: int) -> Path:
+        return self.root / fmt.DATA_PATH.format(chunk_index=chunk, file_index=file)
+
+    def _video_path(self, key: str, chunk: int, file: int) -> Path:
+        return self.root / fmt.VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
+
+    def _place(
+        self, prefix: str, path_of, new_bytes: int, limit_mb: float
+    ) -> tuple[int, int, bool]:
+        """(chunk, file, append?) for the next episode's ``prefix`` file (data or a camera)."""
+        if not self.episode_rows:
+            return 0, 0, False
+        last = self.episode_rows[-1]
+        chunk, file = int(last[f"{prefix}/chunk_index"]), int(last[f"{prefix}/file_index"])
+        path = path_of(chunk, file)
+        if path.stat().st_size + new_bytes <= limit_mb * 1024 * 1024:
+            return chunk, file, True
+        file += 1
+        if file >= int(self.info["chunks_size"]):
+            chunk, file = chunk + 1, 0
+        return chunk, file, False
+
+    def _write_parquet(self, path: Path, table: pa.Table) -> None:
+        buf = io.BytesIO()
+        # Page checksums let readers detect flipped bytes, not only truncation.
+        pq.write_table(table, buf, write_page_checksum=True)
+        fmt.atomic_write_bytes(path, buf.getvalue())
+
+    def _replace_video(self, path: Path, parts: list[tuple[Path, int | None]]) -> None:
+        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+        try:
+            concat_videos(parts, tmp, self.fps)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        fmt.fsync_dir(path.parent)
 
     # --- appending -----------------------------------------------------------------------
     @property
@@ -198,14 +282,17 @@ class DatasetWriter:
         ep = self.num_episodes
         start, length = self.num_frames, len(staged)
         task_index = self.tasks.setdefault(staged.task, len(self.tasks))
-        chunk, file = fmt.chunk_and_file(ep, int(self.info["chunks_size"]))
-
         columns = _frame_columns(staged, ep, start, task_index, self.fps, PLAN in self.features)
-        data_path = self.root / fmt.DATA_PATH.format(chunk_index=chunk, file_index=file)
-        buf = io.BytesIO()
-        # Page checksums let readers detect flipped bytes, not only truncation.
-        pq.write_table(_arrow_table(columns, self.features), buf, write_page_checksum=True)
-        fmt.atomic_write_bytes(data_path, buf.getvalue())
+        table = _arrow_table(columns, self.features)
+        chunk, file, append = self._place(
+            "data", self._data_path, table.nbytes, float(self.info["data_files_size_in_mb"])
+        )
+        data_path = self._data_path(chunk, file)
+        if append:
+            old = pq.read_table(data_path)
+            old = old.filter(pc.less(old["episode_index"], ep))  # drop a cut-short commit's rows
+            table = pa.concat_tables([old, table])
+        self._write_parquet(data_path, table)
 
         row: dict[str, Any] = {
             "episode_index": ep,
@@ -217,16 +304,28 @@ class DatasetWriter:
             "dataset_to_index": start + length,
         }
         for key in self.video_keys:
-            dst = self.root / fmt.VIDEO_PATH.format(
-                video_key=key, chunk_index=chunk, file_index=file
+            prefix = f"videos/{key}"
+            staged_path = staged.videos[key]
+            chunk, file, append = self._place(
+                prefix,
+                functools.partial(self._video_path, key),
+                staged_path.stat().st_size,
+                float(self.info["video_files_size_in_mb"]),
             )
+            dst = self._video_path(key, chunk, file)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged.videos[key], dst)
-            fmt.fsync_dir(dst.parent)
-            row[f"videos/{key}/chunk_index"] = chunk
-            row[f"videos/{key}/file_index"] = file
-            row[f"videos/{key}/from_timestamp"] = 0.0
-            row[f"videos/{key}/to_timestamp"] = length / self.fps
+            if append:
+                from_ts = float(self.episode_rows[-1][f"{prefix}/to_timestamp"])
+                self._replace_video(dst, [(dst, round(from_ts * self.fps)), (staged_path, None)])
+                staged_path.unlink()
+            else:
+                from_ts = 0.0
+                os.replace(staged_path, dst)
+                fmt.fsync_dir(dst.parent)
+            row[f"{prefix}/chunk_index"] = chunk
+            row[f"{prefix}/file_index"] = file
+            row[f"{prefix}/from_timestamp"] = from_ts
+            row[f"{prefix}/to_timestamp"] = from_ts + length / self.fps
         row["meta/episodes/chunk_index"] = 0
         row["meta/episodes/file_index"] = 0
         stats = {k: vector_stats(v) for k, v in columns.items() if k != PLAN}

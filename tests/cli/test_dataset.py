@@ -25,7 +25,7 @@ def test_info_and_check(small_dataset):
     assert "LeRobot v3.0" in out.output and "episodes: 3  frames: 34" in out.output
     assert "observation.images.front" in out.output and "1: push" in out.output
     out = runner.invoke(app, ["dataset", "check", str(root)])
-    assert out.exit_code == 0 and "OK (3 episodes, 34 frames, 6 video files)" in out.output
+    assert out.exit_code == 0 and "OK (3 episodes, 34 frames, 2 video files)" in out.output
 
 
 def test_check_fails_naming_the_corrupt_file(small_dataset):

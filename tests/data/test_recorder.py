@@ -6,12 +6,14 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from embodied_mm.data import writer as writer_mod
 from embodied_mm.data.check import check_dataset
 from embodied_mm.data.reader import DatasetMeta, load_frames
 from embodied_mm.data.recorder import record
+from embodied_mm.data.video import count_frames
 from embodied_mm.data.writer import DatasetWriter
 from embodied_mm.features import ACTION, OBS_STATE
 from tests.data.conftest import FPS, synthetic_episode, synthetic_features
@@ -89,12 +91,14 @@ def test_commit_cut_short_before_info_json_is_invisible_and_resumable(tmp_path, 
         w.add_episode(synthetic_episode(6, 1))
     monkeypatch.undo()
 
-    assert (root / "data/chunk-000/file-001.parquet").exists()  # an orphan ...
+    data = root / "data/chunk-000/file-000.parquet"
+    video = root / "videos/observation.images.front/chunk-000/file-000.mp4"
+    assert len(pq.read_table(data)) == 11 and count_frames(video) == 11  # appended ...
     meta = DatasetMeta(root)
-    assert len(meta.episodes) == 1 and len(load_frames(meta)) == 5  # ... that nobody sees
+    assert len(meta.episodes) == 1 and len(load_frames(meta)) == 5  # ... but nobody sees it
     assert check_dataset(root).ok
     resumed = DatasetWriter.open_for_resume(root)
-    assert not (root / "data/chunk-000/file-001.parquet").exists()
+    assert len(pq.read_table(data)) == 5 and count_frames(video) == 5  # cut back
     resumed.add_episode(synthetic_episode(7, 2))
     info = json.loads((root / "meta/info.json").read_text())
     assert (info["total_episodes"], info["total_frames"]) == (2, 12)

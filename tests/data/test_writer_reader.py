@@ -33,10 +33,13 @@ def test_layout_is_lerobot_v30(small_dataset):
     assert front["dtype"] == "video" and front["shape"] == [32, 48, 3]
     assert front["info"]["video.fps"] == FPS and front["info"]["video.codec"] == "h264"
     assert info["features"][PLAN]["dtype"] == "string"
-    for e in range(3):
-        assert (root / f"data/chunk-000/file-{e:03d}.parquet").is_file()
-        for cam in ("front", "wrist"):
-            assert (root / f"videos/observation.images.{cam}/chunk-000/file-{e:03d}.mp4").is_file()
+    # v3.0 packs episodes: one data file and one video per camera hold all three
+    assert [p.relative_to(root).as_posix() for p in sorted(root.glob("data/*/*"))] == [
+        "data/chunk-000/file-000.parquet"
+    ]
+    for cam in ("front", "wrist"):
+        videos = sorted((root / f"videos/observation.images.{cam}").glob("*/*"))
+        assert [p.name for p in videos] == ["file-000.mp4"]
     tasks = pd.read_parquet(root / "meta/tasks.parquet")
     assert dict(zip(tasks.index, tasks["task_index"], strict=True)) == {
         "lift the red cube": 0,
@@ -47,12 +50,17 @@ def test_layout_is_lerobot_v30(small_dataset):
     assert eps["dataset_from_index"].tolist() == [0, 12, 19]
     assert eps["dataset_to_index"].tolist() == [12, 19, 34]
     assert list(eps["tasks"].iloc[1]) == ["push"]
-    assert eps[f"videos/{image_key('front')}/to_timestamp"].tolist() == [1.2, 0.7, 1.5]
+    assert eps["data/file_index"].tolist() == [0, 0, 0]
+    front_key = f"videos/{image_key('front')}"
+    assert eps[f"{front_key}/from_timestamp"].tolist() == pytest.approx([0.0, 1.2, 1.9])
+    assert eps[f"{front_key}/to_timestamp"].tolist() == pytest.approx([1.2, 1.9, 3.4])
     assert "stats/action/mean" in eps.columns
-    data = pq.read_table(root / "data/chunk-000/file-001.parquet")
+    data = pq.read_table(root / "data/chunk-000/file-000.parquet")
     assert data.column_names[:2] == [OBS_STATE, ACTION]
-    assert data["index"].to_pylist() == list(range(12, 19))
-    assert data["timestamp"].to_pylist() == pytest.approx([i / FPS for i in range(7)])
+    assert data["index"].to_pylist() == list(range(34))
+    assert data["episode_index"].to_pylist() == [0] * 12 + [1] * 7 + [2] * 15
+    # timestamps restart in each episode, as in LeRobot
+    assert data["timestamp"].to_pylist()[12:19] == pytest.approx([i / FPS for i in range(7)])
 
 
 def test_round_trip_exact_numbers_and_frames_within_codec_tolerance(small_dataset):
@@ -120,3 +128,23 @@ def test_writer_rejects_mismatched_episode_and_existing_dataset(tmp_path):
         w.add_episode(bad)
     with pytest.raises(FileExistsError, match="already holds a dataset"):
         DatasetWriter.create(root, synthetic_features(), FPS, "synthetic")
+
+
+def test_files_roll_over_at_the_size_limit(tmp_path):
+    """Tiny size limits force a new data file and video file for every episode."""
+    root = tmp_path / "ds"
+    w = DatasetWriter.create(
+        root, synthetic_features(), FPS, "synthetic",
+        data_files_size_in_mb=1e-6, video_files_size_in_mb=1e-6,
+    )  # fmt: skip
+    episodes = [synthetic_episode(n, seed) for seed, n in enumerate([4, 6, 5])]
+    for ep in episodes:
+        w.add_episode(ep)
+    eps = pd.read_parquet(root / "meta/episodes/chunk-000/file-000.parquet")
+    assert eps["data/file_index"].tolist() == [0, 1, 2]
+    assert eps[f"videos/{image_key('wrist')}/file_index"].tolist() == [0, 1, 2]
+    assert eps[f"videos/{image_key('wrist')}/from_timestamp"].tolist() == [0.0, 0.0, 0.0]
+    ds = LeRobotWindowDataset(root)
+    item = ds[4 + 6 + 2]
+    np.testing.assert_array_equal(item[ACTION].numpy(), episodes[2].action[2])
+    assert int(item["index"]) == 12
