@@ -65,7 +65,8 @@ def aggregate_stats(per_episode: Sequence[dict[str, Stats]]) -> dict[str, Stats]
     """Combine per-episode stats into dataset stats (see the module docstring)."""
     if not per_episode:
         raise ValueError("no episode stats to aggregate")
-    features = per_episode[0].keys()
+    # Features every part has stats for (a v2.1 dataset may lack image stats, for example).
+    features = [f for f in per_episode[0] if all(f in ep for ep in per_episode)]
     out: dict[str, Stats] = {}
     for feat in features:
         parts = [ep[feat] for ep in per_episode]
