@@ -24,10 +24,13 @@ def serve(
     """Serve a policy over websocket + msgpack (openpi's protocol), batching concurrent clients."""
     import logging
 
-    from embodied_mm.deploy.server import PolicyServer
+    from embodied_mm.deploy.server import PolicyServer, is_loopback
     from embodied_mm.runtime.inference import LocalPolicy
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if not token and not is_loopback(host):  # refuse before spending time loading the model
+        typer.echo(f"error: refusing to serve on {host!r} without --token", err=True)
+        raise typer.Exit(2)
     try:
         policy = LocalPolicy.from_checkpoint(checkpoint, with_plan=plan, device=device)
         server = PolicyServer(
@@ -60,6 +63,9 @@ def deploy(
     calibration: Path | None = typer.Option(None, help="Calibration file (dynamixel)."),
     camera: list[str] = typer.Option([], help="name=source OpenCV camera (dynamixel), repeatable."),
     timeout: float = typer.Option(2.0, help="Seconds to wait for the server per request."),
+    refill_at: int = typer.Option(4, help="async: request the next chunk at this many queued."),
+    watchdog_stop_s: float = typer.Option(1.0, help="Stop after this long without an action."),
+    max_obs_age_s: float = typer.Option(0.25, help="Hold when a camera frame is older."),
 ) -> None:
     """Run the perception-to-action loop on a robot, behind the safety filter."""
     from embodied_mm.deploy.session import DeployConfig, make_robot, result_dict, run_episodes
@@ -74,13 +80,24 @@ def deploy(
             {"engine": engine, "action_mode": action_mode} if robot.startswith("sim:") else {}
         )
         image_size = None
-        if meta.get("image_shape"):
+        if meta.get("image_shape"):  # the server enforces a size
             image_size = tuple(meta["image_shape"])
+        elif meta.get("policy_image_size"):
+            image_size = (meta["policy_image_size"], meta["policy_image_size"])
         bot = make_robot(robot, calibration, camera, image_size, seed, **sim_kwargs)
     except (ValueError, KeyError, FileNotFoundError, PermissionError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
-    cfg = DeployConfig(mode=mode, hz=hz, max_steps=steps, episodes=episodes, task=task, out_dir=out)
+    cfg = DeployConfig(
+        mode=mode,
+        hz=hz,
+        max_steps=steps,
+        episodes=episodes,
+        task=task,
+        refill_at=refill_at,
+        out_dir=out,
+        safety_overrides={"watchdog_stop_s": watchdog_stop_s, "max_obs_age_s": max_obs_age_s},
+    )
     estop = EStop()
     estop.install_sigint()  # Ctrl-C = e-stop: hold, then stop; never a bare exit mid-motion
 

@@ -9,8 +9,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,8 @@ class DeployConfig:
     refill_at: int = 4
     out_dir: Path | None = None
     video_camera: str | None = "front"
+    # SafetyConfig fields that replace the robot's defaults (e.g. watchdog_stop_s)
+    safety_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 def run_episodes(
@@ -130,7 +133,8 @@ def run_episodes(
             if ep > 0:
                 robot.reset_episode(seed=None)
             executor.reset()
-            safety = SafetyFilter(robot.default_safety(), cfg.hz, robot.ee_position_fn(), estop)
+            limits = dataclasses.replace(robot.default_safety(), **cfg.safety_overrides)
+            safety = SafetyFilter(limits, cfg.hz, robot.ee_position_fn(), estop)
             recorder = None
             if cfg.out_dir is not None:
                 cam = cfg.video_camera if cfg.video_camera in meta["cameras"] else None

@@ -51,6 +51,7 @@ class LocalPolicy:
         self.state_dim: int = int(cfg.state_dim)
         self.action_dim: int = int(cfg.action_dim)
         self.chunk_size: int = int(cfg.chunk_size)
+        self.image_size: int | None = getattr(cfg, "image_size", None)
 
     @classmethod
     def from_checkpoint(
@@ -68,6 +69,9 @@ class LocalPolicy:
             "state_dim": self.state_dim,
             "action_dim": self.action_dim,
             "chunk_size": self.chunk_size,
+            # the frame size the policy was trained on: cameras are resized to it client-side,
+            # which also keeps requests small
+            "policy_image_size": self.image_size,
         }
 
     def reset(self) -> None:

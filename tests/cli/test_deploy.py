@@ -66,9 +66,6 @@ def test_deploy_needs_exactly_one_policy_source():
 
 
 def test_serve_refuses_public_bind_without_token(tmp_path):
-    from embodied_mm.policies import make_policy
-
-    make_policy("vla-chunk", size="tiny").save_pretrained(tmp_path)
     r = subprocess.run(
         [*CLI, "serve", "--checkpoint", str(tmp_path), "--host", "0.0.0.0"],
         capture_output=True, text=True, timeout=120,

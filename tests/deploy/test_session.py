@@ -1,0 +1,40 @@
+"""Assembling a deployment: robot specs, modes, policy/robot compatibility."""
+
+import pytest
+
+from embodied_mm.deploy.session import check_compatible, make_executor, make_robot, parse_cameras
+from embodied_mm.runtime.adapters.sim import SimRobot
+
+
+@pytest.mark.parametrize(
+    ("spec", "kwargs", "match"),
+    [
+        ("pick_lift", {}, "must be sim:<env-id> or dynamixel:<port>"),
+        ("ros:arm", {}, "unknown robot kind 'ros'"),
+        ("dynamixel:/dev/ttyUSB0", {}, "needs --calibration"),
+    ],
+)
+def test_bad_robot_specs(spec, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_robot(spec, **kwargs)
+
+
+def test_camera_specs():
+    cams = parse_cameras(["front=0", "wrist=rtsp://cam/1"], size=(128, 128))
+    assert cams["front"].source == 0 and cams["wrist"].source == "rtsp://cam/1"
+    with pytest.raises(ValueError, match="name=source"):
+        parse_cameras(["front"])
+
+
+def test_unknown_mode():
+    with pytest.raises(ValueError, match="known: open_loop, ensemble, async"):
+        make_executor("magic", source=None)
+
+
+def test_policy_must_fit_the_robot():
+    with SimRobot("reach", engine="mujoco") as robot:
+        check_compatible(robot, {"cameras": ["front", "wrist"], "state_dim": 15, "action_dim": 7})
+        with pytest.raises(ValueError) as info:
+            check_compatible(robot, {"cameras": ["top"], "state_dim": 6, "action_dim": 6})
+    text = str(info.value)
+    assert "camera 'top' missing" in text and "expects 6" in text and "emits 6-D" in text
