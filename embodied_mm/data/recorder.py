@@ -33,7 +33,10 @@ MAX_CONSECUTIVE_FAILURES = 50
 
 
 class DemoSource(Protocol):
-    """Produces demonstrations; built inside the process that uses it."""
+    """Produces demonstrations; built inside the process that uses it.
+
+    Sources may also set ``state_names`` / ``action_names`` (lists of str) for info.json.
+    """
 
     fps: int
     robot_type: str
@@ -64,6 +67,12 @@ class GymExpertSource:
         if abs(self.fps - hz) > 1e-9:
             raise ValueError(f"{env_id}: control rate {hz} Hz is not a whole number of fps")
         self.robot_type = str(getattr(base, "robot_type", "panda"))
+        from embodied_mm.envs import tabletop_env
+
+        # Per-dimension names for info.json, as LeRobot datasets carry them.
+        fields = getattr(tabletop_env, "ACTION_FIELDS", {}).get(getattr(base, "action_mode", ""))
+        self.action_names = list(fields) if fields else None
+        self.state_names = getattr(base, "state_names", None)
         from embodied_mm.envs.expert import make_expert
 
         self.expert = make_expert(self.env)  # follows the env across episodes
@@ -98,6 +107,7 @@ class _Result:
     fps: int
     robot_type: str
     shapes: dict[str, tuple[int, ...]]
+    names: dict[str, list[str] | None]
 
 
 # --- worker side -------------------------------------------------------------------------------
@@ -118,7 +128,11 @@ def _run_one(seed: int, keep_failures: bool) -> _Result:
     shapes.update({k: v.shape[1:3] for k, v in ep.images.items()})
     keep = ep.success or keep_failures
     staged = stage_episode(ep, _staging, _source.fps, _codec) if keep else None
-    return _Result(seed, ep.success, staged, _source.fps, _source.robot_type, shapes)
+    names = {
+        OBS_STATE: getattr(_source, "state_names", None),
+        ACTION: getattr(_source, "action_names", None),
+    }
+    return _Result(seed, ep.success, staged, _source.fps, _source.robot_type, shapes, names)
 
 
 # --- parent side -------------------------------------------------------------------------------
@@ -214,7 +228,14 @@ def _features(result: _Result, codec: str) -> dict[str, dict[str, Any]]:
         cameras=cams,
         fps=result.fps,
         codec=codec,
+        state_names=_names(result.names[OBS_STATE], result.shapes[OBS_STATE]),
+        action_names=_names(result.names[ACTION], result.shapes[ACTION]),
     )
+
+
+def _names(names: list[str] | None, shape: tuple[int, ...]) -> list[str] | None:
+    """Names only when they match the data (a source's names can go stale)."""
+    return list(names) if names is not None and len(names) == int(shape[0]) else None
 
 
 def _results(

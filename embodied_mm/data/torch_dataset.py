@@ -90,6 +90,9 @@ class LeRobotWindowDataset(Dataset):
                 f"delta_timestamps for unknown features {sorted(unknown_keys)}; "
                 f"the dataset has {sorted(self.meta.features)}"
             )
+        text = [k for k in delta_timestamps if self.meta.features[k].get("dtype") == "string"]
+        if text:
+            raise ValueError(f"delta_timestamps cannot window text features {text}")
         self.delta_indices = delta_indices(delta_timestamps, self.meta.fps, tolerance_s)
         self.frames = load_frames(self.meta)
         # Row r belongs to episode _row_episode[r]; its rows are [start, end) of self.frames.

@@ -30,6 +30,7 @@ class _Tap:
     def __init__(self, engine: str, kept: list) -> None:
         self.src = GymExpertSource(ENV_ID, engine)
         self.fps, self.robot_type, self.kept = self.src.fps, self.src.robot_type, kept
+        self.state_names, self.action_names = self.src.state_names, self.src.action_names
 
     def episode(self, seed: int):
         ep = self.src.episode(seed)
@@ -51,6 +52,7 @@ def test_round_trip_real_env(tmp_path: Path, engine: str):
     assert report.ok, report.errors
     ds = LeRobotWindowDataset(tmp_path / "ds")
     assert ds.fps == 20 and len(ds) == sum(len(e) for e in episodes)
+    assert ds.meta.features[ACTION]["names"][-1] == "gripper"  # the env's action fields
     i = 0
     for e, ep in enumerate(episodes):
         for t in range(len(ep)):

@@ -59,6 +59,8 @@ def test_delta_timestamps_are_validated(small_dataset):
         LeRobotWindowDataset(root, {ACTION: [0.0, 0.05]})
     with pytest.raises(ValueError, match="unknown features"):
         LeRobotWindowDataset(root, {"observation.depth": [0.0]})
+    with pytest.raises(ValueError, match="cannot window text features"):
+        LeRobotWindowDataset(root, {"plan": [0.0]})
     with pytest.raises(ValueError, match=r"episodes \[7\]"):
         LeRobotWindowDataset(root, episodes=[7])
 
