@@ -6,6 +6,8 @@ import urllib.request
 import msgpack
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
@@ -164,3 +166,15 @@ def test_plan_travels_with_the_chunk(tiny_checkpoint):
         result = RemotePolicy(PolicyClient(st.url)).infer(obs())
     assert isinstance(result.plan, str)
     assert result.plan == planner.infer(obs()).plan  # greedy decoding: same text both ways
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(blob=st.binary(max_size=2048) | st.text(max_size=64))
+def test_live_server_survives_fuzzed_messages(server, blob):
+    with connect(server.url, proxy=None) as ws:
+        ws.recv()
+        ws.send(blob)
+        reply = ws.recv(timeout=10)
+        assert isinstance(reply, str) and reply.startswith("error: ")
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.server.port}/healthz", timeout=5) as r:
+        assert r.status == 200
