@@ -174,7 +174,8 @@ def record(
     writer = DatasetWriter.open_for_resume(out) if exists else None
     start_seed = seed
     if writer is not None and writer.episode_rows:
-        start_seed = max(int(r["seed"]) for r in writer.episode_rows) + 1
+        # Datasets not recorded by us have no seed column: start after the given seed.
+        start_seed = max(max(int(r.get("seed", -1)) for r in writer.episode_rows) + 1, seed)
     have = writer.num_episodes if writer else 0
     staging = out / ".staging"
     staging.mkdir(parents=True, exist_ok=True)
