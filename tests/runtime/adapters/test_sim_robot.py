@@ -56,3 +56,10 @@ def test_ee_delta_workspace_check_uses_the_tcp():
 def test_unknown_env_lists_known_ones():
     with pytest.raises(KeyError, match="pick_lift"):
         make_env("no_such_task")
+
+
+def test_registered_gymnasium_id():
+    with SimRobot("embodied_mm/ReachObject-v0", engine="pybullet") as robot:
+        assert robot.env.unwrapped.engine_name == "pybullet"
+        robot.send_action(robot.hold_action())
+        assert robot.info["task"] == robot.task and not robot.episode_done
