@@ -223,7 +223,9 @@ def concat_videos(parts: list[tuple[Path, int | None]], out: Path, fps: int) -> 
     try:
         with av.open(str(out), mode="w", format="mp4") as dst:
             with av.open(str(parts[0][0])) as first:
-                out_stream = dst.add_stream_from_template(first.streams.video[0])
+                # opaque: copy codec parameters without opening an encoder (AV1 decodes with
+                # libdav1d, which cannot encode).
+                out_stream = dst.add_stream_from_template(first.streams.video[0], opaque=True)
             offset_s = 0.0
             for path, limit in parts:
                 with av.open(str(path)) as src:

@@ -148,3 +148,29 @@ def test_files_roll_over_at_the_size_limit(tmp_path):
     item = ds[4 + 6 + 2]
     np.testing.assert_array_equal(item[ACTION].numpy(), episodes[2].action[2])
     assert int(item["index"]) == 12
+
+
+@pytest.mark.parametrize("codec", ["h264", "libsvtav1"])
+def test_packed_videos_round_trip_per_codec(tmp_path, codec):
+    """Appending episodes remuxes packets; LeRobot's default AV1 must survive it too."""
+    from embodied_mm.data.check import check_dataset
+    from embodied_mm.data.lerobot_format import build_features
+    from embodied_mm.data.synthetic import synthetic_episode as make
+
+    root = tmp_path / codec
+    features = build_features(
+        state_dim=15, action_dim=7, cameras={"front": (64, 64)}, fps=20, codec=codec
+    )
+    w = DatasetWriter.create(root, features, 20, "synthetic")
+    episodes = [make(n, s, hw=(64, 64), cameras=("front",)) for s, n in enumerate([9, 6, 8])]
+    for ep in episodes:
+        w.add_episode(ep)
+    report = check_dataset(root)
+    assert report.ok and report.videos_checked == 1, report.errors
+    ds = LeRobotWindowDataset(root)
+    i = 0
+    for ep in episodes:
+        for t in range(len(ep)):
+            img = ds[i][image_key("front")].permute(1, 2, 0).numpy() * 255
+            assert np.abs(img - ep.images[image_key("front")][t]).mean() < CODEC_MEAN_TOL
+            i += 1
