@@ -128,6 +128,7 @@ class AsyncExecutor(ChunkExecutor):
         self._wake = threading.Condition(self._lock)
         self._request: tuple[int, dict[str, Any]] | None = None
         self._generation = 0  # bumped by reset so a chunk from the last episode is dropped
+        self._failure: BaseException | None = None  # raised in the loop thread by _next
         self._closed = False
         self._worker = threading.Thread(target=self._work, name="async-inference", daemon=True)
         self._worker.start()
@@ -142,9 +143,14 @@ class AsyncExecutor(ChunkExecutor):
                 step, frame = self._request  # type: ignore[misc]
                 self._request = None
                 generation = self._generation
-            result = self._infer(frame)
+            failure: BaseException | None = None
+            try:
+                result = self._infer(frame)
+            except Exception as e:  # not a transient outage: hand it to the loop thread
+                result, failure = None, e
             with self._lock:
                 self._busy = False
+                self._failure = failure
                 if result is not None and generation == self._generation:
                     self._ready = (step, result)
 
@@ -179,6 +185,9 @@ class AsyncExecutor(ChunkExecutor):
                 with self._lock:
                     self._merge(0, first.actions)
         with self._wake:
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure
             if self._ready is not None:
                 start, result = self._ready
                 self._ready = None

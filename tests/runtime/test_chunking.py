@@ -101,3 +101,21 @@ def test_reset_clears_queue_and_resets_source():
     ex.reset()
     assert src.resets == 1 and ex.step == 0
     assert ex.next_action(frame(7))[0] == 7  # a fresh chunk, not the old queue
+
+
+def test_async_reraises_a_policy_bug_in_the_loop_thread():
+    class Broken(RampSource):
+        def infer(self, frame):
+            if self.calls >= 1:
+                raise RuntimeError("shape mismatch in the model")
+            return super().infer(frame)
+
+    ex = AsyncExecutor(Broken(k=4), refill_at=4)
+    try:
+        ex.next_action(frame(0))  # warm start works, the background refill fails
+        with pytest.raises(RuntimeError, match="shape mismatch"):
+            for t in range(1, 50):
+                ex.next_action(frame(t))
+                time.sleep(0.01)
+    finally:
+        ex.close()
