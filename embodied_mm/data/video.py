@@ -215,8 +215,9 @@ def concat_videos(parts: list[tuple[Path, int | None]], out: Path, fps: int) -> 
 
     Packets are copied, not re-encoded: v3.0 packs many episodes into one mp4, and appending
     an episode must not degrade the ones already there. The parts must come from the same
-    encoder settings (:func:`encode_video` guarantees it); with its h264 settings (no
-    B-frames) a prefix of the packets decodes to exactly the first ``n`` frames.
+    encoder settings (:func:`encode_video` guarantees it). A cut (``n``) must fall on an
+    episode boundary: each episode is its own encode, so no frame before the cut references
+    one after it, whatever the codec's frame reordering.
     """
     if not parts:
         raise ValueError(f"{out}: nothing to concatenate")
