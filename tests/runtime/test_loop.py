@@ -1,6 +1,8 @@
 """The controller loop with real parts: sim robot, tiny policy, safety filter, recorder."""
 
+import dataclasses
 import json
+import time
 
 import cv2
 import numpy as np
@@ -81,29 +83,43 @@ def test_episode_end_stops_the_loop(tiny_policy):
     assert result.success is False
 
 
-def test_real_arm_path_and_motor_fault(tmp_path):
+@pytest.fixture(scope="module")
+def arm_policy():
+    """The tiny recipe sized for a 6-motor arm with one camera."""
+    from embodied_mm.policies import make_policy
+
+    policy = make_policy("vla-chunk", size="tiny", cameras=["front"], state_dim=6, action_dim=6)
+    policy.eval()
+    return policy
+
+
+def write_clip(path, n=30):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, (128, 128))
+    for i in range(n):
+        writer.write(np.full((128, 128, 3), 8 * i, np.uint8))
+    writer.release()
+
+
+def koch_cal():
+    from embodied_mm.runtime.dynamixel.calibration import Calibration, JointCalibration
+
+    joints = [JointCalibration(f"j{i}", i, 2048, 1, -0.5, 0.5) for i in range(1, 7)]
+    return Calibration("koch", joints)
+
+
+def test_real_arm_path_and_motor_fault(arm_policy, tmp_path):
     """Emulated Koch arm + a video-file camera + the tiny recipe sized for the arm: the loop
     drives the motors; a motor overload mid-run ends the run with the arm held."""
-    from embodied_mm.policies import make_policy
     from embodied_mm.runtime.adapters.dynamixel import DynamixelRobot
     from embodied_mm.runtime.adapters.opencv_camera import OpenCVCamera
-    from embodied_mm.runtime.dynamixel.calibration import Calibration, JointCalibration
     from embodied_mm.runtime.dynamixel.emulator import MotorBusEmulator
 
     video = tmp_path / "cam.mp4"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30, (128, 128))
-    for i in range(30):
-        writer.write(np.full((128, 128, 3), 8 * i, np.uint8))
-    writer.release()
-    policy = make_policy("vla-chunk", size="tiny", cameras=["front"], state_dim=6, action_dim=6)
-    policy.eval()
-    cal = Calibration(
-        "koch", [JointCalibration(f"j{i}", i, 2048, 1, -0.5, 0.5) for i in range(1, 7)]
-    )
+    write_clip(video)
     with MotorBusEmulator(list(range(1, 7))) as emu:
-        robot = DynamixelRobot(emu.port, cal, {"front": OpenCVCamera(str(video), fps=30)})
+        robot = DynamixelRobot(emu.port, koch_cal(), {"front": OpenCVCamera(str(video), fps=30)})
         with robot:
-            executor = OpenLoopExecutor(LocalPolicy(policy))
+            executor = OpenLoopExecutor(LocalPolicy(arm_policy))
             safety = SafetyFilter(robot.default_safety(), 30.0)
             moved = {"goal": None}
 
@@ -132,3 +148,34 @@ def test_plan_text_is_logged_with_every_step(sim, tiny_policy, tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
     assert all(isinstance(r["plan"], str) for r in lines)  # the (random) model's sub-task text
     assert {r["plan"] for r in lines if r["plan"]} == set(result.plans)
+
+
+def test_camera_dropout_makes_the_arm_hold(arm_policy, tmp_path):
+    """The camera's source disappears: frames go stale and every command becomes a hold."""
+    from embodied_mm.runtime.adapters.dynamixel import DynamixelRobot
+    from embodied_mm.runtime.adapters.opencv_camera import OpenCVCamera
+    from embodied_mm.runtime.dynamixel.emulator import MotorBusEmulator
+
+    video = tmp_path / "cam.mp4"
+    write_clip(video, n=10)
+    camera = OpenCVCamera(str(video), fps=30, reconnect_backoff_s=0.01)
+    with MotorBusEmulator(list(range(1, 7))) as emu:
+        robot = DynamixelRobot(emu.port, koch_cal(), {"front": camera})
+        with robot:
+
+            def run(steps, max_obs_age_s):
+                cfg = dataclasses.replace(robot.default_safety(), max_obs_age_s=max_obs_age_s)
+                executor = OpenLoopExecutor(LocalPolicy(arm_policy))
+                loop = ControllerLoop(robot, executor, SafetyFilter(cfg, 30.0), 30.0, "wave")
+                return loop.run(steps)
+
+            fresh = run(3, max_obs_age_s=1.0)  # generous: the first inference is slow
+            moved = [m.goal for m in emu.motors.values()]
+            video.unlink()  # cable pulled: the camera keeps retrying, no new frames
+            time.sleep(0.8)  # the frames already decoded run out
+            stale = run(5, max_obs_age_s=0.15)
+            held = [m.goal for m in emu.motors.values()]
+    assert "stale_observation" not in fresh.interventions and moved != [2048] * 6
+    assert stale.interventions == {"stale_observation": 5}
+    assert held == moved  # the arm did not move while it could not see
+    assert camera.failed_reads >= 1
