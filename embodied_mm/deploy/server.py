@@ -81,6 +81,7 @@ class PolicyServer:
         token: str | None = None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_batch: int = 16,
+        max_clients: int = 64,
         image_shape: tuple[int, int] | None = None,
     ) -> None:
         if not token and not is_loopback(host):
@@ -94,6 +95,8 @@ class PolicyServer:
         self.token = token
         self.max_message_bytes = max_message_bytes
         self.max_batch = max_batch
+        self.max_clients = max_clients
+        self.clients = 0  # open websocket connections
         meta = policy.metadata()
         self.schema = ObsSchema(
             cameras=tuple(meta["cameras"]),
@@ -122,10 +125,19 @@ class PolicyServer:
                 given.strip().encode(), self.token.encode()
             ):
                 return connection.respond(http.HTTPStatus.UNAUTHORIZED, "missing or wrong token\n")
+        if self.clients >= self.max_clients:  # each connection holds buffers: bound them
+            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "too many clients\n")
         return None
 
     # --- websocket side ---------------------------------------------------------------------
     async def _handler(self, ws: ServerConnection) -> None:
+        self.clients += 1
+        try:
+            await self._serve_client(ws)
+        finally:
+            self.clients -= 1
+
+    async def _serve_client(self, ws: ServerConnection) -> None:
         assert self._queue is not None
         await ws.send(packb(self.metadata))
         prev_total_ms: float | None = None

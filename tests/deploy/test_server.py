@@ -1,6 +1,7 @@
 """The policy server in-process (background event loop) with the real tiny policy."""
 
 import threading
+import time
 import urllib.request
 
 import msgpack
@@ -14,7 +15,7 @@ from websockets.sync.client import connect
 from embodied_mm.deploy.client import PolicyClient, RemotePolicy
 from embodied_mm.deploy.server import PolicyServer, ServerThread
 from embodied_mm.deploy.wire import packb, unpackb
-from embodied_mm.runtime.inference import LocalPolicy
+from embodied_mm.runtime.inference import LocalPolicy, PolicyUnavailable
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +179,18 @@ def test_live_server_survives_fuzzed_messages(server, blob):
         assert isinstance(reply, str) and reply.startswith("error: ")
     with urllib.request.urlopen(f"http://127.0.0.1:{server.server.port}/healthz", timeout=5) as r:
         assert r.status == 200
+
+
+def test_client_limit(policy):
+    with ServerThread(PolicyServer(policy, "127.0.0.1", 0, max_clients=1)) as st:
+        first = PolicyClient(st.url)
+        first.connect()
+        with pytest.raises(PolicyUnavailable, match="503"):
+            PolicyClient(st.url).connect()
+        first.close()
+        deadline = time.monotonic() + 10
+        while st.server.clients and time.monotonic() < deadline:
+            time.sleep(0.01)
+        second = PolicyClient(st.url)  # the slot is free again
+        assert second.infer(obs())["actions"].shape == (8, 7)
+        second.close()
