@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from embodied_mm.runtime.dynamixel.calibration import Calibration, get_profile
@@ -102,3 +103,47 @@ def test_deploy_in_process_and_sigint_is_an_estop(tmp_path):
     assert summary["stop_reason"] == "estop" and summary["interventions"]["estop"] == 1
     last = json.loads(log.read_text().splitlines()[-2])  # the line before the summary
     assert last["interventions"] == ["estop"] and last["action"][:6] == [0.0] * 6
+
+
+@pytest.mark.slow
+def test_deploy_dynamixel_arm_with_camera(tmp_path):
+    """`deploy --robot dynamixel:<pty>` with a calibration file and a video-file camera."""
+    import cv2
+
+    from embodied_mm.policies import make_policy
+    from embodied_mm.runtime.dynamixel.calibration import JointCalibration
+
+    ckpt = tmp_path / "ckpt"
+    make_policy(
+        "vla-chunk", size="tiny", cameras=["front"], state_dim=6, action_dim=6
+    ).save_pretrained(ckpt)
+    video = tmp_path / "front.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 30, (160, 120))
+    for i in range(60):
+        writer.write(np.full((120, 160, 3), 4 * i, np.uint8))
+    writer.release()
+    cal = tmp_path / "koch.json"
+    Calibration(
+        "koch", [JointCalibration(f"j{i}", i, 2048, 1, -0.5, 0.5) for i in range(1, 7)]
+    ).save(cal)
+    out = tmp_path / "run"
+    with MotorBusEmulator(list(range(1, 7))) as emu:
+        r = subprocess.run(
+            [*CLI, "deploy", "--robot", f"dynamixel:{emu.port}", "--calibration", str(cal),
+             "--camera", f"front={video}", "--checkpoint", str(ckpt), "--task", "wave",
+             "--steps", "20", "--hz", "15", "--mode", "async", "--max-obs-age-s", "1.0",
+             "--out", str(out)],
+            capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+        goals = [m.goal for m in emu.motors.values()]
+        torque = [m.torque for m in emu.motors.values()]
+    assert r.returncode == 0, r.stderr[-2000:]
+    (summary,) = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == "max_steps" and summary["steps"] == 20
+    assert goals != [2048] * 6 and all(
+        abs(g - 2048) <= 327 for g in goals
+    )  # moved, within ±0.5 rad
+    assert not any(torque)  # disconnect turned torque off
+    cap = cv2.VideoCapture(str(out / "episode_000" / "front.mp4"))
+    assert (cap.get(cv2.CAP_PROP_FRAME_HEIGHT), cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == (128, 128)
+    cap.release()
