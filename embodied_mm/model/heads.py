@@ -40,7 +40,7 @@ class HeadConfig:
     expert_heads: int = 4
     flow_steps: int = 10  # flow: Euler steps at inference
     # flow: seed of the inference noise. A fixed seed makes predict_chunk deterministic and
-    # each sample's noise independent of the rest of the batch; None draws fresh noise.
+    # each sample's result independent of the rest of the batch; None draws fresh noise.
     noise_seed: int | None = 0
 
 
@@ -211,7 +211,11 @@ class FlowHead(ActionHead):
     ) -> torch.Tensor:
         """x_t (B, K, D), t (B,) → velocity (B, K, D)."""
         time = self.time_mlp(_time_features(t, self.cfg.expert_hidden))  # (B, E)
-        tokens = self.action_in(x_t) + self.step_embed + time[:, None]  # (B, K, E)
+        # A pooled summary of the prefix goes straight into every action token: a direct path
+        # for the conditioning, which cross-attention alone learns slowly.
+        keep = (~memory_pad).unsqueeze(-1).to(memory.dtype)  # (B, P, 1)
+        pooled = (memory * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, E)
+        tokens = self.action_in(x_t) + self.step_embed + (time + pooled)[:, None]  # (B, K, E)
         out = self.expert(tokens, memory, memory_key_padding_mask=memory_pad)
         return self.action_out(out)
 
@@ -233,8 +237,10 @@ class FlowHead(ActionHead):
         if self.cfg.noise_seed is None:
             x = torch.randn(shape, device=prefix.device)
         else:
+            # Every sample starts from the same seeded draw, so a sample's chunk depends on
+            # neither the batch size nor its position (torch's RNG output depends on both).
             gen = torch.Generator(device=prefix.device).manual_seed(self.cfg.noise_seed)
-            x = torch.randn(shape, device=prefix.device, generator=gen)
+            x = torch.randn(shape[1:], device=prefix.device, generator=gen).expand(shape)
         n = self.cfg.flow_steps
         for i in range(n):
             t = torch.full((b,), 1.0 - i / n, device=prefix.device)

@@ -1,0 +1,84 @@
+"""Tiny policy configs and batches shared by the model tests (32×32 images, 2-layer models)."""
+
+from __future__ import annotations
+
+import torch
+
+from embodied_mm.model.backbone import BackboneConfig
+from embodied_mm.model.encoders import ProprioConfig, VisionConfig
+from embodied_mm.model.heads import HeadConfig
+from embodied_mm.model.policy import PolicyConfig
+
+HEAD_KINDS = ["chunk", "discrete", "flow"]
+FAMILIES = ["qwen2", "llama", "gpt2"]
+STATE_DIM, ACTION_DIM, CHUNK = 5, 3, 4
+ACTION_LOW = [-0.5, 0.0, -2.0]
+ACTION_HIGH = [0.5, 1.0, 2.0]
+TASKS = [
+    "pick the red cube",
+    "push the blue block onto the green plate please",
+    "stack",
+    "put the yellow ball in the bin",
+]
+
+
+def tiny_config(head: str = "chunk", family: str = "qwen2", **overrides) -> PolicyConfig:
+    cfg = PolicyConfig(
+        head=HeadConfig(kind=head, expert_hidden=32, expert_layers=1, expert_heads=2, flow_steps=5),
+        cameras=["front", "wrist"],
+        image_size=32,
+        state_dim=STATE_DIM,
+        action_dim=ACTION_DIM,
+        chunk_size=CHUNK,
+        vision=VisionConfig(
+            family="siglip", image_size=32, patch_size=16, hidden_size=32, num_layers=1,
+            num_heads=2, intermediate_size=64,
+        ),
+        proprio=ProprioConfig(hidden_size=32),
+        backbone=BackboneConfig(
+            family=family, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+            intermediate_size=128,
+        ),
+    )  # fmt: skip
+    for key, value in overrides.items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def tiny_stats() -> dict:
+    return {
+        "observation.state": {
+            "mean": [0.1 * i for i in range(STATE_DIM)],
+            "std": [1.0 + 0.5 * i for i in range(STATE_DIM)],
+        },
+        "action": {
+            "q01": ACTION_LOW,
+            "q99": ACTION_HIGH,
+            "min": [lo - 0.1 for lo in ACTION_LOW],
+            "max": [hi + 0.1 for hi in ACTION_HIGH],
+        },
+    }
+
+
+def make_batch(batch: int = 4, seed: int = 0, image_size: int = 32, plans: bool = False) -> dict:
+    """A training batch in LeRobot keys; actions lie inside the q01/q99 bounds."""
+    g = torch.Generator().manual_seed(seed)
+    low, high = torch.tensor(ACTION_LOW), torch.tensor(ACTION_HIGH)
+    out = {
+        "observation.images.front": torch.randint(
+            0, 256, (batch, image_size, image_size, 3), dtype=torch.uint8, generator=g
+        ),
+        "observation.images.wrist": torch.randint(
+            0, 256, (batch, image_size, image_size, 3), dtype=torch.uint8, generator=g
+        ),
+        "observation.state": torch.randn(batch, STATE_DIM, generator=g),
+        "task": [TASKS[(seed + i) % len(TASKS)] for i in range(batch)],
+        "action": low + (high - low) * torch.rand(batch, CHUNK, ACTION_DIM, generator=g),
+    }
+    if plans:
+        out["plan"] = ["move above the red cube", "", "lift the block", "open the gripper"][:batch]
+    return out
+
+
+def obs_only(batch: dict) -> dict:
+    return {k: v for k, v in batch.items() if k not in ("action", "action_is_pad", "plan")}

@@ -1,0 +1,124 @@
+import pytest
+import torch
+
+from embodied_mm.model.encoders import (
+    VISION_FAMILIES,
+    MultiCameraVision,
+    ProprioConfig,
+    ProprioEncoder,
+    VisionConfig,
+    VisionTower,
+    images_to_float,
+)
+
+
+def small(family: str, **kw) -> VisionConfig:
+    return VisionConfig(
+        family=family, image_size=32, patch_size=16, hidden_size=32, num_layers=1, num_heads=2,
+        intermediate_size=64, **kw,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("family", VISION_FAMILIES.names())
+def test_fresh_tower_shapes_and_resize(family):
+    cfg = small(family)
+    tower = VisionTower(cfg)
+    assert (
+        cfg.hf_config is not None
+        and cfg.hf_config["model_type"] == VISION_FAMILIES.get(family).model_type
+    )
+    feats = tower(torch.rand(2, 3, 48, 40))  # any input size is resized to the tower's 32×32
+    assert feats.shape == (2, tower.num_tokens, 32)
+    assert tower.num_tokens == 4 + (1 if VISION_FAMILIES.get(family).has_cls else 0)
+
+
+def test_unknown_family_lists_known():
+    with pytest.raises(KeyError, match="known: clip, dinov2, siglip"):
+        VisionTower(small("resnet"))
+
+
+def test_image_layouts_agree():
+    u8 = torch.randint(0, 256, (2, 16, 16, 3), dtype=torch.uint8)
+    f = u8.permute(0, 3, 1, 2).float() / 255
+    assert torch.equal(images_to_float(u8), f)
+    assert torch.equal(images_to_float(f), f)
+    history = torch.stack([torch.zeros_like(u8), u8], dim=1)  # (B, T, H, W, 3): last step used
+    assert torch.equal(images_to_float(history), f)
+    assert torch.equal(images_to_float(torch.stack([f * 0, f], 1)), f)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        torch.zeros(2, 3, 16, 16, dtype=torch.uint8),
+        torch.zeros(2, 16, 16, 3),
+        torch.zeros(2, 16, 16, dtype=torch.int32),
+    ],
+)
+def test_bad_image_layout_fails_clearly(bad):
+    with pytest.raises(ValueError, match="images must be"):
+        images_to_float(bad)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_multi_camera_shapes_and_camera_embedding(shared):
+    enc = MultiCameraVision(small("siglip"), ["front", "wrist"], shared=shared)
+    assert len(enc.towers) == (1 if shared else 2)
+    img = torch.rand(3, 3, 32, 32)
+    feats = enc([img, img])  # same frame on both cameras
+    assert feats.shape == (3, 2, 4, 32)
+    if shared:
+        # Identical frames through one tower differ only by the learned camera embedding.
+        diff = feats[:, 0] - feats[:, 1]
+        assert torch.allclose(
+            diff, (enc.camera_embed[0] - enc.camera_embed[1]).expand_as(diff), atol=1e-5
+        )
+    feats.sum().backward()
+    assert enc.camera_embed.grad is not None and enc.camera_embed.grad.abs().sum() > 0
+
+
+def test_frozen_tower_has_no_trainable_params():
+    tower = VisionTower(small("clip", freeze=True))
+    assert not any(p.requires_grad for p in tower.parameters())
+
+
+def test_proprio_tokens():
+    enc = ProprioEncoder(ProprioConfig(hidden_size=16, num_tokens=2), state_dim=5, out_dim=8)
+    assert enc(torch.randn(3, 5)).shape == (3, 2, 8)
+
+
+@pytest.mark.parametrize("family", ["siglip", "clip"])
+def test_pretrained_from_local_dir_vision_and_composite(tmp_path, family):
+    """A saved vision-only model loads through AutoModel; a full image-text checkpoint loads
+    its vision half (how hub SigLIP/CLIP checkpoints are stored)."""
+    import transformers
+
+    tower = VisionTower(small(family))
+    tower.model.save_pretrained(tmp_path / "vision")
+    loaded = VisionTower(VisionConfig(family=family, pretrained=str(tmp_path / "vision")))
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(loaded(x), tower(x))
+
+    composite_cls = {"siglip": "SiglipConfig", "clip": "CLIPConfig"}[family]
+    model_cls = {"siglip": "SiglipModel", "clip": "CLIPModel"}[family]
+    text = {
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+    }
+    full_cfg = getattr(transformers, composite_cls)(
+        text_config=text, vision_config={**text, "image_size": 32, "patch_size": 16}
+    )
+    full = getattr(transformers, model_cls)(full_cfg)
+    full.save_pretrained(tmp_path / "full")
+    half = VisionTower(VisionConfig(family=family, pretrained=str(tmp_path / "full")))
+    assert torch.allclose(
+        half(x), full.vision_model(pixel_values=(x - half.mean) / half.std).last_hidden_state
+    )
+
+
+def test_pretrained_of_wrong_family_fails(tmp_path):
+    VisionTower(small("dinov2")).model.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="dinov2"):
+        VisionTower(VisionConfig(family="siglip", pretrained=str(tmp_path)))

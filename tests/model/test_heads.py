@@ -1,0 +1,111 @@
+"""Every action head on every backbone family: shapes, gradients, bounds, batch independence."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from embodied_mm.model.heads import HEADS, DiscreteHead, HeadConfig
+from embodied_mm.model.policy import VLAPolicy
+from tests.model.helpers import (
+    ACTION_DIM,
+    ACTION_HIGH,
+    ACTION_LOW,
+    CHUNK,
+    FAMILIES,
+    make_batch,
+    obs_only,
+    tiny_config,
+    tiny_stats,
+)
+
+COMBOS = [(h, f) for h in HEADS.names() for f in FAMILIES]
+
+
+def build(head: str, family: str, seed: int = 0) -> VLAPolicy:
+    torch.manual_seed(seed)
+    return VLAPolicy(tiny_config(head, family), stats=tiny_stats(), device="cpu")
+
+
+def test_registry_covers_the_three_heads():
+    assert HEADS.names() == ["chunk", "discrete", "flow"]
+
+
+@pytest.mark.parametrize(("head", "family"), COMBOS)
+def test_forward_backward_shapes(head, family):
+    policy = build(head, family)
+    batch = make_batch(3, plans=True)
+    loss, metrics = policy.compute_loss(batch)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert {"loss", "plan_ce"} <= set(metrics)
+    loss.backward()
+    # Gradients reach every part: head, backbone, projector, towers, proprio, camera embedding.
+    # (The discrete head owns no weights: its action tokens live in the backbone's vocab.)
+    for part in ("head", "backbone", "projector", "vision", "proprio"):
+        if not list(getattr(policy, part).parameters()):
+            continue
+        grads = [p.grad for p in getattr(policy, part).parameters() if p.requires_grad]
+        assert grads and any(g is not None and g.abs().sum() > 0 for g in grads), part
+    chunk = policy.predict_chunk(obs_only(batch))
+    assert chunk.shape == (3, CHUNK, ACTION_DIM) and chunk.dtype == torch.float32
+
+
+@pytest.mark.parametrize(("head", "family"), COMBOS)
+def test_predict_chunk_within_action_bounds(head, family):
+    policy = build(head, family).eval()
+    # Push the head to extremes so clipping matters: scale its output layers up.
+    with torch.no_grad():
+        for p in policy.head.parameters():
+            p.mul_(50.0)
+    chunk = policy.predict_chunk(obs_only(make_batch(4, seed=1)))
+    low, high = torch.tensor(ACTION_LOW), torch.tensor(ACTION_HIGH)
+    assert (chunk >= low - 1e-5).all() and (chunk <= high + 1e-5).all()
+
+
+@pytest.mark.parametrize(("head", "family"), COMBOS)
+def test_batch_independence(head, family):
+    """Sample 0's chunk is unchanged when the other samples (images, state, text length) change."""
+    policy = build(head, family).eval()
+    a = obs_only(make_batch(3, seed=0))
+    b = obs_only(make_batch(3, seed=5))
+    for key in a:
+        if key == "task":
+            b[key] = [a[key][0], "x", "a much longer instruction that pads sample zero on the left"]
+        else:
+            b[key][0] = a[key][0]
+    out_a, out_b = policy.predict_chunk(a), policy.predict_chunk(b)
+    assert not torch.allclose(out_a[1:], out_b[1:])
+    torch.testing.assert_close(out_a[0], out_b[0], atol=1e-5, rtol=1e-5)
+    alone = policy.predict_chunk({k: v[:1] for k, v in a.items()})
+    torch.testing.assert_close(alone[0], out_a[0], atol=1e-5, rtol=1e-5)
+
+
+def test_action_is_pad_masks_the_loss():
+    policy = build("chunk", "qwen2")
+    batch = make_batch(2)
+    batch["action_is_pad"] = torch.zeros(2, CHUNK, dtype=torch.bool)
+    batch["action_is_pad"][:, -2:] = True
+    loss_a, _ = policy.compute_loss(batch)
+    batch["action"][:, -2:] += 100.0  # padded steps: any value, same loss
+    loss_b, _ = policy.compute_loss(batch)
+    torch.testing.assert_close(loss_a, loss_b)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-1.0, 1.0), min_size=CHUNK * ACTION_DIM, max_size=CHUNK * ACTION_DIM))
+def test_discrete_round_trip_within_half_a_bin(values):
+    head = DiscreteHead(HeadConfig(kind="discrete"), 8, CHUNK, ACTION_DIM)
+    actions = torch.tensor(values, dtype=torch.float32).view(1, CHUNK, ACTION_DIM)
+    bins = head.tokenize(actions)
+    assert bins.shape == (1, CHUNK * ACTION_DIM)
+    assert bins.min() >= 0 and bins.max() < 256
+    half_bin = 1.0 / 256  # bins are 2/256 wide over [-1, 1]
+    assert (head.detokenize(bins) - actions).abs().max() <= half_bin + 1e-6
+
+
+def test_discrete_tokens_live_after_the_text_vocab():
+    policy = build("discrete", "llama")
+    offset = policy.config.backbone.extra_token_offset
+    assert offset == len(policy.tokenizer)
+    assert policy.backbone.vocab_size == offset + 256
+    assert policy.head.token_offset == offset
