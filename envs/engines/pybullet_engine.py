@@ -41,7 +41,7 @@ FLOOR_Z = -0.75  # catches objects pushed off the table
 # The key light shines along LIGHT_DIR (the MuJoCo engine's value, so both engines light the
 # scene alike); TinyRenderer wants the opposite vector, from the scene towards the light.
 LIGHT_DIR = np.array([-0.3, 0.2, -1.0])
-FLOOR_RGBA = (0.3, 0.32, 0.35, 1.0)
+FLOOR_RGB = np.array([77, 82, 89], dtype=np.uint8)  # the MuJoCo side's floor, (0.3, 0.32, 0.35)
 # Wrist camera in the hand frame, placed as on the MuJoCo side: beside the palm, looking along
 # the approach axis (+z), with the hand's -y up in the image.
 WRIST_EYE = np.array([0.07, 0.0, 0.01])
@@ -118,15 +118,18 @@ def check_object(spec: ObjectSpec) -> None:
         )
 
 
-def _box_mesh(hx: float, hy: float, hz: float) -> dict[str, list]:
-    """A box as a mesh whose top face carries the whole texture (u along x, v along y).
+def _table_mesh(hx: float, hy: float, hz: float) -> dict[str, list]:
+    """A box without its bottom face, as a mesh whose top carries the whole texture.
 
-    PyBullet's built-in box maps only a patch of a texture onto each face, so the textured
-    table is a mesh with explicit coordinates.
+    PyBullet's built-in box maps only a patch of a texture onto each face, hence explicit
+    texture coordinates (u along x, v along y). TinyRenderer's cost grows with the screen area
+    of each triangle, hidden or not, so the never-seen bottom face is left out.
     """
     verts, normals, uvs, idx = [], [], [], []
     for axis in range(3):
         for sign in (1.0, -1.0):
+            if axis == 2 and sign < 0:
+                continue
             n = np.zeros(3)
             n[axis] = sign
             u_ax, v_ax = [a for a in range(3) if a != axis]
@@ -276,7 +279,7 @@ class PyBulletEngine(Engine):
             ),
             baseVisualShapeIndex=p.createVisualShape(
                 p.GEOM_MESH,
-                **_box_mesh(*table_half),
+                **_table_mesh(*table_half),
                 rgbaColor=self.scene.table_rgba,
                 physicsClientId=cid,
             ),
@@ -289,11 +292,14 @@ class PyBulletEngine(Engine):
             name: p.loadTexture(str(path), physicsClientId=cid)
             for name, path in _table_textures(Path(self._texture_dir.name)).items()
         }
+        # The floor is invisible (a body without a visual would be drawn from its collision
+        # shape): a plane that fills the view costs TinyRenderer ~4 ms per 128² frame, so
+        # render() paints the empty background in the floor's colour instead.
         p.createMultiBody(
             0,
             p.createCollisionShape(p.GEOM_PLANE, physicsClientId=cid),
             p.createVisualShape(
-                p.GEOM_BOX, halfExtents=(3, 3, 0.001), rgbaColor=FLOOR_RGBA, physicsClientId=cid
+                p.GEOM_SPHERE, radius=0.001, rgbaColor=(0, 0, 0, 0), physicsClientId=cid
             ),
             basePosition=(0, 0, FLOOR_Z),
             physicsClientId=cid,
@@ -555,7 +561,9 @@ class PyBulletEngine(Engine):
             flags=p.ER_NO_SEGMENTATION_MASK,
             physicsClientId=cid,
         )
-        rgb = np.asarray(img[2], dtype=np.uint8).reshape(h, w, 4)[..., :3]
+        rgb = np.array(img[2], dtype=np.uint8).reshape(h, w, 4)[..., :3]  # (H, W, 3)
+        depth = np.asarray(img[3]).reshape(h, w)  # (H, W), 1.0 where nothing was drawn
+        rgb[depth >= 1.0] = FLOOR_RGB
         return np.ascontiguousarray(rgb)  # (H, W, 3)
 
     def close(self) -> None:
