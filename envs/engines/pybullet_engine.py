@@ -27,7 +27,15 @@ from embodied_mm.envs.engine import (
     SceneSpec,
     TableTexture,
 )
-from embodied_mm.envs.robot import FINGER_TRAVEL, HOME_Q, JOINT_LIMITS, N_ARM_JOINTS
+from embodied_mm.envs.robot import (
+    FINGER_TRAVEL,
+    HOME_Q,
+    JOINT_LIMITS,
+    N_ARM_JOINTS,
+    WRIST_CAMERA_EYE,
+    WRIST_CAMERA_LOOK_AT,
+    WRIST_CAMERA_UP,
+)
 from embodied_mm.envs.rotations import quat_error
 
 ROBOT_ASSET = "robots/panda.urdf"
@@ -42,11 +50,6 @@ FLOOR_Z = -0.75  # catches objects pushed off the table
 # scene alike); TinyRenderer wants the opposite vector, from the scene towards the light.
 LIGHT_DIR = np.array([-0.3, 0.2, -1.0])
 FLOOR_RGB = np.array([77, 82, 89], dtype=np.uint8)  # the MuJoCo side's floor, (0.3, 0.32, 0.35)
-# Wrist camera in the hand frame, placed as on the MuJoCo side: beside the palm, looking along
-# the approach axis (+z), with the hand's -y up in the image.
-WRIST_EYE = np.array([0.07, 0.0, 0.01])
-WRIST_FORWARD = np.array([0.0, 0.0, 1.0])
-WRIST_UP = np.array([0.0, -1.0, 0.0])
 
 # Arm position servo: the motor is a velocity constraint whose target speed is
 # gain * error / dt, capped by the joint's effort; these gains settle a 20 Hz target within
@@ -534,9 +537,9 @@ class PyBulletEngine(Engine):
                 self.robot, self._hand, computeForwardKinematics=True, physicsClientId=cid
             )
             rot = np.asarray(p.getMatrixFromQuaternion(s[5])).reshape(3, 3)
-            eye = np.asarray(s[4]) + rot @ WRIST_EYE
-            look = eye + rot @ WRIST_FORWARD
-            up = rot @ WRIST_UP
+            eye = np.asarray(s[4]) + rot @ WRIST_CAMERA_EYE
+            look = np.asarray(s[4]) + rot @ WRIST_CAMERA_LOOK_AT
+            up = rot @ WRIST_CAMERA_UP
         else:
             jitter = self._randomization.camera_pos_jitter.get(camera, (0.0, 0.0, 0.0))
             eye = np.asarray(spec.pos) + np.asarray(jitter)
