@@ -52,8 +52,9 @@ LIGHT_DIR = np.array([-0.3, 0.2, -1.0])
 FLOOR_RGB = np.array([77, 82, 89], dtype=np.uint8)  # the MuJoCo side's floor, (0.3, 0.32, 0.35)
 
 # Arm position servo: the motor is a velocity constraint whose target speed is
-# gain * error / dt, capped by the joint's effort; these gains settle a 20 Hz target within
-# one control period without overshoot.
+# gain * error / dt, capped by the joint's effort. With these gains the TCP covers ~58 % of a
+# 3 cm step in one 50 ms control period and 94 % in three, without overshoot: about what the
+# MuJoCo side's servos do (~60 %), so ee_delta actions mean the same on both engines.
 ARM_POSITION_GAIN = 0.08
 ARM_VELOCITY_GAIN = 1.0
 GRIPPER_FORCE = 40.0  # N per finger, as the real hand's continuous grasp force (70 N) / 2

@@ -91,6 +91,13 @@ def test_joint_targets_are_tracked_within_a_few_steps(home):
     assert np.abs(home.arm_joint_positions() - target).max() < 5e-3
 
 
+def test_gripper_follows_the_closure_command(home):
+    for close, opening in ((0.5, MAX_OPENING / 2), (1.0, 0.0), (0.0, MAX_OPENING)):
+        for _ in range(8):
+            home.step(HOME_Q, close)
+        assert home.gripper_opening() == pytest.approx(opening, abs=1e-3), close
+
+
 def test_ik_reaches_targets_within_limits(home):
     rng = np.random.default_rng(0)
     for _ in range(20):
