@@ -1,0 +1,124 @@
+"""``embodied-mm train`` end to end: datasets + recipe → checked features → trained run dir."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch.utils.data import ConcatDataset, Dataset
+
+from embodied_mm.features import ACTION, OBS_STATE, image_key
+from embodied_mm.train.config import TrainConfig
+from embodied_mm.train.trainer import TrainResult, train
+
+FREEZABLE = ("vision", "backbone", "proprio")
+
+
+class FeatureMismatchError(ValueError):
+    """The dataset's features do not fit the recipe; raised before any training step."""
+
+
+def check_features(policy_config: Any, features: dict[str, dict[str, Any]], where: str) -> None:
+    """Compare what the recipe expects with what a dataset holds; list both on mismatch."""
+    expected: dict[str, tuple[int, ...]] = {
+        OBS_STATE: (policy_config.state_dim,),
+        ACTION: (policy_config.action_dim,),
+    }
+    for cam in policy_config.cameras:
+        expected[image_key(cam)] = ()  # any resolution: the towers resize
+    problems = []
+    for key, shape in expected.items():
+        if key not in features:
+            problems.append(f"missing {key}")
+        elif shape and tuple(features[key]["shape"]) != shape:
+            problems.append(f"{key} has shape {tuple(features[key]['shape'])}, expected {shape}")
+    if problems:
+        want = ", ".join(f"{k}{list(s) if s else ''}" for k, s in expected.items())
+        found = ", ".join(f"{k}{list(f.get('shape', []))}" for k, f in sorted(features.items()))
+        raise FeatureMismatchError(
+            f"{where} does not fit the recipe: {'; '.join(problems)}.\n"
+            f"  expected: {want}\n  found:    {found}"
+        )
+
+
+def policy_stats(datasets: list[Any]) -> dict[str, dict[str, list[float]]]:
+    """State/action stats for the policy's normaliser, merged across datasets."""
+    from embodied_mm.data.stats import aggregate_stats
+
+    merged = (
+        aggregate_stats([d.stats for d in datasets]) if len(datasets) > 1 else datasets[0].stats
+    )
+    return {
+        key: {name: np.asarray(v, dtype=np.float64).reshape(-1).tolist() for name, v in s.items()}
+        for key, s in merged.items()
+        if key in (OBS_STATE, ACTION)
+    }
+
+
+def build_policy(cfg: TrainConfig, stats: dict[str, Any] | None):
+    """The recipe with the run's freeze/LoRA choices (align stage: projectors only)."""
+    from embodied_mm.policies.recipes import make_policy
+
+    unknown = set(cfg.freeze) - set(FREEZABLE)
+    if unknown:
+        raise ValueError(f"--freeze takes {list(FREEZABLE)}; got {sorted(unknown)}")
+    freeze = set(cfg.freeze) | (
+        {"vision", "backbone", "proprio"} if cfg.stage == "align" else set()
+    )
+    overrides: dict[str, Any] = {}
+    if "vision" in freeze:
+        overrides["vision"] = {"freeze": True}
+    backbone: dict[str, Any] = {}
+    if "backbone" in freeze:
+        backbone["freeze"] = True
+    if cfg.lora_r and cfg.stage != "align":
+        backbone["lora_rank"] = cfg.lora_r
+    if backbone:
+        overrides["backbone"] = backbone
+    policy = make_policy(cfg.policy, cfg.size, stats=stats, **overrides)
+    if "proprio" in freeze:
+        policy.proprio.requires_grad_(False)
+    if cfg.stage == "align":
+        # the survey's MM pre-training: only the input projectors learn
+        policy.requires_grad_(False)
+        policy.projector.requires_grad_(True)
+    return policy
+
+
+def load_datasets(cfg: TrainConfig, policy_config: Any) -> tuple[Dataset, list[Any]]:
+    from embodied_mm.data.reader import DatasetMeta
+    from embodied_mm.data.torch_dataset import build_window_dataset
+
+    if not cfg.dataset:
+        raise ValueError("no dataset given: pass --dataset DIR (one or more, comma-separated)")
+    parts = []
+    for root in cfg.dataset:
+        meta = DatasetMeta(Path(root))
+        check_features(policy_config, meta.features, f"dataset {root}")
+        parts.append(
+            build_window_dataset(root, cfg.n_obs_steps, chunk_size=policy_config.chunk_size)
+        )
+    dataset: Dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
+    return dataset, parts
+
+
+def run_training(cfg: TrainConfig, resume: bool = False) -> TrainResult:
+    """Check everything that can be checked, save the resolved config, then train."""
+    from embodied_mm.policies.recipes import recipe_config
+
+    run_dir = Path(cfg.out)
+    saved = run_dir / "config.yaml"
+    if resume and saved.is_file():
+        # a resumed run keeps its own config; only the step budget may grow
+        cfg = dataclasses.replace(TrainConfig.from_yaml(saved), steps=cfg.steps)
+    from accelerate.utils import set_seed
+
+    policy_config = recipe_config(cfg.policy, cfg.size)
+    dataset, parts = load_datasets(cfg, policy_config)
+    set_seed(cfg.seed)  # the initial weights are part of what a seed reproduces
+    policy = build_policy(cfg, policy_stats(parts))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(saved)
+    return train(cfg, policy, dataset, resume=resume)

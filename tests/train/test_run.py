@@ -1,0 +1,59 @@
+import json
+import math
+
+import pytest
+import torch
+
+from embodied_mm.train.config import TrainConfig
+from embodied_mm.train.run import FeatureMismatchError, build_policy, run_training
+from embodied_mm.train.trainer import NonFiniteLossError, train
+from tests.train.conftest import write_dataset
+
+
+def _cfg(dataset, out, **kw) -> TrainConfig:
+    base = dict(policy="vla-chunk", dataset=[str(dataset)], out=str(out), steps=4,
+                batch_size=4, save_every=2, log_every=1, warmup_steps=1)  # fmt: skip
+    return TrainConfig(**{**base, **kw})
+
+
+def test_run_dir_holds_config_checkpoints_logs_and_plot(tiny_dataset, tmp_path):
+    result = run_training(_cfg(tiny_dataset, tmp_path / "run"))
+    run = tmp_path / "run"
+    assert result.step == 4 and math.isfinite(result.final_loss)
+    assert TrainConfig.from_yaml(run / "config.yaml").steps == 4
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step-0000002", "step-0000004",
+    ]  # fmt: skip
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert (run / "loss.png").stat().st_size > 1000
+    assert any((run / "tensorboard").iterdir())
+
+
+def test_wrong_action_dim_fails_before_training(tmp_path):
+    ds = write_dataset(tmp_path / "ds8", [12], action_dim=8)
+    with pytest.raises(FeatureMismatchError, match=r"action has shape \(8,\), expected \(7,\)"):
+        run_training(_cfg(ds, tmp_path / "run"))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_lora_and_freeze_choose_what_trains(tiny_dataset, tmp_path):
+    policy = build_policy(_cfg(tiny_dataset, tmp_path, lora_r=4, freeze=["vision"]), None)
+    trainable = [n for n, p in policy.named_parameters() if p.requires_grad]
+    # the frozen tower stays fixed; the learned camera embedding still trains
+    assert [n for n in trainable if n.startswith("vision.")] == ["vision.camera_embed"]
+    backbone = [n for n in trainable if n.startswith("backbone.")]
+    assert backbone and all("lora_" in n for n in backbone)
+
+
+def test_nan_loss_stops_with_checkpoint_and_reason(tiny_dataset, tmp_path):
+    cfg = _cfg(tiny_dataset, tmp_path / "run", steps=3, save_every=100)
+    policy = build_policy(cfg, None)
+    with torch.no_grad():
+        policy.head.parameters().__next__().fill_(float("nan"))
+    from embodied_mm.train.run import load_datasets
+
+    dataset, _ = load_datasets(cfg, policy.config)
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 1.*last good state saved"):
+        train(cfg, policy, dataset)
+    assert (tmp_path / "run" / "checkpoints" / "step-0000000" / "policy").is_dir()
