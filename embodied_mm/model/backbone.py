@@ -139,9 +139,11 @@ class Backbone(nn.Module):
                 p.requires_grad_("lora_" in name or any(t in name for t in cfg.trainable))
         if cfg.gradient_checkpointing:
             # Non-reentrant checkpointing works with inputs_embeds that need no grad.
-            self.lm.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            kwargs = {"use_reentrant": False}
+            if hasattr(self.lm, "activation_checkpointing_enable"):  # transformers >= 5.x name
+                self.lm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+            else:
+                self.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         self.decoder = lm.base_model  # the transformer without the LM head
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:

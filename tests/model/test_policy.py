@@ -1,0 +1,129 @@
+"""The policy API contract: inputs in either layout, history dims, clear errors, plans, reset."""
+
+import pytest
+import torch
+
+from embodied_mm.model.policy import PolicyConfig, VLAPolicy, shipped_tokenizer_dir
+from tests.model.helpers import CHUNK, make_batch, obs_only, tiny_config, tiny_stats
+
+
+@pytest.fixture(scope="module")
+def policy():
+    torch.manual_seed(0)
+    return VLAPolicy(tiny_config("chunk", "qwen2"), stats=tiny_stats(), device="cpu").eval()
+
+
+def test_contract_attributes(policy):
+    cfg = policy.config
+    assert (cfg.chunk_size, cfg.action_dim, cfg.state_dim) == (CHUNK, 3, 5)
+    assert cfg.cameras == ["front", "wrist"] and cfg.image_size == 32
+
+
+def test_defaults_match_our_sim():
+    cfg = PolicyConfig()
+    assert cfg.cameras == ["front", "wrist"] and cfg.image_size == 128
+    assert (cfg.state_dim, cfg.action_dim, cfg.chunk_size) == (15, 7, 8)
+
+
+def test_uint8_hwc_float_chw_and_history_agree(policy):
+    obs = obs_only(make_batch(2, image_size=40))
+    ref = policy.predict_chunk(obs)
+    as_float = dict(obs)
+    for cam in ("front", "wrist"):
+        key = f"observation.images.{cam}"
+        as_float[key] = obs[key].permute(0, 3, 1, 2).float() / 255.0
+    torch.testing.assert_close(policy.predict_chunk(as_float), ref)
+    history = dict(obs)
+    for key in ("observation.images.front", "observation.images.wrist", "observation.state"):
+        history[key] = torch.stack([torch.zeros_like(obs[key]), obs[key]], dim=1)  # (B, T, ...)
+    torch.testing.assert_close(policy.predict_chunk(history), ref)
+
+
+def test_numpy_inputs_are_accepted(policy):
+    obs = obs_only(make_batch(2))
+    as_np = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in obs.items()}
+    torch.testing.assert_close(policy.predict_chunk(as_np), policy.predict_chunk(obs))
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (lambda o: o.pop("observation.images.wrist"), KeyError, "observation.images.wrist"),
+        (lambda o: o.pop("observation.state"), KeyError, "observation.state"),
+        (lambda o: o.update({"observation.state": torch.zeros(2, 4)}), ValueError, r"\(B, 5\)"),
+        (lambda o: o.update({"task": ["only one"]}), ValueError, "list of 2 instructions"),
+        (
+            lambda o: o.update(
+                {"observation.images.front": torch.zeros(3, 32, 32, 3, dtype=torch.uint8)}
+            ),
+            ValueError,
+            "has batch 3",
+        ),
+    ],
+)
+def test_bad_inputs_fail_clearly(policy, change, error, message):
+    obs = obs_only(make_batch(2))
+    change(obs)
+    with pytest.raises(error, match=message):
+        policy.predict_chunk(obs)
+
+
+def test_bad_training_batch_fails_clearly(policy):
+    batch = make_batch(2)
+    batch["action"] = batch["action"][:, :2]
+    with pytest.raises(ValueError, match=r"action must be \(B, 4, 3\)"):
+        policy.compute_loss(batch)
+    with pytest.raises(KeyError, match="lacks 'action'"):
+        policy.compute_loss(obs_only(batch))
+
+
+def test_unlabelled_plans_add_no_plan_loss(policy):
+    batch = make_batch(2)
+    batch["plan"] = ["", ""]
+    _, metrics = policy.compute_loss(batch)
+    assert "plan_ce" not in metrics
+
+
+def test_generate_plan_returns_text_per_sample(policy):
+    plans = policy.generate_plan(obs_only(make_batch(3)), max_new_tokens=4)
+    assert len(plans) == 3 and all(isinstance(p, str) for p in plans)
+
+
+def test_reset_clears_episode_state(policy):
+    policy.predict_chunk(obs_only(make_batch(1)))
+    assert policy._task_ids
+    policy.reset()
+    assert not policy._task_ids
+
+
+def test_long_instructions_are_cut(policy):
+    obs = obs_only(make_batch(1))
+    obs["task"] = ["pick the red cube " * 40]
+    assert policy.predict_chunk(obs).shape == (1, CHUNK, 3)
+    assert len(policy._task_ids[obs["task"][0]]) == policy.config.max_text_tokens
+
+
+def test_unknown_head_lists_known():
+    cfg = tiny_config("diffusion", "qwen2")
+    with pytest.raises(KeyError, match="known: chunk, discrete, flow"):
+        VLAPolicy(cfg, device="cpu")
+
+
+def test_building_does_not_mutate_the_callers_config():
+    cfg = tiny_config("chunk", "llama")
+    VLAPolicy(cfg, device="cpu")
+    assert cfg.backbone.hf_config is None and cfg.vision.hf_config is None
+
+
+def test_shipped_tokenizer_is_the_default():
+    policy = VLAPolicy(tiny_config("chunk", "gpt2"), device="cpu")
+    assert policy.tokenizer.name_or_path == str(shipped_tokenizer_dir())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_placement_and_bf16_autocast():
+    policy = VLAPolicy(tiny_config("discrete", "qwen2"), stats=tiny_stats(), device="cuda").eval()
+    out = policy.predict_chunk(obs_only(make_batch(2)))
+    assert out.device.type == "cuda" and out.dtype == torch.float32
+    loss, _ = policy.compute_loss(make_batch(2))
+    loss.backward()

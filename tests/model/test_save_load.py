@@ -1,0 +1,144 @@
+"""save_pretrained / from_pretrained: identical outputs in a fresh process; clear errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from embodied_mm.model.policy import VLAPolicy
+from tests.model.helpers import make_batch, obs_only, tiny_config, tiny_stats
+
+REPO = Path(__file__).resolve().parents[2]
+# One head per backbone family, so all heads and all families are covered once.
+SAVED = [("chunk", "qwen2"), ("discrete", "llama"), ("flow", "gpt2")]
+
+CHILD = """
+import sys, torch
+from safetensors.torch import save_file
+from embodied_mm.model.policy import VLAPolicy
+from tests.model.helpers import make_batch, obs_only
+torch.set_num_threads(1)
+out = {}
+for i, d in enumerate(sys.argv[2:]):
+    policy = VLAPolicy.from_pretrained(d, device="cpu").eval()
+    obs = obs_only(make_batch(3, seed=7))
+    out[f"chunk{i}"] = policy.predict_chunk(obs).contiguous()
+    plan = policy.generate_plan(obs, max_new_tokens=6)
+    out[f"plan{i}"] = torch.tensor([len(p) for p in plan])
+save_file(out, sys.argv[1])
+"""
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    root = tmp_path_factory.mktemp("policies")
+    policies = []
+    for head, family in SAVED:
+        torch.manual_seed(1)
+        cfg = tiny_config(head, family)
+        cfg.backbone.lora_rank = 2 if family == "llama" else 0  # LoRA weights round-trip too
+        policy = VLAPolicy(cfg, stats=tiny_stats(), device="cpu").eval()
+        with torch.no_grad():  # move off the init so a load that skipped weights would show
+            for p in policy.parameters():
+                p.add_(torch.randn_like(p) * 0.01)
+        policy.save_pretrained(root / f"{head}-{family}")
+        policies.append((root / f"{head}-{family}", policy))
+    return policies
+
+
+@pytest.mark.slow
+def test_fresh_process_gives_identical_outputs(saved, tmp_path):
+    out = tmp_path / "out.safetensors"
+    subprocess.run(
+        [sys.executable, "-c", CHILD, str(out), *[str(d) for d, _ in saved]],
+        cwd=REPO, check=True, timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    child = load_file(out)
+    obs = obs_only(make_batch(3, seed=7))
+    for i, (_, policy) in enumerate(saved):
+        assert torch.equal(child[f"chunk{i}"], policy.predict_chunk(obs)), SAVED[i]
+        lengths = [len(p) for p in policy.generate_plan(obs, max_new_tokens=6)]
+        assert child[f"plan{i}"].tolist() == lengths
+
+
+def test_saved_files_and_config(saved):
+    directory, policy = saved[1]
+    names = {p.name for p in directory.iterdir()}
+    assert {"model.safetensors", "config.json", "stats.json", "tokenizer"} <= names
+    assert not list(directory.rglob("*.bin")) and not list(directory.rglob("*.pt"))
+    meta = json.loads((directory / "config.json").read_text())
+    cfg = meta["config"]
+    assert (
+        cfg["head"]["kind"] == "discrete" and cfg["backbone"]["hf_config"]["model_type"] == "llama"
+    )
+    assert cfg["vision"]["hf_config"]["model_type"] == "siglip_vision_model"
+    assert json.loads((directory / "stats.json").read_text()) == json.loads(
+        json.dumps(tiny_stats())
+    )
+    loaded = VLAPolicy.from_pretrained(directory, device="cpu")
+    assert loaded.config == policy.config
+    state = load_file(directory / "model.safetensors")
+    assert any("lora_A" in k for k in state)
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_truncated_weights_fail_naming_the_file(saved, tmp_path):
+    d = _copy(saved[0][0], tmp_path / "p")
+    weights = d / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=r"model\.safetensors.*(corrupt|truncated)"):
+        VLAPolicy.from_pretrained(d, device="cpu")
+
+
+def test_corrupt_weights_fail_naming_the_file(saved, tmp_path):
+    d = _copy(saved[0][0], tmp_path / "p")
+    weights = d / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-100] ^= 0xFF  # one flipped byte inside a tensor: still a valid safetensors file
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"model\.safetensors.*corrupt"):
+        VLAPolicy.from_pretrained(d, device="cpu")
+
+
+def test_weights_that_do_not_fit_the_config_fail_naming_the_file(saved, tmp_path):
+    d = _copy(saved[0][0], tmp_path / "p")
+    meta = json.loads((d / "config.json").read_text())
+    other = _copy(saved[2][0], tmp_path / "q")  # a gpt2 policy's weights under a qwen2 config
+    (d / "model.safetensors").write_bytes((other / "model.safetensors").read_bytes())
+    meta["weights_sha256"] = json.loads((other / "config.json").read_text())["weights_sha256"]
+    (d / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"cannot load policy weights .*model\.safetensors"):
+        VLAPolicy.from_pretrained(d, device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("config.json", '{"format": "embodied-mm-policy", "config": {"head": '),
+        ("config.json", '{"format": "something-else"}'),
+        ("stats.json", "not json"),
+        ("tokenizer/tokenizer.json", '{"version": "1.0", "model": {'),
+    ],
+)
+def test_corrupt_side_files_fail_naming_the_file(saved, tmp_path, name, content):
+    d = _copy(saved[0][0], tmp_path / "p")
+    (d / name).write_text(content)
+    expect = name.split("/")[0].replace(".", r"\.")
+    with pytest.raises(ValueError, match=expect):
+        VLAPolicy.from_pretrained(d, device="cpu")
+
+
+def test_missing_directory_fails_naming_config(tmp_path):
+    with pytest.raises(ValueError, match=r"config\.json"):
+        VLAPolicy.from_pretrained(tmp_path / "nowhere", device="cpu")
