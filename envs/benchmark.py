@@ -51,7 +51,11 @@ def bench_async(
     engine: str, task: str, steps: int, num_envs: int = 2, image_size: int = 128
 ) -> dict[str, Any]:
     """Env steps/s (summed over envs) of ``gymnasium.make_vec(..., "async")`` with random
-    actions; the sims and renderers live in the worker processes."""
+    actions; the sims and renderers live in the worker processes.
+
+    Workers start by ``forkserver``: :func:`bench_single` has already opened an EGL context in
+    this process, and a ``fork``ed child of such a process hangs in its own EGL set-up.
+    """
     import embodied_mm.envs  # noqa: F401  (registers the ids)
     from embodied_mm.envs.registration import gym_id
 
@@ -59,6 +63,7 @@ def bench_async(
         gym_id(task),
         num_envs=num_envs,
         vectorization_mode="async",
+        vector_kwargs={"context": "forkserver"},
         engine=engine,
         image_size=image_size,
     )

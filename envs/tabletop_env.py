@@ -13,11 +13,14 @@ Actions (``action_mode``):
   joint targets by the engine's IK.
 - ``"joint_pos"``: (8,): 7 joint targets (rad, within limits) and the jaw opening (m, 0…0.08).
 
-Control runs at 20 Hz. The simulator and renderer are created on the first ``reset`` (inside
-vector-env workers, since EGL contexts do not survive ``fork``). ``info["task"]`` holds the
+Control runs at 20 Hz. The simulator and renderer are created on the first ``reset``, so
+``gymnasium.make_vec(id, n, vectorization_mode="async")`` builds them inside the workers.
+EGL does not survive ``fork``: if this process has already rendered, start the workers with
+``vector_kwargs={"context": "forkserver"}`` (or ``"spawn"``) instead of the default fork. ``info["task"]`` holds the
 instruction (also ``env.task_instruction``); ``info["is_success"]`` the task's predicate.
 Out-of-range actions are clipped and counted (``info["action_clipped"]`` this step,
-``info["n_clipped_actions"]`` this episode); NaN/inf or wrongly shaped actions raise.
+``info["n_clipped_actions"]`` this episode); NaN/inf or wrongly shaped actions raise. ``render()`` returns the latest front-camera frame;
+``env.timing`` accumulates seconds spent in physics, IK and rendering (for ``bench envs``).
 """
 
 from __future__ import annotations
@@ -58,21 +61,14 @@ CAMERAS = (
 
 
 def _state_bounds() -> tuple[np.ndarray, np.ndarray]:
-    """Bounds of ``agent_pos`` (15,), with margins for the soft joint limits of simulators."""
+    """Bounds of ``agent_pos`` (15,): joints with a margin for simulators' soft limits, jaw
+    opening, TCP position (m) and quaternion."""
     margin = 0.2
-    low = [*(JOINT_LIMITS[:, 0] - margin), -0.01, -2.0, -2.0, -2.0, -1.01, -1.01, -1.01, -1.01]
-    high = [
-        *(JOINT_LIMITS[:, 1] + margin),
-        MAX_OPENING + 0.01,
-        2.0,
-        2.0,
-        2.0,
-        1.01,
-        1.01,
-        1.01,
-        1.01,
-    ]
-    return np.array(low, dtype=np.float32), np.array(high, dtype=np.float32)
+    low = np.concatenate([JOINT_LIMITS[:, 0] - margin, [-0.01], [-2.0] * 3, [-1.01] * 4])
+    high = np.concatenate(
+        [JOINT_LIMITS[:, 1] + margin, [MAX_OPENING + 0.01], [2.0] * 3, [1.01] * 4]
+    )
+    return low.astype(np.float32), high.astype(np.float32)
 
 
 class TabletopEnv(gym.Env):

@@ -76,8 +76,12 @@ def bench_envs(
 ) -> None:
     """Control steps/s with 2 cameras at 128x128: single env (physics/IK/render split) and an
     async vector env. Goal: MuJoCo renders both cameras in <= 3 ms per step on CPU."""
+    import os
+
     from embodied_mm.envs.benchmark import bench_async, bench_single
 
+    # Shared machines skew wall-clock figures: print the load they were measured under.
+    typer.echo(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     for engine in engines.split(","):
         _check_engine(engine)
         if not _engine_available(engine):
