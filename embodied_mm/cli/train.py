@@ -43,6 +43,6 @@ def train(
         raise typer.BadParameter(str(err)) from err
     result = run_training(cfg, resume=resume)
     typer.echo(
-        f"trained {result.step} steps; final loss {result.final_loss:.4f}; "
-        f"checkpoint {result.checkpoint}"
+        f"trained {result.step} steps on {result.num_processes} process(es); "
+        f"final loss {result.final_loss:.4f}; checkpoint {result.checkpoint}"
     )

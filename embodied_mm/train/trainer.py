@@ -51,6 +51,7 @@ class TrainResult:
     step: int
     final_loss: float
     checkpoint: Path | None
+    num_processes: int = 1
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -87,7 +88,7 @@ def train(
     ``evaluate(policy, step) -> dict[str, float]``, when given, runs every ``cfg.eval_every``
     steps on the main process; its numbers are logged with the losses.
     """
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.utils import set_seed
     from transformers import get_cosine_schedule_with_warmup
 
@@ -96,6 +97,8 @@ def train(
         mixed_precision=_mixed_precision(cfg),
         gradient_accumulation_steps=cfg.grad_accum,
         cpu=not torch.cuda.is_available(),
+        # Plan text is labelled in some batches only, so the LM head may sit out a step.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     set_seed(cfg.seed)
     main = accelerator.is_main_process
@@ -179,7 +182,7 @@ def train(
         logger.close()
         raise NonFiniteLossError(f"{err}; last good state saved in {path}") from err
     logger.close()
-    return TrainResult(step, last_loss, last_ckpt, logger.history)
+    return TrainResult(step, last_loss, last_ckpt, accelerator.num_processes, logger.history)
 
 
 def _save(
