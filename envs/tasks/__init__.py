@@ -15,6 +15,7 @@ TASKS.register("pick_lift", "embodied_mm.envs.tasks.pick_lift:PickLift")
 TASKS.register("pick_place_bin", "embodied_mm.envs.tasks.pick_place_bin:PickPlaceBin")
 TASKS.register("stack", "embodied_mm.envs.tasks.stack:StackCube")
 TASKS.register("place_on_plate", "embodied_mm.envs.tasks.place_on_plate:PlaceOnPlate")
+TASKS.register("sort_by_color", "embodied_mm.envs.tasks.sort_by_color:SortByColor")
 
 
 def get_task(name: str):

@@ -25,10 +25,12 @@ def pick_phases(
     phrase: str,
     yaw: Callable[[Engine], float] | None,
     lift_to: float = CARRY_HEIGHT,
+    first: int = 0,
 ) -> list[Phase]:
-    """Approach from above, descend, close the jaws, lift straight up (phases 0-3).
+    """Approach from above, descend, close the jaws, lift straight up (4 phases).
 
-    If the object is not in the jaws once the hand is well above it, start over from phase 0.
+    ``first`` is the index of the first of these phases in the task's list: if the object is
+    not in the jaws once the hand is well above it, the expert starts over from there.
     """
 
     def above(e: Engine) -> np.ndarray:
@@ -48,7 +50,9 @@ def pick_phases(
         Phase(f"move above the {phrase}", above, OPEN, yaw=yaw, tol=0.01, speed=0.035),
         Phase(f"lower to the {phrase}", at_object, OPEN, yaw=yaw, tol=0.005, speed=0.02),
         Phase(f"grasp the {phrase}", at_object, CLOSED, tol=0.02, hold=6, timeout=15),
-        Phase(f"lift the {phrase}", straight_up, CLOSED, tol=0.01, retry_if=dropped, retry_to=0),
+        Phase(
+            f"lift the {phrase}", straight_up, CLOSED, tol=0.01, retry_if=dropped, retry_to=first
+        ),
     ]
 
 
@@ -59,11 +63,13 @@ def place_phases(
     destination: str,
     yaw: Callable[[Engine], float] | None = None,
     carry_height: float = CARRY_HEIGHT,
+    pick_first: int = 0,
 ) -> list[Phase]:
     """Carry the grasped object over ``place_at`` (where its centre should end up), lower it,
-    open the jaws and move up (phases 4-7 after :func:`pick_phases`).
+    open the jaws and move up (4 phases, after :func:`pick_phases`).
 
-    If the object leaves the jaws on the way, start over from phase 0.
+    If the object leaves the jaws on the way, start over from phase ``pick_first`` (the first
+    phase of the pick).
     """
 
     def over(e: Engine) -> np.ndarray:
@@ -84,7 +90,7 @@ def place_phases(
             yaw=yaw,
             tol=0.01,
             retry_if=dropped,
-            retry_to=0,
+            retry_to=pick_first,
         ),
         Phase(
             f"lower the {phrase} onto {destination}",
@@ -94,7 +100,7 @@ def place_phases(
             tol=0.006,
             speed=0.015,
             retry_if=dropped,
-            retry_to=0,
+            retry_to=pick_first,
         ),
         Phase(f"release the {phrase}", place_at, OPEN, tol=0.03, hold=5, timeout=12),
         Phase("move the gripper up", retreat, OPEN, tol=0.01),

@@ -11,7 +11,15 @@ from embodied_mm.envs.tasks import TASKS, get_task
 from embodied_mm.envs.tasks.layout import PALETTE, sample_xys
 from embodied_mm.registry import UnknownNameError
 
-REQUIRED = {"reach", "push", "pick_lift", "pick_place_bin", "stack", "place_on_plate"}
+REQUIRED = {
+    "reach",
+    "push",
+    "pick_lift",
+    "pick_place_bin",
+    "stack",
+    "place_on_plate",
+    "sort_by_color",
+}
 
 
 def test_registry_has_the_six_tasks_and_unknown_names_list_them():
@@ -29,8 +37,10 @@ def test_instructions_have_paraphrases_and_a_disjoint_heldout_split(name):
     episode = task.sample(np.random.default_rng(0), randomize_colors=False)
     fields = {f for t in train + heldout for _, f, _, _ in string.Formatter().parse(t) if f}
     assert fields <= set(episode.words)  # every template can be filled
-    text = task.instruction(episode, np.random.default_rng(0), "train")
-    assert episode.words["color"] in text
+    assert any("{color}" in t for t in train)  # the instructions name the objects by colour
+    for seed in range(5):
+        text = task.instruction(episode, np.random.default_rng(seed), "train")
+        assert text in {t.format(**episode.words) for t in train}
     with pytest.raises(ValueError, match="split 'dev'"):
         task.instruction(episode, np.random.default_rng(0), "dev")
 
@@ -49,7 +59,7 @@ def test_reset_distribution_is_seeded_and_places_every_object(name):
     assert a.words["color"] in PALETTE
     # distractors never share the target's colour name: the instruction stays unambiguous
     distractor_colors = [a.rgba[o] for o in names if o.startswith("distractor")]
-    target = np.array(a.rgba["target"][:3])
+    target = np.array(a.rgba[a.roles["target"]][:3])
     assert all(np.abs(np.array(c[:3]) - target).max() > 0.1 for c in distractor_colors)
 
 
