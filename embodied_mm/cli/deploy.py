@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from embodied_mm.cli.app import app, bench_app
+
+if TYPE_CHECKING:
+    from embodied_mm.runtime.inference import ChunkSource
 
 
 @app.command()
@@ -130,7 +134,10 @@ def deploy(
         raise typer.Exit(1)
 
 
-def _policy_source(server, checkpoint, token, timeout):
+def _policy_source(
+    server: str | None, checkpoint: Path | None, token: str | None, timeout: float
+) -> tuple[ChunkSource, dict[str, Any]]:
+    """A remote (server) or in-process (checkpoint) chunk source, and its metadata."""
     if server is not None:
         from embodied_mm.deploy.client import PolicyClient, RemotePolicy
         from embodied_mm.runtime.inference import PolicyUnavailable

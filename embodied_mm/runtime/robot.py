@@ -8,6 +8,7 @@ units and these features, the command that holds the robot still, and its defaul
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,9 +80,9 @@ class Robot(abc.ABC):
         """The robot's own limits (joint limits, gripper range, workspace)."""
         return SafetyConfig()
 
-    def ee_position_fn(self):  # -> Callable[[np.ndarray], np.ndarray] | None
-        """Maps a command to the TCP position it leads to, for the workspace check; None if
-        the adapter cannot predict it."""
+    def ee_position_fn(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """Maps a (D,) command to the (3,) TCP position it leads to, for the workspace check;
+        None if the adapter cannot predict it."""
         return None
 
     def reset_episode(self, seed: int | None = None) -> None:  # noqa: B027 (sim only)

@@ -13,6 +13,7 @@ at its last command in both (a hold must not drop a grasped object).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -162,7 +163,7 @@ class SimRobot(Robot):
             workspace_high=TCP_HIGH + margin,
         )
 
-    def ee_position_fn(self):
+    def ee_position_fn(self) -> Callable[[np.ndarray], np.ndarray] | None:
         if self.action_mode != "ee_delta":
             return None  # joint targets would need forward kinematics; limits bound them
         from embodied_mm.envs.tabletop_env import POS_SCALE
