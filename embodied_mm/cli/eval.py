@@ -1,0 +1,61 @@
+"""``embodied-mm eval`` and ``embodied-mm eval-compare``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from embodied_mm.cli.app import app
+
+
+@app.command("eval")
+def eval_command(
+    checkpoint: Path = typer.Option(..., help="Policy directory (save_pretrained output)."),
+    env: str = typer.Option(..., help="Env id(s), comma-separated (see `embodied-mm envs`)."),
+    engine: str = typer.Option("mujoco", help="mujoco | pybullet"),
+    episodes: int = typer.Option(20, help="Episodes per task."),
+    split: str = typer.Option("train", help="Instruction split: train | heldout."),
+    seed: int = typer.Option(100_000, help="First episode seed (held out from demo seeds)."),
+    num_envs: int = typer.Option(2, help="Parallel envs per process (async vector env)."),
+    out: Path = typer.Option(Path("outputs/eval"), help="Where eval_info.json and videos go."),
+) -> None:
+    """Success rate (95% Wilson interval) and mean episode length per task; runs sharded
+    across processes under `accelerate launch`."""
+    from embodied_mm.eval.evaluate import run_eval
+
+    env_ids = [e for e in env.split(",") if e]
+    info = run_eval(checkpoint, env_ids, engine, episodes, out, split, seed, num_envs)
+    if info is None:  # not the main process
+        return
+    for t in info["tasks"]:
+        lo, hi = t["ci95"]
+        typer.echo(
+            f"{t['env_id']:32s} {t['engine']:8s} {t['split']:7s} success "
+            f"{t['success_rate']:.0%} ({t['successes']}/{t['episodes']}, 95% CI "
+            f"{lo:.0%}-{hi:.0%}), mean length {t['mean_length']:.1f}"
+        )
+    typer.echo(f"wrote {out / 'eval_info.json'}")
+
+
+@app.command("eval-compare")
+def eval_compare(
+    baseline: Path = typer.Argument(..., help="eval_info.json of the reference."),
+    candidate: Path = typer.Argument(..., help="eval_info.json to check."),
+    max_drop: float = typer.Option(0.1, help="Success-rate drop that counts as a regression."),
+) -> None:
+    """Flag tasks whose success rate regressed; exits 1 when any did."""
+    from embodied_mm.eval.evaluate import compare_evals
+
+    rows = compare_evals(json.loads(baseline.read_text()), json.loads(candidate.read_text()),
+                         max_drop)  # fmt: skip
+    for r in rows:
+        env_id, engine, split = r["task"]
+        base = "n/a" if r["baseline"] is None else f"{r['baseline']:.0%}"
+        flag = "REGRESSION" if r["regression"] else "ok"
+        typer.echo(
+            f"{env_id:32s} {engine:8s} {split:7s} {base:>5s} -> {r['candidate']:.0%}  {flag}"
+        )
+    if any(r["regression"] for r in rows):
+        raise typer.Exit(1)

@@ -1,0 +1,141 @@
+"""``embodied-mm eval``: success rates per task with 95% Wilson intervals, videos and
+``eval_info.json``; episodes sharded across processes under ``accelerate launch``."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embodied_mm.eval.stats import wilson_interval
+from embodied_mm.eval.vector_rollout import rollout_batch
+
+# Held-out evaluation seeds start far above the seeds demos are recorded with (0, 1, ...).
+HELDOUT_SEED_BASE = 100_000
+
+
+@dataclass
+class TaskResult:
+    env_id: str
+    engine: str
+    split: str
+    episodes: int
+    successes: int
+    success_rate: float
+    ci95: tuple[float, float]
+    mean_length: float
+    video: str | None = None
+    per_episode: list[dict[str, Any]] = field(default_factory=list)
+
+
+def summarize_task(
+    env_id: str, engine: str, split: str, records: list[dict[str, Any]], video: str | None
+) -> TaskResult:
+    records = sorted(records, key=lambda r: r["seed"])
+    n, s = len(records), sum(r["success"] for r in records)
+    return TaskResult(
+        env_id=env_id, engine=engine, split=split, episodes=n, successes=s,
+        success_rate=s / n, ci95=wilson_interval(s, n),
+        mean_length=float(np.mean([r["steps"] for r in records])), video=video,
+        per_episode=records,
+    )  # fmt: skip
+
+
+def evaluate_policy(
+    policy: Any,
+    env_ids: list[str],
+    engine: str,
+    episodes: int,
+    split: str = "train",
+    seed: int = HELDOUT_SEED_BASE,
+    num_envs: int = 2,
+    video_dir: Path | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+) -> dict[str, list[dict[str, Any]]]:
+    """This rank's share of the episodes (global episode ``i`` runs on rank ``i % world``):
+    env id → per-episode records. Rank 0 writes one video per task."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for env_id in env_ids:
+        seeds = [seed + i for i in range(episodes) if i % world_size == rank]
+        records: list[dict[str, Any]] = []
+        for b in range(0, len(seeds), num_envs):
+            video = None
+            if video_dir is not None and rank == 0 and b == 0:
+                video = video_dir / f"{env_id.replace('/', '_')}_{engine}.mp4"
+            records += rollout_batch(policy, env_id, seeds[b : b + num_envs], engine, split,
+                                     video_path=video)  # fmt: skip
+        out[env_id] = records
+    return out
+
+
+def run_eval(
+    checkpoint: Path,
+    env_ids: list[str],
+    engine: str,
+    episodes: int,
+    out_dir: Path,
+    split: str = "train",
+    seed: int = HELDOUT_SEED_BASE,
+    num_envs: int = 2,
+) -> dict[str, Any] | None:
+    """Evaluate a checkpoint; on the main process, write and return ``eval_info.json``."""
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    from embodied_mm.model.policy import VLAPolicy
+
+    state = PartialState(cpu=True)
+    policy = VLAPolicy.from_pretrained(checkpoint)
+    policy.eval()
+    t0 = time.perf_counter()
+    mine = evaluate_policy(policy, env_ids, engine, episodes, split, seed, num_envs,
+                           out_dir / "videos", state.process_index, state.num_processes)  # fmt: skip
+    gathered = gather_object([mine]) if state.num_processes > 1 else [mine]
+    if not state.is_main_process:
+        return None
+    tasks = []
+    for env_id in env_ids:
+        records = [r for part in gathered for r in part[env_id]]
+        video = out_dir / "videos" / f"{env_id.replace('/', '_')}_{engine}.mp4"
+        tasks.append(summarize_task(env_id, engine, split, records,
+                                    str(video) if video.exists() else None))  # fmt: skip
+    info = {
+        "checkpoint": str(checkpoint),
+        "engine": engine,
+        "split": split,
+        "seed": seed,
+        "num_processes": state.num_processes,
+        "seconds": time.perf_counter() - t0,
+        "tasks": [asdict(t) for t in tasks],
+        "overall": {
+            "episodes": sum(t.episodes for t in tasks),
+            "success_rate": float(np.mean([t.success_rate for t in tasks])),
+        },
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "eval_info.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+def compare_evals(baseline: dict[str, Any], candidate: dict[str, Any], max_drop: float = 0.1):
+    """Per task: rates of both, and ``regression`` when the candidate's rate is lower by more
+    than ``max_drop`` AND its 95% interval lies wholly below the baseline's rate."""
+    base = {(t["env_id"], t["engine"], t["split"]): t for t in baseline["tasks"]}
+    rows = []
+    for t in candidate["tasks"]:
+        key = (t["env_id"], t["engine"], t["split"])
+        if key not in base:
+            rows.append({"task": key, "baseline": None, "candidate": t["success_rate"],
+                         "regression": False})  # fmt: skip
+            continue
+        b = base[key]
+        drop = b["success_rate"] - t["success_rate"]
+        regression = drop > max_drop and t["ci95"][1] < b["success_rate"]
+        rows.append({"task": key, "baseline": b["success_rate"], "candidate": t["success_rate"],
+                     "regression": regression})  # fmt: skip
+    return rows
