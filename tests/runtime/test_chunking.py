@@ -68,7 +68,7 @@ def test_async_keeps_actions_aligned_while_inference_runs():
         # measures); what must hold is that every action played is the one for its step, i.e.
         # elapsed actions of a late chunk were dropped.
         played = [(t, a[0]) for t, a in enumerate(out) if a is not None]
-        assert all(t == a for t, a in played)
+        assert all(a == pytest.approx(t) for t, a in played)
         assert len(played) > 8 and src.calls >= 2  # chunks after the first one were played
     finally:
         ex.close()
