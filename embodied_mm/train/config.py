@@ -43,6 +43,7 @@ class TrainConfig:
     eval_every: int = 0  # 0 = no evaluation during training
     eval_env: list[str] = field(default_factory=list)  # env ids for in-training evaluation
     eval_episodes: int = 10
+    eval_engine: str = "mujoco"
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"  # auto = bf16 on CUDA only
 
     def save(self, path: Path) -> None:

@@ -52,7 +52,7 @@ class TrainLogger:
 
 
 def plot_losses(metrics_jsonl: Path, out_png: Path) -> None:
-    """One PNG with every logged loss-like curve (keys containing "loss", "l1", "ce", "mse")."""
+    """One PNG with every logged loss curve (keys containing "loss", "l1", "ce" or "mse")."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -62,7 +62,7 @@ def plot_losses(metrics_jsonl: Path, out_png: Path) -> None:
     curves: dict[str, tuple[list[int], list[float]]] = {}
     for row in rows:
         for key, value in row.items():
-            if any(tag in key for tag in ("loss", "l1", "ce", "mse", "success")):
+            if any(tag in key for tag in ("loss", "l1", "ce", "mse")):
                 xs, ys = curves.setdefault(key, ([], []))
                 xs.append(row["step"])
                 ys.append(value)

@@ -104,6 +104,28 @@ def load_datasets(cfg: TrainConfig, policy_config: Any) -> tuple[Dataset, list[A
     return dataset, parts
 
 
+def make_evaluator(cfg: TrainConfig):
+    """In-training evaluation: vectorised rollouts on held-out seeds, one video per task."""
+    if not (cfg.eval_every and cfg.eval_env):
+        return None
+    from embodied_mm.eval.evaluate import evaluate_policy
+
+    def evaluate(policy: Any, step: int) -> dict[str, float]:
+        policy.eval()
+        try:
+            video_dir = Path(cfg.out) / "eval" / f"step-{step:07d}"
+            results = evaluate_policy(policy, cfg.eval_env, cfg.eval_engine, cfg.eval_episodes,
+                                      video_dir=video_dir)  # fmt: skip
+        finally:
+            policy.train()
+        return {
+            f"success/{env_id}": float(np.mean([r["success"] for r in records]))
+            for env_id, records in results.items()
+        }
+
+    return evaluate
+
+
 def run_training(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     """Check everything that can be checked, save the resolved config, then train."""
     from embodied_mm.policies.recipes import recipe_config
@@ -121,4 +143,4 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     policy = build_policy(cfg, policy_stats(parts))
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(saved)
-    return train(cfg, policy, dataset, resume=resume)
+    return train(cfg, policy, dataset, resume=resume, evaluate=make_evaluator(cfg))

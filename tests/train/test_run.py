@@ -57,3 +57,15 @@ def test_nan_loss_stops_with_checkpoint_and_reason(tiny_dataset, tmp_path):
     with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 1.*last good state saved"):
         train(cfg, policy, dataset)
     assert (tmp_path / "run" / "checkpoints" / "step-0000000" / "policy").is_dir()
+
+
+@pytest.mark.slow
+def test_in_training_evaluation_logs_success_and_saves_video(tiny_dataset, tmp_path):
+    env_id = "embodied_mm/ReachObject-v0"
+    cfg = _cfg(tiny_dataset, tmp_path / "run", steps=2, eval_every=2, eval_env=[env_id],
+               eval_episodes=2)  # fmt: skip
+    run_training(cfg)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if f"eval/success/{env_id}" in r]
+    assert len(evals) == 1 and 0.0 <= evals[0][f"eval/success/{env_id}"] <= 1.0
+    assert list((tmp_path / "run" / "eval" / "step-0000002").glob("*.mp4"))
