@@ -117,7 +117,7 @@ def test_async_reraises_a_policy_bug_in_the_loop_thread():
     try:
         ex.next_action(frame(0))  # warm start works, the background refill fails
         with pytest.raises(RuntimeError, match="shape mismatch"):
-            for t in range(1, 50):
+            for t in range(1, 1000):  # until the background failure surfaces
                 ex.next_action(frame(t))
                 time.sleep(0.01)
     finally:

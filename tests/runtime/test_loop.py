@@ -46,7 +46,13 @@ def test_runs_each_mode_and_times_every_stage(sim, tiny_policy, executor_cls, tm
     lines = [json.loads(line) for line in (tmp_path / "run.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines] == list(range(12))
     assert all(len(r["action"]) == 7 and set(r["stage_ms"]) >= set(STAGES) for r in lines)
-    assert sum(r["raw_action"] is not None for r in lines) >= 10  # async may hold at first
+    fresh = [r["raw_action"] is not None for r in lines]
+    if executor_cls is AsyncExecutor:
+        # step 0 waits for the first chunk; later steps play whatever has arrived, and how
+        # often the queue runs dry depends on machine load (bench deploy measures that)
+        assert fresh[0]
+    else:
+        assert all(fresh)  # synchronous modes always have an action
     cap = cv2.VideoCapture(str(tmp_path / "front.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
     cap.release()
