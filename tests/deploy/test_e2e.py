@@ -34,9 +34,10 @@ def test_deploy_cli_completes_an_episode_against_served_policy(tiny_checkpoint, 
         server.wait(timeout=30)
     assert robot.returncode == 0, robot.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary[0]["stop_reason"] == "episode_done" and summary[0]["steps"] == 60  # reach: 60
+    steps = summary[0]["steps"]
+    assert summary[0]["stop_reason"] == "episode_done" and 0 < steps <= 60  # reach: 60 at most
     lines = (out / "episode_000" / "run.jsonl").read_text().splitlines()
-    assert len(lines) == 61 and "summary" in json.loads(lines[-1])
+    assert len(lines) == steps + 1 and "summary" in json.loads(lines[-1])
     assert (out / "episode_000" / "front.mp4").stat().st_size > 0
     assert "step" in robot.stderr  # the live status line
 
