@@ -16,6 +16,7 @@ def bench_model(
     device: str = typer.Option("cpu", help="cpu or cuda (bf16 autocast)."),
     iters: int = typer.Option(50, min=5, help="Timed calls per measurement."),
     recipe: list[str] = typer.Option([], help="Recipes to run (default: all)."),
+    threads: int = typer.Option(0, help="torch intra-op threads (0: torch's default)."),
 ) -> None:
     """Per recipe: params, predict_chunk p50/p99 at batch 1, actions/s, framework overhead."""
     import torch
@@ -24,6 +25,8 @@ def bench_model(
     from embodied_mm.policies.recipes import RECIPES, make_policy
 
     torch.manual_seed(0)
+    if threads > 0:
+        torch.set_num_threads(threads)
     names = recipe or RECIPES.names()
     rows = []
     for name in names:

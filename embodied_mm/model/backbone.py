@@ -162,6 +162,10 @@ class Backbone(nn.Module):
         cache: Any = None,
     ) -> torch.Tensor:
         """Hidden states (B, T, H); with ``cache`` the cache is extended in place."""
+        if bool(attention_mask.all()):
+            # No padding: plain causal attention with default positions is the same result,
+            # and lets transformers skip building a padding mask (the batch-1 control loop).
+            attention_mask = position_ids = None
         out = self.decoder(
             inputs_embeds=embeds,
             attention_mask=attention_mask,

@@ -2,10 +2,9 @@
 
 *Framework overhead* is what embodied-mm adds around the networks: input checks, image
 layout/resize, tokenisation, normalisation, token assembly, masks and position ids, the
-decode loop. It is measured as ``predict_chunk`` time over the time of the same networks
-called directly on ready tensors with the same token counts: the vision tower(s) on
-pre-resized pixels plus the bare backbone forward(s) (and, for ``flow``, the expert's Euler
-steps). The backbone-only time is reported too.
+decode loop's bookkeeping. It is measured as ``predict_chunk`` time over the time of the same
+networks called directly on ready tensors with the same token counts (see
+:func:`bare_compute`). The bare backbone forward alone is reported too.
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ class ModelBenchRow:
     p99_ms: float
     actions_per_s: float
     backbone_ms: float  # bare backbone forward(s), same token counts
-    compute_ms: float  # towers + backbone (+ flow expert), called directly
+    compute_ms: float  # every network of the policy, called directly on ready tensors
     overhead_pct: float  # predict_chunk p50 over compute_ms, minus 1
 
 
@@ -77,7 +76,13 @@ def _percentile(xs: list[float], q: float) -> float:
 
 
 def bare_compute(policy: VLAPolicy, obs: dict) -> tuple[Callable[[], object], Callable[[], object]]:
-    """Two closures on ready tensors: (backbone only, towers + backbone + expert)."""
+    """Two closures on ready tensors: (bare backbone forward(s), every network of the policy).
+
+    The second calls the networks one after another exactly as ``predict_chunk`` needs them
+    (towers, projector, proprio MLP, backbone, head: LM-head rows + argmax + embedding per
+    token for ``discrete``, the expert's Euler steps for ``flow``) with no input handling,
+    tokenisation, normalisation, masks or position ids.
+    """
     device = policy.device
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     with torch.inference_mode():
@@ -85,47 +90,57 @@ def bare_compute(policy: VLAPolicy, obs: dict) -> tuple[Callable[[], object], Ca
     b, p, h = prefix.shape
     head = policy.head
     decoder = policy.backbone.decoder
-    tower = policy.vision.towers[0]
+    vision = policy.vision
     n_cams = len(policy.config.cameras)
-    pixels = torch.rand(b * n_cams, 3, tower.image_size, tower.image_size, device=device)
+    size = vision.towers[0].image_size
+    pixels = torch.rand(b * n_cams, 3, size, size, device=device)
+    state = torch.randn(b, policy.config.state_dim, device=device)
     k, d = policy.config.chunk_size, policy.config.action_dim
+    n_vis = p - policy.proprio.num_tokens  # text tokens count as input embeddings
 
     if isinstance(head, ChunkHead):
         seq = torch.randn(b, p + head.queries.shape[0], h, device=device, dtype=dtype)
 
-        def backbone() -> object:
+        def backbone() -> torch.Tensor:
             return decoder(inputs_embeds=seq).last_hidden_state
     elif isinstance(head, DiscreteHead):
         seq = torch.randn(b, p, h, device=device, dtype=dtype)
-        step = torch.randn(b, 1, h, device=device, dtype=dtype)
+        rows = head._rows()
 
-        def backbone() -> object:
+        def backbone() -> torch.Tensor:
             cache = policy.backbone.new_cache()
             out = decoder(inputs_embeds=seq, cache=cache, use_cache=True).last_hidden_state
             for _ in range(k * d - 1):
+                step = policy.backbone.embed(
+                    policy.backbone.logits(out[:, -1:], rows).argmax(-1) + head.token_offset
+                )
                 out = decoder(inputs_embeds=step, cache=cache, use_cache=True).last_hidden_state
             return out
     elif isinstance(head, FlowHead):
         seq = torch.randn(b, p, h, device=device, dtype=dtype)
 
-        def backbone() -> object:
+        def backbone() -> torch.Tensor:
             return decoder(inputs_embeds=seq).last_hidden_state
     else:
         raise TypeError(f"no bare-compute model for head {type(head).__name__}")
 
     def compute() -> object:
-        for t in policy.vision.towers:
-            # Shared tower: one call on all cameras; per-camera towers: one call each.
-            t.model(pixel_values=pixels if policy.vision.shared else pixels[:b])
+        feats = vision.towers[0].model(pixel_values=pixels).last_hidden_state
+        if not vision.shared:  # per-camera towers: one call each
+            for t in list(vision.towers)[1:]:
+                t.model(pixel_values=pixels[:b])
+        policy.projector(feats)
+        policy.proprio(state)
         out = backbone()
-        if isinstance(head, FlowHead):
+        if isinstance(head, ChunkHead):
+            head.out(out[:, n_vis:])
+        elif isinstance(head, FlowHead):
             memory = head.memory_proj(out.float())
             pad = torch.zeros(b, p, dtype=torch.bool, device=device)
             x = torch.randn(b, k, d, device=device)
             for i in range(head.cfg.flow_steps):
-                x = x - head.velocity(
-                    x, torch.full((b,), 1.0 - i / head.cfg.flow_steps, device=device), memory, pad
-                )
+                t = torch.full((b,), 1.0 - i / head.cfg.flow_steps, device=device)
+                x = x - head.velocity(x, t, memory, pad)
         return out
 
     def run(fn: Callable[[], object]) -> Callable[[], object]:
@@ -142,10 +157,14 @@ def bench_policy(name: str, policy: VLAPolicy, iters: int = 50) -> ModelBenchRow
     policy.eval()
     obs = example_obs(policy)
     device = policy.device
-    lat = time_ms(lambda: policy.predict_chunk(obs), device, iters)
     backbone_fn, compute_fn = bare_compute(policy, obs)
-    backbone_ms = _percentile(time_ms(backbone_fn, device, iters), 0.5)
-    compute_ms = _percentile(time_ms(compute_fn, device, iters), 0.5)
+    # Interleave the three measurements so load changes on a shared machine hit all alike.
+    lat, backbone, compute = [], [], []
+    for _ in range(iters):
+        lat += time_ms(lambda: policy.predict_chunk(obs), device, 1, warmup=1)
+        backbone += time_ms(backbone_fn, device, 1, warmup=1)
+        compute += time_ms(compute_fn, device, 1, warmup=1)
+    backbone_ms, compute_ms = _percentile(backbone, 0.5), _percentile(compute, 0.5)
     p50 = _percentile(lat, 0.5)
     with torch.inference_mode():
         prefix_tokens = policy._prefix(obs)[0].shape[1]
@@ -165,7 +184,7 @@ def bench_policy(name: str, policy: VLAPolicy, iters: int = 50) -> ModelBenchRow
 def format_table(rows: list[ModelBenchRow]) -> str:
     header = (
         "| recipe | params | prefix tokens | predict_chunk p50 ms | p99 ms | actions/s "
-        "| bare backbone ms | bare towers+backbone ms | framework overhead |"
+        "| bare backbone ms | bare networks ms | framework overhead |"
     )
     lines = [header, "|" + "---|" * 9]
     for r in rows:
