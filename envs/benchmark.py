@@ -36,6 +36,13 @@ def bench_single(engine: str, task: str, steps: int, image_size: int = 128) -> d
             obs, _ = env.reset(seed=seed)
     n = env.timing["steps"]
     renders = n + seed  # every step and every reset after the first renders both cameras
+    # CPU time of rendering (all threads): unlike wall time, it does not grow when other
+    # processes compete for the cores, so it is comparable across busy and idle machines.
+    cpu0 = time.process_time()
+    for _ in range(100):
+        for cam in env.cameras:
+            env.engine.render(cam.name)
+    render_cpu_ms = 1e3 * (time.process_time() - cpu0) / 100
     env.close()
     return {
         "engine": engine,
@@ -44,6 +51,7 @@ def bench_single(engine: str, task: str, steps: int, image_size: int = 128) -> d
         "physics_ms": 1e3 * env.timing["physics"] / n,
         "ik_ms": 1e3 * env.timing["ik"] / n,
         "render_ms": 1e3 * env.timing["render"] / renders,
+        "render_cpu_ms": render_cpu_ms,
     }
 
 

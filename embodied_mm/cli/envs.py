@@ -91,7 +91,7 @@ def bench_envs(
         typer.echo(
             f"{engine:9s} single: {s['steps_per_s']:7.1f} steps/s  step {s['step_ms']:.2f} ms = "
             f"physics {s['physics_ms']:.2f} + IK {s['ik_ms']:.2f} + render {s['render_ms']:.2f}"
-            " (2 cams) + rest"
+            f" (2 cams; render CPU time {s['render_cpu_ms']:.2f}) + rest"
         )
         v = bench_async(engine, task, steps, num_envs)
         typer.echo(f"{engine:9s} async x{num_envs}: {v['steps_per_s']:7.1f} env steps/s")
