@@ -7,6 +7,7 @@ gradient checkpointing, and a KV cache (a transformers ``Cache`` object) for gen
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,6 +146,9 @@ class Backbone(nn.Module):
             else:
                 self.lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
         self.decoder = lm.base_model  # the transformer without the LM head
+        # transformers renamed `past_key_values` to `cache` in 5.x; accept both.
+        params = inspect.signature(self.decoder.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.get_input_embeddings()(ids)  # (B, T, H)
@@ -152,7 +156,27 @@ class Backbone(nn.Module):
     def new_cache(self) -> Any:
         from transformers import DynamicCache
 
-        return DynamicCache(config=self.lm.config)
+        try:
+            return DynamicCache(config=self.lm.config)
+        except TypeError:  # transformers 4.x: no config argument
+            return DynamicCache()
+
+    def decode(
+        self,
+        embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        cache: Any = None,
+    ) -> torch.Tensor:
+        """The bare transformer call: hidden states (B, T, H)."""
+        out = self.decoder(
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=cache is not None,
+            **{self._cache_kw: cache},
+        )
+        return out.last_hidden_state
 
     def forward(
         self,
@@ -166,14 +190,7 @@ class Backbone(nn.Module):
             # No padding: plain causal attention with default positions is the same result,
             # and lets transformers skip building a padding mask (the batch-1 control loop).
             attention_mask = position_ids = None
-        out = self.decoder(
-            inputs_embeds=embeds,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            use_cache=cache is not None,
-        )
-        return out.last_hidden_state
+        return self.decode(embeds, attention_mask, position_ids, cache)
 
     def logits(self, hidden: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
         """LM-head logits (B, T, V) or only the vocab ``rows`` (cheaper for action bins)."""

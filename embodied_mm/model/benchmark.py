@@ -89,7 +89,7 @@ def bare_compute(policy: VLAPolicy, obs: dict) -> tuple[Callable[[], object], Ca
         prefix = policy._prefix(obs)[0]
     b, p, h = prefix.shape
     head = policy.head
-    decoder = policy.backbone.decoder
+    bb = policy.backbone
     vision = policy.vision
     n_cams = len(policy.config.cameras)
     size = vision.towers[0].image_size
@@ -102,25 +102,23 @@ def bare_compute(policy: VLAPolicy, obs: dict) -> tuple[Callable[[], object], Ca
         seq = torch.randn(b, p + head.queries.shape[0], h, device=device, dtype=dtype)
 
         def backbone() -> torch.Tensor:
-            return decoder(inputs_embeds=seq).last_hidden_state
+            return bb.decode(seq)
     elif isinstance(head, DiscreteHead):
         seq = torch.randn(b, p, h, device=device, dtype=dtype)
         rows = head._rows()
 
         def backbone() -> torch.Tensor:
-            cache = policy.backbone.new_cache()
-            out = decoder(inputs_embeds=seq, cache=cache, use_cache=True).last_hidden_state
+            cache = bb.new_cache()
+            out = bb.decode(seq, cache=cache)
             for _ in range(k * d - 1):
-                step = policy.backbone.embed(
-                    policy.backbone.logits(out[:, -1:], rows).argmax(-1) + head.token_offset
-                )
-                out = decoder(inputs_embeds=step, cache=cache, use_cache=True).last_hidden_state
+                step = bb.embed(bb.logits(out[:, -1:], rows).argmax(-1) + head.token_offset)
+                out = bb.decode(step, cache=cache)
             return out
     elif isinstance(head, FlowHead):
         seq = torch.randn(b, p, h, device=device, dtype=dtype)
 
         def backbone() -> torch.Tensor:
-            return decoder(inputs_embeds=seq).last_hidden_state
+            return bb.decode(seq)
     else:
         raise TypeError(f"no bare-compute model for head {type(head).__name__}")
 
