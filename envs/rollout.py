@@ -169,6 +169,7 @@ def rollout(
     seed: int = 0,
     image_size: int = 128,
     summary_path: Path | None = None,
+    action_mode: str = "ee_delta",
 ) -> RolloutSummary:
     """Make the env, run the episodes, write the summary JSON (to ``summary_path``, or
     ``video_dir/summary.json``)."""
@@ -178,7 +179,7 @@ def rollout(
         from embodied_mm.envs.registration import task_ids
 
         raise ValueError(f"unknown env {env_id!r}; known: {', '.join(sorted(task_ids()))}")
-    env = gym.make(env_id, engine=engine, image_size=image_size)
+    env = gym.make(env_id, engine=engine, image_size=image_size, action_mode=action_mode)
     try:
         t0 = time.perf_counter()
         results = run_rollouts(

@@ -48,13 +48,16 @@ def rollout_cmd(
     video_dir: Path | None = typer.Option(None, help="Write front-camera mp4s and summary.json."),
     image_size: int = typer.Option(128, min=16, help="Camera image height and width."),
     summary: Path | None = typer.Option(None, help="Summary JSON path (default video_dir/)."),
+    action_mode: str = typer.Option("ee_delta", help="ee_delta or joint_pos (the policy's)."),
 ) -> None:
     """Run episodes of a task with a policy; print the success rate."""
     from embodied_mm.envs.rollout import rollout
 
     _check_engine(engine)
     try:
-        result = rollout(env, engine, policy, episodes, video_dir, seed, image_size, summary)
+        result = rollout(
+            env, engine, policy, episodes, video_dir, seed, image_size, summary, action_mode
+        )
     except (ValueError, RuntimeError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
