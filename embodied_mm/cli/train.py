@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from embodied_mm.cli.app import app
+from embodied_mm.cli.app import app, bench_app
 
 
 @app.command(
@@ -44,5 +44,24 @@ def train(
     result = run_training(cfg, resume=resume)
     typer.echo(
         f"trained {result.step} steps on {result.num_processes} process(es); "
-        f"final loss {result.final_loss:.4f}; checkpoint {result.checkpoint}"
+        f"{result.samples_per_s:.1f} samples/s; final loss {result.final_loss:.4f}; "
+        f"checkpoint {result.checkpoint}"
     )
+
+
+@bench_app.command("train")
+def bench_train(
+    policy: str = typer.Option("vla-chunk", help="Recipe (tiny size)."),
+    steps: int = typer.Option(20, help="Optimizer steps per measurement."),
+    batch_size: int = typer.Option(8, help="Per-process batch size."),
+    ddp: bool = typer.Option(True, help="Also measure accelerate launch with 1 and 2 processes."),
+) -> None:
+    """Trainer samples/s against a bare PyTorch loop (goal: <= 10% overhead), end to end with
+    the video loader, and DDP scaling from 1 to 2 processes."""
+    from embodied_mm.train.benchmark import run_train_bench
+
+    rows = run_train_bench(policy, steps, batch_size, ddp)
+    typer.echo(f"bench train: {policy} tiny, batch {batch_size}, {steps} steps, 128x128 x2 cams")
+    typer.echo(f"{'what':58s} {'samples/s':>10s}  note")
+    for what, rate, note in rows:
+        typer.echo(f"{what:58s} {rate:10.1f}  {note}")

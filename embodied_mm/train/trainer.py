@@ -52,6 +52,7 @@ class TrainResult:
     final_loss: float
     checkpoint: Path | None
     num_processes: int = 1
+    samples_per_s: float = 0.0  # all processes together, over this invocation's steps
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -133,6 +134,9 @@ def train(
     last_loss = math.nan
     last_ckpt: Path | None = None
     model.train()
+    # Throughput is timed from the end of the first step (one-off warm-up excluded) to the
+    # end of the last, before the final logging and plotting.
+    first_step, t0, t_end, warm = step, time.perf_counter(), None, False
     try:
         while step < cfg.steps:
             epoch, start = divmod(consumed, micro_per_epoch)
@@ -164,6 +168,8 @@ def train(
                     continue
                 scheduler.step()
                 step += 1
+                if not warm:
+                    first_step, t0, warm = step, time.perf_counter(), True
                 last_loss = float(loss.detach())
                 metrics["lr"] = scheduler.get_last_lr()[0]
                 logger.log(step, metrics, every=cfg.log_every)
@@ -174,6 +180,7 @@ def train(
                 if step % cfg.save_every == 0 or step == cfg.steps:
                     last_ckpt = _save(accelerator, run_dir, cfg, step, consumed, policy,
                                       optimizer, scheduler)  # fmt: skip
+                t_end = time.perf_counter()
                 if step >= cfg.steps:
                     break
     except NonFiniteLossError as err:
@@ -182,7 +189,10 @@ def train(
         logger.close()
         raise NonFiniteLossError(f"{err}; last good state saved in {path}") from err
     logger.close()
-    return TrainResult(step, last_loss, last_ckpt, accelerator.num_processes, logger.history)
+    seconds = (t_end or t0) - t0
+    samples = (step - first_step) * cfg.batch_size * cfg.grad_accum * accelerator.num_processes
+    return TrainResult(step, last_loss, last_ckpt, accelerator.num_processes,
+                       samples / seconds if seconds > 0 else 0.0, logger.history)  # fmt: skip
 
 
 def _save(
