@@ -8,14 +8,40 @@ import typer
 
 from embodied_mm.cli.app import app
 
+DEFAULT_ENV = "embodied_mm/PickLift-v0"
+
+
+def shipped_checkpoint() -> Path | None:
+    """The default policy shipped in ``sim_assets/checkpoints/default``, when there is one."""
+    from importlib import resources
+
+    path = Path(str(resources.files("embodied_mm.sim_assets") / "checkpoints" / "default"))
+    return path if (path / "config.json").is_file() else None
+
 
 @app.command()
 def demo(
-    out: Path = typer.Option(Path("outputs/demo"), help="Where the video and summary go."),
+    env: str = typer.Option(DEFAULT_ENV, help="Env id (see `embodied-mm envs`)."),
+    engine: str = typer.Option("mujoco", help="mujoco | pybullet"),
+    episodes: int = typer.Option(1, help="Episodes to run."),
+    seed: int = typer.Option(100_000, help="First episode seed (held out from training)."),
+    out: Path = typer.Option(Path("outputs/demo"), help="Where the videos and summary go."),
 ) -> None:
     """Run a simulated episode with the shipped default policy and write a video."""
+    from embodied_mm.envs.rollout import rollout
+
+    checkpoint = shipped_checkpoint()
+    if checkpoint is None:
+        typer.echo(
+            "No trained default policy is shipped yet (sim_assets/checkpoints/default); "
+            "running the task's scripted expert instead."
+        )
+        policy = "scripted"
+    else:
+        typer.echo(f"Policy: the shipped default checkpoint {checkpoint}")
+        policy = str(checkpoint)
+    summary = rollout(env, engine, policy, episodes, out, seed=seed)
     typer.echo(
-        "embodied-mm demo: the environments and the trained default policy are not built yet; "
-        "nothing to run. See the open issues."
+        f"{env} on {engine}: success {summary.successes}/{summary.episodes}; "
+        f"video and summary.json in {out}"
     )
-    out.mkdir(parents=True, exist_ok=True)

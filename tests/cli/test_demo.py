@@ -1,0 +1,21 @@
+import json
+import subprocess
+import sys
+
+import av
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_runs_an_episode_and_writes_a_video(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "embodied_mm.cli.main", "demo", "--out", str(tmp_path)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert "success" in proc.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["episodes"] == 1
+    (video,) = tmp_path.glob("*.mp4")
+    with av.open(str(video)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames == summary["per_episode"][0]["steps"] + 1  # reset frame + one per step
