@@ -3,10 +3,8 @@ import subprocess
 import sys
 
 import av
-import pytest
 
 
-@pytest.mark.slow
 def test_demo_runs_an_episode_and_writes_a_video(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "embodied_mm.cli.main", "demo", "--out", str(tmp_path)],
