@@ -226,6 +226,18 @@ class VLAPolicy(nn.Module):
             images.append(img)
 
         text_ids, text_mask = self._encode_tasks(list(tasks))
+        return self.prefix_from_tensors(images, state, text_ids, text_mask)
+
+    def prefix_from_tensors(
+        self,
+        images: list[torch.Tensor],  # per camera, float (B, 3, H, W) in [0, 1]
+        state: torch.Tensor,  # (B, S) robot units
+        text_ids: torch.Tensor,  # (B, L) left-padded instruction ids
+        text_mask: torch.Tensor,  # (B, L) 1 = real token
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The prefix from already-tokenised tensors only (no Python tokenizer, no checks):
+        what :meth:`_prefix` computes after validation, and what ONNX export traces."""
+        b = state.shape[0]
         text = self.backbone.embed(text_ids)  # (B, L, H)
         feats = self.vision(images)  # (B, C, N, Dv)
         c, n = feats.shape[1], feats.shape[2]
