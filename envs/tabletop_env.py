@@ -36,7 +36,13 @@ from embodied_mm.envs import rotations
 from embodied_mm.envs.domain_randomization import sample_randomization
 from embodied_mm.envs.engine import CameraSpec, Engine, Randomization, SceneSpec
 from embodied_mm.envs.engines import engine_class
-from embodied_mm.envs.robot import HOME_Q, JOINT_LIMITS, MAX_OPENING, N_ARM_JOINTS
+from embodied_mm.envs.robot import (
+    HOME_Q,
+    JOINT_LIMITS,
+    MAX_OPENING,
+    N_ARM_JOINTS,
+    TCP_DOWN_QUAT,
+)
 from embodied_mm.envs.tasks import get_task
 from embodied_mm.envs.tasks.base import SPLITS, Episode, Task
 
@@ -255,6 +261,11 @@ class TabletopEnv(gym.Env):
         self.timing["render"] += time.perf_counter() - t0
         self._last_front = pixels[self.cameras[0].name]
         pos, quat = self.engine.ee_pose()
+        # q and -q are the same rotation and engines pick either; keep the hemisphere of the
+        # pointing-down pose, so the state is continuous where the arm works (near w = 0 the
+        # usual w >= 0 rule would flip sign between steps).
+        if quat @ TCP_DOWN_QUAT < 0:
+            quat = -quat
         state = np.concatenate(
             [self.engine.arm_joint_positions(), [self.engine.gripper_opening()], pos, quat]
         ).astype(np.float32)  # (15,)

@@ -8,8 +8,11 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import embodied_mm.envs  # noqa: F401  (registers the ids)
+from embodied_mm.envs.expert import make_expert
 from embodied_mm.envs.registration import gym_id, task_ids
-from embodied_mm.envs.tabletop_env import TabletopEnv
+from embodied_mm.envs.robot import TCP_DOWN_QUAT
+from embodied_mm.envs.rotations import quat_error
+from embodied_mm.envs.tabletop_env import POS_SCALE, ROT_SCALE, TabletopEnv
 from embodied_mm.envs.tasks import TASKS
 from embodied_mm.features import OBS_STATE, TASK, env_obs_to_frame, image_key
 from embodied_mm.registry import UnknownNameError
@@ -55,7 +58,8 @@ def test_observation_layout_matches_the_data_contract(env):
     np.testing.assert_allclose(state[:7], engine.arm_joint_positions(), atol=1e-6)
     assert state[7] == pytest.approx(engine.gripper_opening(), abs=1e-6)
     np.testing.assert_allclose(state[8:11], engine.ee_pose()[0], atol=1e-6)
-    np.testing.assert_allclose(state[11:], engine.ee_pose()[1], atol=1e-6)
+    quat = engine.ee_pose()[1]
+    np.testing.assert_allclose(state[11:], quat * np.sign(quat @ TCP_DOWN_QUAT), atol=1e-6)
     frame = env_obs_to_frame(obs, info["task"])
     assert frame[TASK] == env.task_instruction == info["task"]
     assert frame[image_key("wrist")].shape == (SMALL, SMALL, 3)
@@ -172,3 +176,41 @@ def test_the_sim_is_built_lazily_on_reset():
     assert env.engine is not None
     env.close()
     assert env.engine is None
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_ee_delta_moves_the_tcp_as_commanded(engine):
+    env = TabletopEnv("reach", engine=engine, image_size=SMALL)
+    obs, _ = env.reset(seed=0)
+    start = obs["agent_pos"][8:11].copy()
+    for _ in range(5):
+        obs, *_ = env.step(np.array([0.5, -0.25, 0.0, 0, 0, 0, -1.0]))
+    moved = obs["agent_pos"][8:11] - start
+    expected = 5 * POS_SCALE * np.array([0.5, -0.25, 0.0])  # (0.1, -0.05, 0) m
+    # The TCP goes the commanded way; servo lag leaves it short of the full distance.
+    along = moved @ expected / np.linalg.norm(expected)
+    assert 0.5 * np.linalg.norm(expected) < along < 1.05 * np.linalg.norm(expected)
+    assert np.linalg.norm(moved - along * expected / np.linalg.norm(expected)) < 0.01
+    _, quat0 = env.engine.ee_pose()
+    for _ in range(3):
+        obs, *_ = env.step(np.array([0, 0, 0, 0, 0, 1.0, -1.0]))
+    turn = quat_error(env.engine.ee_pose()[1], quat0)  # world-frame rotation vector
+    assert 0.6 * 3 * ROT_SCALE < turn[2] < 1.05 * 3 * ROT_SCALE  # about world +z, with lag
+    assert np.abs(turn[:2]).max() < 0.05
+    env.close()
+
+
+def test_state_quaternion_is_continuous_while_the_gripper_turns():
+    env = TabletopEnv("stack", image_size=SMALL)
+    expert = make_expert(env)
+    obs, _ = env.reset(seed=2)
+    quats = [obs["agent_pos"][11:]]
+    for _ in range(60):
+        obs, _, terminated, _, _ = env.step(expert.act(obs)[0])
+        quats.append(obs["agent_pos"][11:])
+        if terminated:
+            break
+    quats = np.array(quats)
+    assert np.all(quats @ TCP_DOWN_QUAT > 0)
+    assert np.abs(np.diff(quats, axis=0)).max() < 0.2  # no sign flips between steps
+    env.close()
