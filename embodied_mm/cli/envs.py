@@ -102,7 +102,8 @@ def bench_envs(
 
 @bench_app.command("experts")
 def bench_experts(
-    episodes: int = typer.Option(100, min=1, help="Seeds 0..episodes-1 per task."),
+    episodes: int = typer.Option(100, min=1, help="Episodes (seeds) per task."),
+    first_seed: int = typer.Option(0, help="Seeds first_seed .. first_seed + episodes - 1."),
     engine: str = typer.Option("mujoco", help="mujoco or pybullet."),
     tasks: str = typer.Option("", help="Comma-separated task names; default all."),
     action_mode: str = typer.Option("ee_delta", help="ee_delta or joint_pos."),
@@ -117,7 +118,7 @@ def bench_experts(
     results = []
     for name in names:
         TASKS.get(name)  # unknown name: error listing the tasks
-        r = expert_success(name, engine, range(episodes), action_mode)
+        r = expert_success(name, engine, range(first_seed, first_seed + episodes), action_mode)
         results.append(r)
         typer.echo(
             f"{name:15s} {engine:9s} success {r['success_rate']:6.1%} over {r['episodes']} "
