@@ -72,6 +72,9 @@ class ScriptedExpert:
         if self.env.episode_index != self._episode_index:
             self._episode_index = self.env.episode_index
             self.phases = self.env.task.expert_phases(self.env.episode)
+            # Phases without a yaw keep the last one; start every episode from the home yaw so
+            # an episode's actions depend on its seed only, not on the episodes before it.
+            self._yaw = 0.0
             self._enter(0)
 
     def _enter(self, index: int) -> None:
