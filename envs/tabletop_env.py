@@ -235,7 +235,9 @@ class TabletopEnv(gym.Env):
         self.timing["ik"] += time.perf_counter() - t0
         return q, (a[6] + 1.0) / 2.0
 
-    def command_to_action(self, delta_pos: np.ndarray, rotvec: np.ndarray, gripper: float):
+    def command_to_action(
+        self, delta_pos: np.ndarray, rotvec: np.ndarray, gripper: float
+    ) -> np.ndarray:
         """An action in this env's space that moves the TCP by ``delta_pos`` (m), turns it by
         ``rotvec`` (world-frame rotation vector, rad) and sets the gripper (-1 open … 1
         closed), as far as one step allows. Used by the scripted experts."""

@@ -6,14 +6,19 @@ choosing MuJoCo never imports PyBullet and vice versa.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from embodied_mm.registry import Registry
 
-ENGINES: Registry = Registry("engine")
+if TYPE_CHECKING:
+    from embodied_mm.envs.engine import Engine
+
+ENGINES: Registry[type[Engine]] = Registry("engine")
 ENGINES.register("mujoco", "embodied_mm.envs.engines.mujoco_engine:MujocoEngine")
 ENGINES.register("pybullet", "embodied_mm.envs.engines.pybullet_engine:PyBulletEngine")
 
 
-def engine_class(name: str) -> type:
+def engine_class(name: str) -> type[Engine]:
     """The engine class for ``name``; fails clearly for an unknown or unavailable engine."""
     try:
         return ENGINES.get(name)
