@@ -61,34 +61,70 @@ def image_stats(frames: np.ndarray) -> Stats:
     return stats
 
 
+class StatsAccumulator:
+    """Running aggregate of per-episode stats, so adding an episode costs O(1), not O(E).
+
+    Keeps per feature: frame count, sums of ``n·mean`` and ``n·(std² + mean²)`` (exact mean and
+    std), elementwise min/max, and ``n·q`` for each quantile (count-weighted mean).
+    """
+
+    def __init__(self) -> None:
+        self._acc: dict[str, dict[str, Any]] = {}
+        self._features: list[str] | None = None
+
+    def add(self, stats: dict[str, Stats]) -> None:
+        # Features every part has stats for (a v2.1 dataset may lack image stats, for example).
+        if self._features is None:
+            self._features = list(stats)
+        self._features = [f for f in self._features if f in stats]
+        for feat in self._features:
+            s = stats[feat]
+            n = float(s["count"][0])
+            mean = np.asarray(s["mean"], dtype=np.float64)
+            std = np.asarray(s["std"], dtype=np.float64)
+            a = self._acc.get(feat)
+            if a is None:
+                a = self._acc[feat] = {
+                    "n": 0.0,
+                    "sum": np.zeros_like(mean),
+                    "sumsq": np.zeros_like(mean),
+                    "min": np.asarray(s["min"], dtype=np.float64),
+                    "max": np.asarray(s["max"], dtype=np.float64),
+                    **{q: np.zeros_like(mean) for q in QUANTILES},
+                }
+            a["n"] += n
+            a["sum"] = a["sum"] + n * mean
+            a["sumsq"] = a["sumsq"] + n * (std**2 + mean**2)
+            a["min"] = np.minimum(a["min"], s["min"])
+            a["max"] = np.maximum(a["max"], s["max"])
+            for q in QUANTILES:
+                a[q] = a[q] + n * np.asarray(s[q], dtype=np.float64)
+
+    def result(self) -> dict[str, Stats]:
+        if not self._features:
+            raise ValueError("no episode stats to aggregate")
+        out: dict[str, Stats] = {}
+        for feat in self._features:
+            a = self._acc[feat]
+            n = a["n"]
+            mean = a["sum"] / n
+            out[feat] = {
+                "min": a["min"],
+                "max": a["max"],
+                "mean": mean,
+                "std": np.sqrt(np.maximum(a["sumsq"] / n - mean**2, 0.0)),
+                "count": np.array([round(n)], dtype=np.int64),
+                **{q: a[q] / n for q in QUANTILES},
+            }
+        return out
+
+
 def aggregate_stats(per_episode: Sequence[dict[str, Stats]]) -> dict[str, Stats]:
     """Combine per-episode stats into dataset stats (see the module docstring)."""
-    if not per_episode:
-        raise ValueError("no episode stats to aggregate")
-    # Features every part has stats for (a v2.1 dataset may lack image stats, for example).
-    features = [f for f in per_episode[0] if all(f in ep for ep in per_episode)]
-    out: dict[str, Stats] = {}
-    for feat in features:
-        parts = [ep[feat] for ep in per_episode]
-        n = np.array([float(p["count"][0]) for p in parts])  # (E,)
-        w = n / n.sum()
-        shape = (-1,) + (1,) * (np.asarray(parts[0]["mean"]).ndim)
-        wb = w.reshape(shape)
-        means = np.stack([p["mean"] for p in parts])  # (E, *S)
-        stds = np.stack([p["std"] for p in parts])
-        mean = (wb * means).sum(axis=0)
-        var = (wb * (stds**2 + (means - mean) ** 2)).sum(axis=0)
-        agg: Stats = {
-            "min": np.min(np.stack([p["min"] for p in parts]), axis=0),
-            "max": np.max(np.stack([p["max"] for p in parts]), axis=0),
-            "mean": mean,
-            "std": np.sqrt(var),
-            "count": np.array([int(n.sum())], dtype=np.int64),
-        }
-        for q in QUANTILES:
-            agg[q] = (wb * np.stack([p[q] for p in parts])).sum(axis=0)
-        out[feat] = agg
-    return out
+    acc = StatsAccumulator()
+    for stats in per_episode:
+        acc.add(stats)
+    return acc.result()
 
 
 def stats_to_json(stats: dict[str, Stats]) -> dict[str, dict[str, Any]]:

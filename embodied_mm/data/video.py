@@ -9,6 +9,7 @@ requested timestamp within a tolerance.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -233,11 +234,13 @@ def concat_videos(parts: list[tuple[Path, int | None]], out: Path, fps: int) -> 
                     stream = src.streams.video[0]
                     tb = stream.time_base
                     shift = round(offset_s / tb)
+                    # Integer pts bounds: Fraction arithmetic per packet dominated the cost.
+                    end_pts = None if limit is None else math.ceil((limit - 0.5) / fps / tb)
                     copied = 0
                     for packet in src.demux(stream):
                         if packet.dts is None:  # the demuxer's end-of-stream flush packet
                             continue
-                        if limit is not None and packet.pts * tb >= (limit - 0.5) / fps:
+                        if end_pts is not None and packet.pts >= end_pts:
                             continue
                         packet.pts += shift
                         packet.dts += shift
