@@ -160,8 +160,8 @@ class VLAPolicy(nn.Module):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _encode_tasks(self, tasks: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Instructions → left-padded ids (B, L) and mask (B, L)."""
+    def _encode_tasks(self, tasks: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Instructions → left-padded ids (B, L) and mask (B, L), None when nothing is padded."""
         rows = []
         for task in tasks:
             if task not in self._task_ids:
@@ -171,6 +171,8 @@ class VLAPolicy(nn.Module):
                 self._task_ids[task] = ids[: self.config.max_text_tokens]
             rows.append(self._task_ids[task])
         width = max(1, max(len(r) for r in rows))
+        if all(len(r) == width for r in rows):  # the usual control-loop case: skip the mask
+            return torch.tensor(rows, dtype=torch.long).to(self.device), None
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):
@@ -206,8 +208,11 @@ class VLAPolicy(nn.Module):
             )
         return state
 
-    def _prefix(self, obs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Embedded prefix (B, P, H), attention mask (B, P) and position ids (B, P)."""
+    def _prefix(
+        self, obs: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Embedded prefix (B, P, H), attention mask (B, P) and position ids (B, P); mask and
+        positions are None when no sample is padded."""
         state = self._state(obs)
         b = state.shape[0]
         tasks = obs.get(TASK)
@@ -247,6 +252,8 @@ class VLAPolicy(nn.Module):
         prop = self.proprio(self.normalizer.normalize(OBS_STATE, state))  # (B, Ts, H)
         dtype = text.dtype
         embeds = torch.cat([text, vis.to(dtype), prop.to(dtype)], dim=1)  # (B, P, H)
+        if text_mask is None:  # no padding anywhere: default causal attention is exact
+            return embeds, None, None
         mask = torch.cat([text_mask, text_mask.new_ones(b, embeds.shape[1] - text.shape[1])], 1)
         pos = (mask.cumsum(1) - 1).clamp_min(0)
         return embeds, mask, pos
@@ -254,9 +261,38 @@ class VLAPolicy(nn.Module):
     # ------------------------------------------------------------------ the API
     def compute_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
         """Training loss of one batch (``action`` (B, K, D) in robot units; optional
-        ``action_is_pad`` (B, K) bool and ``plan`` list[str] where "" is unlabelled)."""
-        if ACTION not in batch:
-            raise KeyError(f"training batch lacks {ACTION!r}; found keys {sorted(batch)}")
+        ``action_is_pad`` (B, K) bool and ``plan`` list[str] where "" is unlabelled).
+
+        A batch with ``plan`` text but no ``action`` trains the text path alone: alignment
+        pre-training feeds frame captions this way (``embodied_mm.train.captions``)."""
+        plans = batch.get(PLAN)
+        labelled = [i for i, p in enumerate(plans or []) if p]
+        if ACTION not in batch and not labelled:
+            raise KeyError(
+                f"training batch lacks {ACTION!r} and {PLAN!r} text; found keys {sorted(batch)}"
+            )
+        with self._autocast():
+            prefix, mask, pos = self._prefix(batch)
+            loss = prefix.new_zeros((), dtype=torch.float32)
+            metrics: dict[str, float] = {}
+            if ACTION in batch:
+                target, valid = self._action_target(batch)
+                loss, metrics = self.head.loss(self.backbone, prefix, mask, pos, target, valid)
+            if labelled:
+                idx = torch.tensor(labelled, device=self.device)
+                plan_ids, plan_mask = self._encode_plans([plans[i] for i in labelled])
+                sub_mask = None if mask is None else mask[idx]
+                sub_pos = None if pos is None else pos[idx]
+                plan_loss = PlanText.loss(
+                    self.backbone, prefix[idx], sub_mask, sub_pos, plan_ids, plan_mask
+                )
+                loss = loss + self.config.plan_loss_weight * plan_loss
+                metrics["plan_ce"] = plan_loss.item()
+        metrics["loss"] = loss.item()
+        return loss, metrics
+
+    def _action_target(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised action chunk (B, K, D) and its validity mask (B, K)."""
         k, d = self.config.chunk_size, self.config.action_dim
         actions = torch.as_tensor(batch[ACTION]).to(self.device, torch.float32)
         if actions.ndim != 3 or actions.shape[1:] != (k, d):
@@ -267,22 +303,7 @@ class VLAPolicy(nn.Module):
             if pad is None
             else ~torch.as_tensor(pad).to(self.device, torch.bool)
         )
-        with self._autocast():
-            prefix, mask, pos = self._prefix(batch)
-            target = self.normalizer.normalize(ACTION, actions)
-            loss, metrics = self.head.loss(self.backbone, prefix, mask, pos, target, valid)
-            plans = batch.get(PLAN)
-            labelled = [i for i, p in enumerate(plans or []) if p]
-            if labelled:
-                idx = torch.tensor(labelled, device=self.device)
-                plan_ids, plan_mask = self._encode_plans([plans[i] for i in labelled])
-                plan_loss = PlanText.loss(
-                    self.backbone, prefix[idx], mask[idx], pos[idx], plan_ids, plan_mask
-                )
-                loss = loss + self.config.plan_loss_weight * plan_loss
-                metrics["plan_ce"] = plan_loss.item()
-        metrics["loss"] = loss.item()
-        return loss, metrics
+        return self.normalizer.normalize(ACTION, actions), valid
 
     @torch.inference_mode()
     def predict_chunk(self, obs: dict[str, Any]) -> torch.Tensor:

@@ -22,6 +22,7 @@ class TrainConfig:
     dataset: list[str] = field(default_factory=list)  # one or more LeRobot dataset dirs
     out: str = "runs/train"  # run directory: config, checkpoints, logs, plots
     stage: Literal["align", "instruct"] = "instruct"  # survey's PT (projectors only) or IT
+    init_from: str | None = None  # policy dir whose weights start this run (e.g. after align)
     # --- optimisation --------------------------------------------------------------------
     steps: int = 2000
     batch_size: int = 16
@@ -33,6 +34,11 @@ class TrainConfig:
     lora_r: int = 0  # 0 = full fine-tuning of the trainable parts
     freeze: list[str] = field(default_factory=list)  # subset of: vision, backbone, proprio
     # --- data ----------------------------------------------------------------------------
+    # align stage: frame→caption pairs rendered from these envs instead of --dataset
+    align_env: list[str] = field(
+        default_factory=lambda: ["embodied_mm/PickLift-v0", "embodied_mm/StackCube-v0"]
+    )
+    align_samples: int = 2000
     n_obs_steps: int = 1
     num_workers: int = 0  # DataLoader workers
     # --- bookkeeping ---------------------------------------------------------------------

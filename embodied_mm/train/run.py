@@ -104,6 +104,28 @@ def load_datasets(cfg: TrainConfig, policy_config: Any) -> tuple[Dataset, list[A
     return dataset, parts
 
 
+def load_weights(policy: Any, policy_dir: Path) -> None:
+    """Start from another run's weights (e.g. the align stage's projectors). Parameters the
+    source lacks (LoRA adapters added here) keep their fresh values; anything else that does
+    not match is an error."""
+    from safetensors.torch import load_model
+
+    from embodied_mm.model.policy import WEIGHTS_FILE
+
+    path = policy_dir / WEIGHTS_FILE
+    try:
+        # load_model (not load_state_dict) restores tied weights that the file stores once
+        missing, unexpected = load_model(policy, str(path), strict=False)
+    except Exception as err:  # safetensors raises several error types
+        raise ValueError(f"cannot read --init-from weights {path}: {err}") from err
+    bad_missing = [k for k in missing if "lora_" not in k]
+    if unexpected or bad_missing:
+        raise ValueError(
+            f"{path} does not fit the {type(policy).__name__}: missing {bad_missing[:5]}, "
+            f"unexpected {unexpected[:5]}"
+        )
+
+
 def make_evaluator(cfg: TrainConfig):
     """In-training evaluation: vectorised rollouts on held-out seeds, one video per task."""
     if not (cfg.eval_every and cfg.eval_env):
@@ -138,9 +160,19 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     from accelerate.utils import set_seed
 
     policy_config = recipe_config(cfg.policy, cfg.size)
-    dataset, parts = load_datasets(cfg, policy_config)
+    if cfg.stage == "align":
+        from embodied_mm.train.captions import CaptionDataset
+
+        dataset: Dataset = CaptionDataset(cfg.align_env, cfg.align_samples, cfg.seed,
+                                          image_size=policy_config.image_size)  # fmt: skip
+        stats = None  # captions carry no actions; instruction tuning brings the stats
+    else:
+        dataset, parts = load_datasets(cfg, policy_config)
+        stats = policy_stats(parts)
     set_seed(cfg.seed)  # the initial weights are part of what a seed reproduces
-    policy = build_policy(cfg, policy_stats(parts))
+    policy = build_policy(cfg, stats)
+    if cfg.init_from:
+        load_weights(policy, Path(cfg.init_from))
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(saved)
     return train(cfg, policy, dataset, resume=resume, evaluate=make_evaluator(cfg))

@@ -69,3 +69,28 @@ def test_in_training_evaluation_logs_success_and_saves_video(tiny_dataset, tmp_p
     evals = [r for r in rows if f"eval/success/{env_id}" in r]
     assert len(evals) == 1 and 0.0 <= evals[0][f"eval/success/{env_id}"] <= 1.0
     assert list((tmp_path / "run" / "eval" / "step-0000002").glob("*.mp4"))
+
+
+@pytest.mark.slow
+def test_align_stage_trains_projectors_on_captions_then_instruct_starts_from_it(
+    tiny_dataset, tmp_path
+):
+    align = _cfg(tiny_dataset, tmp_path / "align", stage="align", align_samples=8, steps=2,
+                 align_env=["embodied_mm/PickLift-v0"])  # fmt: skip
+    result = run_training(align)
+    rows = [json.loads(x) for x in (tmp_path / "align" / "metrics.jsonl").read_text().splitlines()]
+    assert all("plan_ce" in r and "l1" not in r for r in rows)  # caption text only
+
+    from accelerate.utils import set_seed
+    from safetensors.torch import load_file
+
+    set_seed(align.seed)  # the same initial weights as the run
+    before = build_policy(align, None).state_dict()
+    after = load_file(str(result.checkpoint / "policy" / "model.safetensors"))
+    changed = {k.split(".")[0] for k in after if not torch.equal(after[k], before[k])}
+    assert changed == {"projector"}  # encoders and backbone stayed frozen
+
+    instruct = _cfg(
+        tiny_dataset, tmp_path / "it", steps=1, init_from=str(result.checkpoint / "policy")
+    )
+    run_training(instruct)
