@@ -61,6 +61,8 @@ def rollout_batch(
         engine=engine,
         image_size=image_size,
         instruction_split=split,
+        # forkserver: a forked worker hangs in EGL set-up when this process rendered before
+        vector_kwargs={"context": "forkserver"} if n > 1 else {},
     )
     try:
         low, high = envs.single_action_space.low, envs.single_action_space.high
