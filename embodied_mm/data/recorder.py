@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import functools
 import multiprocessing as mp
+import os
 import shutil
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -116,9 +119,25 @@ _staging: Path | None = None
 _codec: str = DEFAULT_CODEC
 
 
-def _init_worker(factory: SourceFactory, staging: Path, codec: str) -> None:
+def _init_worker(
+    factory: SourceFactory, staging: Path, codec: str, parent_pid: int | None = None
+) -> None:
     global _source, _staging, _codec
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
     _source, _staging, _codec = factory(), staging, codec
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Exit when the recorder dies: a SIGKILLed parent would otherwise leave its pool's
+    workers running forever (each holding a simulator and a GL context)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def _run_one(seed: int, keep_failures: bool) -> _Result:
@@ -263,7 +282,10 @@ def _results(
         return
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(
-        workers, mp_context=ctx, initializer=_init_worker, initargs=(factory, staging, codec)
+        workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(factory, staging, codec, os.getpid()),
     ) as pool:
         pending: dict[int, Future] = {}
         next_submit, next_yield = start_seed, start_seed
