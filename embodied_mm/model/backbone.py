@@ -181,15 +181,11 @@ class Backbone(nn.Module):
     def forward(
         self,
         embeds: torch.Tensor,  # (B, T, H)
-        attention_mask: torch.Tensor,  # (B, T_past + T) 1 = real token
-        position_ids: torch.Tensor,  # (B, T)
+        attention_mask: torch.Tensor | None,  # (B, T_past + T) 1 = real; None = no padding
+        position_ids: torch.Tensor | None,  # (B, T); None = default positions
         cache: Any = None,
     ) -> torch.Tensor:
         """Hidden states (B, T, H); with ``cache`` the cache is extended in place."""
-        if bool(attention_mask.all()):
-            # No padding: plain causal attention with default positions is the same result,
-            # and lets transformers skip building a padding mask (the batch-1 control loop).
-            attention_mask = position_ids = None
         return self.decode(embeds, attention_mask, position_ids, cache)
 
     def logits(self, hidden: torch.Tensor, rows: slice | None = None) -> torch.Tensor:

@@ -45,12 +45,29 @@ class HeadConfig:
 
 
 def extend_positions(
-    mask: torch.Tensor, pos: torch.Tensor, n: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mask (B, P + n) and positions (B, n) for ``n`` real tokens after the prefix."""
+    mask: torch.Tensor | None, pos: torch.Tensor | None, n: int
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Mask and positions (B, P + n) for ``n`` real tokens after the prefix.
+
+    ``mask is None`` means the prefix has no padding: plain causal attention with default
+    positions is then exact, and transformers skips building a mask (the batch-1 control loop).
+    """
+    if mask is None or pos is None:
+        return None, None
     ones = mask.new_ones(mask.shape[0], n)
     steps = torch.arange(1, n + 1, device=pos.device)
-    return torch.cat([mask, ones], dim=1), pos[:, -1:] + steps  # (B, P+n), (B, n)
+    return torch.cat([mask, ones], dim=1), torch.cat([pos, pos[:, -1:] + steps], dim=1)
+
+
+def _dense(
+    mask: torch.Tensor | None, pos: torch.Tensor | None, prefix: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Explicit mask and positions (B, P) for code that extends them with padded tokens."""
+    if mask is not None and pos is not None:
+        return mask, pos
+    b, p = prefix.shape[:2]
+    mask = torch.ones(b, p, dtype=torch.long, device=prefix.device)
+    return mask, torch.arange(p, device=prefix.device).expand(b, p)
 
 
 class ActionHead(nn.Module):
@@ -71,15 +88,19 @@ class ActionHead(nn.Module):
         self,
         backbone: Backbone,
         prefix: torch.Tensor,  # (B, P, H)
-        mask: torch.Tensor,  # (B, P)
-        pos: torch.Tensor,  # (B, P)
+        mask: torch.Tensor | None,  # (B, P); None = no padding
+        pos: torch.Tensor | None,  # (B, P)
         actions: torch.Tensor,  # (B, K, D) normalised
         valid: torch.Tensor,  # (B, K) bool, False where the step is padding
     ) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
     def predict(
-        self, backbone: Backbone, prefix: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor
+        self,
+        backbone: Backbone,
+        prefix: torch.Tensor,
+        mask: torch.Tensor | None,
+        pos: torch.Tensor | None,
     ) -> torch.Tensor:
         raise NotImplementedError
 
@@ -104,8 +125,8 @@ class ChunkHead(ActionHead):
     def _chunk(self, backbone, prefix, mask, pos) -> torch.Tensor:
         b, n = prefix.shape[0], self.queries.shape[0]
         queries = self.queries.to(prefix.dtype).unsqueeze(0).expand(b, -1, -1)  # (B, Q, H)
-        full_mask, q_pos = extend_positions(mask, pos, n)
-        hidden = backbone(torch.cat([prefix, queries], 1), full_mask, torch.cat([pos, q_pos], 1))
+        full_mask, full_pos = extend_positions(mask, pos, n)
+        hidden = backbone(torch.cat([prefix, queries], 1), full_mask, full_pos)
         return self.out(hidden[:, -n:]).reshape(b, self.chunk_size, self.action_dim)  # (B, K, D)
 
     def loss(self, backbone, prefix, mask, pos, actions, valid):
@@ -148,8 +169,8 @@ class DiscreteHead(ActionHead):
         n = bins.shape[1]
         # Teacher forcing: the last prefix token predicts bin 0, bin j predicts bin j+1.
         inputs = backbone.embed(bins[:, :-1] + self.token_offset).to(prefix.dtype)
-        full_mask, a_pos = extend_positions(mask, pos, n - 1)
-        hidden = backbone(torch.cat([prefix, inputs], 1), full_mask, torch.cat([pos, a_pos], 1))
+        full_mask, full_pos = extend_positions(mask, pos, n - 1)
+        hidden = backbone(torch.cat([prefix, inputs], 1), full_mask, full_pos)
         logits = backbone.logits(hidden[:, -n:], self._rows()).float()  # (B, KD, bins)
         token_valid = valid.repeat_interleave(self.action_dim, dim=1)  # (B, KD)
         ce = F.cross_entropy(logits.transpose(1, 2), bins, reduction="none")  # (B, KD)
@@ -162,15 +183,16 @@ class DiscreteHead(ActionHead):
         cache = backbone.new_cache()
         n = self.chunk_size * self.action_dim
         hidden = backbone(prefix, mask, pos, cache)[:, -1:]  # (B, 1, H)
-        next_pos = pos[:, -1:]
+        next_pos = None if pos is None else pos[:, -1:]
         bins = []
         for step in range(n):
             tok = backbone.logits(hidden, self._rows()).argmax(-1)  # (B, 1)
             bins.append(tok)
             if step == n - 1:
                 break
-            mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
-            next_pos = next_pos + 1
+            if mask is not None and next_pos is not None:  # padded prefix: explicit positions
+                mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+                next_pos = next_pos + 1
             embeds = backbone.embed(tok + self.token_offset).to(prefix.dtype)
             hidden = backbone(embeds, mask, next_pos, cache)
         return self.detokenize(torch.cat(bins, dim=1))
@@ -204,17 +226,25 @@ class FlowHead(ActionHead):
 
     def _memory(self, backbone, prefix, mask, pos) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = backbone(prefix, mask, pos)  # (B, P, H)
-        return self.memory_proj(hidden.float()), mask == 0  # (B, P, E), (B, P) True = pad
+        pad = None if mask is None else mask == 0  # (B, P) True = pad
+        return self.memory_proj(hidden.float()), pad  # (B, P, E)
 
     def velocity(
-        self, x_t: torch.Tensor, t: torch.Tensor, memory: torch.Tensor, memory_pad: torch.Tensor
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        memory: torch.Tensor,
+        memory_pad: torch.Tensor | None,
     ) -> torch.Tensor:
         """x_t (B, K, D), t (B,) → velocity (B, K, D)."""
         time = self.time_mlp(_time_features(t, self.cfg.expert_hidden))  # (B, E)
         # A pooled summary of the prefix goes straight into every action token: a direct path
         # for the conditioning, which cross-attention alone learns slowly.
-        keep = (~memory_pad).unsqueeze(-1).to(memory.dtype)  # (B, P, 1)
-        pooled = (memory * keep).sum(1) / keep.sum(1).clamp_min(1.0)  # (B, E)
+        if memory_pad is None:
+            pooled = memory.mean(1)  # (B, E)
+        else:
+            keep = (~memory_pad).unsqueeze(-1).to(memory.dtype)  # (B, P, 1)
+            pooled = (memory * keep).sum(1) / keep.sum(1).clamp_min(1.0)
         tokens = self.action_in(x_t) + self.step_embed + (time + pooled)[:, None]  # (B, K, E)
         out = self.expert(tokens, memory, memory_key_padding_mask=memory_pad)
         return self.action_out(out)
@@ -260,11 +290,12 @@ class PlanText:
     def loss(
         backbone: Backbone,
         prefix: torch.Tensor,  # (B, P, H)
-        mask: torch.Tensor,  # (B, P)
-        pos: torch.Tensor,  # (B, P)
+        mask: torch.Tensor | None,  # (B, P); None = no padding
+        pos: torch.Tensor | None,  # (B, P)
         plan_ids: torch.Tensor,  # (B, T): start token, plan tokens, end token, right padding
         plan_mask: torch.Tensor,  # (B, T) 1 = real token
     ) -> torch.Tensor:
+        mask, pos = _dense(mask, pos, prefix)
         n = plan_ids.shape[1]
         inputs = backbone.embed(plan_ids).to(prefix.dtype)
         full_mask = torch.cat([mask, plan_mask], dim=1)
@@ -280,8 +311,8 @@ class PlanText:
     def generate(
         backbone: Backbone,
         prefix: torch.Tensor,
-        mask: torch.Tensor,
-        pos: torch.Tensor,
+        mask: torch.Tensor | None,
+        pos: torch.Tensor | None,
         start_id: int,
         end_id: int,
         max_new_tokens: int,
@@ -290,13 +321,12 @@ class PlanText:
         generator: torch.Generator | None = None,
     ) -> list[list[int]]:
         b = prefix.shape[0]
+        mask, pos = _dense(mask, pos, prefix)
         cache = backbone.new_cache()
         start = backbone.embed(torch.full((b, 1), start_id, device=prefix.device)).to(prefix.dtype)
-        full_mask, start_pos = extend_positions(mask, pos, 1)
-        hidden = backbone(
-            torch.cat([prefix, start], 1), full_mask, torch.cat([pos, start_pos], 1), cache
-        )
-        next_pos = start_pos
+        full_mask, full_pos = extend_positions(mask, pos, 1)
+        hidden = backbone(torch.cat([prefix, start], 1), full_mask, full_pos, cache)
+        next_pos = full_pos[:, -1:]
         out: list[list[int]] = [[] for _ in range(b)]
         done = torch.zeros(b, dtype=torch.bool, device=prefix.device)
         for _ in range(max_new_tokens):
