@@ -1,0 +1,162 @@
+"""An exported policy on onnxruntime, with the :class:`~embodied_mm.model.policy.VLAPolicy`
+inference API (``predict_chunk``, ``reset``, ``config``), so the runtime's ``LocalPolicy``,
+the chunk executors and the policy server run it unchanged. Needs numpy, onnxruntime and
+tokenizers only: no torch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embodied_mm.export.manifest import TOKENIZER_DIR, Manifest, ManifestError, check_session
+from embodied_mm.features import OBS_STATE, TASK, image_key
+
+
+@dataclass
+class OrtPolicyConfig:
+    """The part of ``PolicyConfig`` the runtime reads, from the manifest."""
+
+    cameras: list[str]
+    image_size: int
+    state_dim: int
+    action_dim: int
+    chunk_size: int
+    max_text_tokens: int
+    head_kind: str
+    precision: str
+
+
+def session_options(threads: int | None = None) -> Any:
+    """Tuned CPU options: every graph optimisation (attention/GELU/LayerNorm fusion, constant
+    folding), one thread pool sized to the cores, sequential execution (a policy graph is a
+    chain; parallel execution only adds scheduling)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = threads or os.cpu_count() or 1
+    opts.inter_op_num_threads = 1
+    return opts
+
+
+class OrtPolicy:
+    """``predict_chunk(obs) -> (B, K, D)`` float32 robot units, from an export directory."""
+
+    def __init__(
+        self,
+        export_dir: str | Path,
+        precision: str | None = None,
+        threads: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        """``precision``: "fp32" or "int8" (default: the export's default). ``seed`` seeds
+        the start noise of a flow policy exported with ``noise_seed=None``."""
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.export_dir = Path(export_dir)
+        self.manifest = m = Manifest.load(self.export_dir)
+        path = m.model_path(self.export_dir, precision)
+        self.precision = precision or m.default_precision
+        self.session = ort.InferenceSession(
+            str(path), session_options(threads), providers=["CPUExecutionProvider"]
+        )
+        check_session(m, self.session, str(path))
+        tok_file = self.export_dir / TOKENIZER_DIR / "tokenizer.json"
+        if not tok_file.is_file():
+            raise ManifestError(f"the export's tokenizer {tok_file} is missing")
+        self.tokenizer = Tokenizer.from_file(str(tok_file))
+        self.config = OrtPolicyConfig(
+            cameras=list(m.cameras),
+            image_size=m.image_size,
+            state_dim=m.state_dim,
+            action_dim=m.action_dim,
+            chunk_size=m.chunk_size,
+            max_text_tokens=m.text_len,
+            head_kind=m.head,
+            precision=self.precision,
+        )
+        self._input_names = [s.name for s in m.inputs]
+        self._rng = np.random.default_rng(seed)
+        self._task_ids: dict[str, list[int]] = {}
+
+    # ------------------------------------------------------------------ inputs
+    def encode_tasks(self, tasks: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Instructions → left-padded ids (B, L) and mask (B, L), L = the export's text length
+        (the same ids as ``VLAPolicy`` gives, padded to the fixed length)."""
+        length = self.config.max_text_tokens
+        ids = np.full((len(tasks), length), self.manifest.pad_id, dtype=np.int64)
+        mask = np.zeros((len(tasks), length), dtype=np.int64)
+        for i, task in enumerate(tasks):
+            if task not in self._task_ids:
+                if len(self._task_ids) > 1024:  # bound the cache for long-running servers
+                    self._task_ids.clear()
+                row = self.tokenizer.encode(task, add_special_tokens=False).ids
+                self._task_ids[task] = row[:length]
+            row = self._task_ids[task]
+            if row:
+                ids[i, length - len(row) :] = row
+                mask[i, length - len(row) :] = 1
+        return ids, mask
+
+    def _images(self, obs: dict[str, Any], key: str, batch: int) -> np.ndarray:
+        img = np.asarray(obs[key])
+        if img.ndim == 5:
+            img = img[:, -1]  # (B, H, W, 3): the last step of an observation history
+        s = self.config.image_size
+        if img.dtype != np.uint8 or img.shape[1:] != (s, s, 3) or img.shape[0] != batch:
+            raise ValueError(
+                f"{key} must be uint8 ({batch}, {s}, {s}, 3) for this export; got "
+                f"{img.dtype} {tuple(img.shape)} (resize frames to the policy's image size)"
+            )
+        return np.ascontiguousarray(img)
+
+    def feeds(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The onnxruntime input dict of a batched observation (LeRobot keys)."""
+        if OBS_STATE not in obs:
+            raise KeyError(f"observation lacks {OBS_STATE!r}; found keys {sorted(obs)}")
+        state = np.asarray(obs[OBS_STATE], dtype=np.float32)
+        if state.ndim == 3:
+            state = state[:, -1]  # (B, S)
+        s = self.config.state_dim
+        if state.ndim != 2 or state.shape[1] != s:
+            raise ValueError(f"{OBS_STATE} must be (B, {s}) or (B, T, {s}); got {state.shape}")
+        b = state.shape[0]
+        tasks = obs.get(TASK)
+        if isinstance(tasks, str):
+            tasks = [tasks] * b
+        if tasks is None or len(tasks) != b:
+            raise ValueError(f"{TASK!r} must be a list of {b} instructions; got {tasks!r}")
+        feeds: dict[str, np.ndarray] = {}
+        for cam in self.config.cameras:
+            key = image_key(cam)
+            if key not in obs:
+                raise KeyError(f"observation lacks {key!r}; found keys {sorted(obs)}")
+            feeds[f"image_{cam}"] = self._images(obs, key, b)  # (B, H, W, 3)
+        feeds["state"] = np.ascontiguousarray(state)
+        feeds["text_ids"], feeds["text_mask"] = self.encode_tasks([str(t) for t in tasks])
+        if "noise" in self._input_names:
+            shape = (b, self.config.chunk_size, self.config.action_dim)
+            feeds["noise"] = self._rng.standard_normal(shape, dtype=np.float32)
+        return feeds
+
+    # ------------------------------------------------------------------ the API
+    def predict_chunk(self, obs: dict[str, Any]) -> np.ndarray:
+        """Action chunk (B, K, D) float32 in robot units, inside the export's action bounds."""
+        return self.session.run(["actions"], self.feeds(obs))[0]
+
+    def generate_plan(self, obs: dict[str, Any], **_: Any) -> list[str]:
+        raise NotImplementedError(
+            "plan text is not exported: an ONNX export holds the action path only; serve the "
+            "PyTorch checkpoint to generate plans"
+        )
+
+    def reset(self) -> None:
+        """New episode: drops cached instruction ids (the graph itself keeps no state)."""
+        self._task_ids.clear()
