@@ -26,9 +26,16 @@ def record(
     codec: str = typer.Option("h264", help="Video codec: h264, libsvtav1 (LeRobot's), mpeg4."),
 ) -> None:
     """Record scripted-expert demonstrations into a LeRobot v3.0 dataset."""
+    import gymnasium as gym
+
+    import embodied_mm.envs  # noqa: F401  (registers the env ids)
     from embodied_mm.data.recorder import gym_expert_source
     from embodied_mm.data.recorder import record as run_record
+    from embodied_mm.registry import UnknownNameError
 
+    if env not in gym.registry:
+        known = ", ".join(sorted(k for k in gym.registry if k.startswith("embodied_mm/")))
+        raise typer.BadParameter(f"unknown env {env!r}; known: {known}", param_hint="--env")
     try:
         summary = run_record(
             gym_expert_source(env, engine),
@@ -40,7 +47,7 @@ def record(
             seed=seed,
             codec=codec,
         )
-    except (FileExistsError, ValueError, RuntimeError) as e:
+    except (FileExistsError, ValueError, RuntimeError, UnknownNameError) as e:
         raise typer.BadParameter(str(e)) from e
     rate = 1 - summary.failures / max(summary.attempts, 1)
     typer.echo(

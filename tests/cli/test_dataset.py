@@ -72,3 +72,13 @@ def test_bench_data_prints_numbers():
     assert out.exit_code == 0, out.output
     for text in ("decode sequential_ms_per_frame", "workers=2 random", "samples/s"):
         assert text in out.output
+
+
+def test_record_names_unknown_env_and_engine(tmp_path):
+    out = runner.invoke(app, ["record", "--env", "embodied_mm/Nope-v0", "--episodes", "1",
+                              "--out", str(tmp_path / "a")])  # fmt: skip
+    assert out.exit_code != 0 and "embodied_mm/PickLift-v0" in out.output
+    out = runner.invoke(app, ["record", "--env", "embodied_mm/PickLift-v0", "--engine", "foo",
+                              "--episodes", "1", "--out", str(tmp_path / "b")])  # fmt: skip
+    assert out.exit_code != 0 and "unknown engine 'foo'" in out.output
+    assert not (tmp_path / "b/meta/info.json").exists()
