@@ -64,8 +64,7 @@ BOOKKEEPING: dict[str, dict[str, Any]] = {
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
 
-# Episode-metadata columns that are ours, not LeRobot's (LeRobot ignores unknown columns).
-EXTRA_EPISODE_COLUMNS = ("seed", "success")
+# Our episodes table also has "seed" and "success" columns (LeRobot ignores unknown columns).
 
 
 class DatasetFormatError(ValueError):

@@ -21,7 +21,6 @@ import pyarrow.parquet as pq
 
 from embodied_mm.data import lerobot_format as fmt
 from embodied_mm.data.stats import Stats, aggregate_stats, stats_from_json
-from embodied_mm.features import PLAN
 
 
 @dataclass(frozen=True)
@@ -259,8 +258,3 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             except json.JSONDecodeError as e:
                 raise fmt.DatasetFormatError(f"{path}:{n}: bad JSON line ({e})") from e
     return out
-
-
-def plan_feature(meta: DatasetMeta) -> bool:
-    """Whether the dataset carries our per-frame ``plan`` text."""
-    return PLAN in meta.features
