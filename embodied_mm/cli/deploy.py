@@ -12,7 +12,9 @@ import typer
 from embodied_mm.cli.app import app, bench_app
 
 if TYPE_CHECKING:
-    from embodied_mm.runtime.inference import ChunkSource
+    from embodied_mm.runtime.inference import ChunkSource, LocalPolicy
+
+BACKEND_HELP = "torch, or onnx: --checkpoint is then an `embodied-mm export` directory."
 
 
 @app.command()
@@ -24,19 +26,19 @@ def serve(
     plan: bool = typer.Option(False, help="Also generate plan text with every chunk."),
     max_message_mb: float = typer.Option(16.0, help="Largest accepted request, MiB."),
     device: str | None = typer.Option(None, help="torch device (default: cuda if available)."),
+    backend: str = typer.Option("torch", help=BACKEND_HELP),
 ) -> None:
     """Serve a policy over websocket + msgpack (openpi's protocol), batching concurrent clients."""
     import logging
 
     from embodied_mm.deploy.server import PolicyServer, is_loopback
-    from embodied_mm.runtime.inference import LocalPolicy
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not token and not is_loopback(host):  # refuse before spending time loading the model
         typer.echo(f"error: refusing to serve on {host!r} without --token", err=True)
         raise typer.Exit(2)
     try:
-        policy = LocalPolicy.from_checkpoint(checkpoint, with_plan=plan, device=device)
+        policy = _local_policy(checkpoint, backend, plan, device)
         server = PolicyServer(
             policy, host, port, token, max_message_bytes=int(max_message_mb * 1024 * 1024)
         )
@@ -70,6 +72,7 @@ def deploy(
     refill_at: int = typer.Option(4, help="async: request the next chunk at this many queued."),
     watchdog_stop_s: float = typer.Option(1.0, help="Stop after this long without an action."),
     max_obs_age_s: float = typer.Option(0.25, help="Hold when a camera frame is older."),
+    backend: str = typer.Option("torch", help=BACKEND_HELP),
 ) -> None:
     """Run the perception-to-action loop on a robot, behind the safety filter."""
     from embodied_mm.deploy.session import DeployConfig, make_robot, result_dict, run_episodes
@@ -79,7 +82,7 @@ def deploy(
         typer.echo("error: give exactly one of --server or --checkpoint", err=True)
         raise typer.Exit(2)
     try:
-        source, meta = _policy_source(server, checkpoint, token, timeout)
+        source, meta = _policy_source(server, checkpoint, token, timeout, backend)
         sim_kwargs = (
             {"engine": engine, "action_mode": action_mode} if robot.startswith("sim:") else {}
         )
@@ -135,7 +138,11 @@ def deploy(
 
 
 def _policy_source(
-    server: str | None, checkpoint: Path | None, token: str | None, timeout: float
+    server: str | None,
+    checkpoint: Path | None,
+    token: str | None,
+    timeout: float,
+    backend: str = "torch",
 ) -> tuple[ChunkSource, dict[str, Any]]:
     """A remote (server) or in-process (checkpoint) chunk source, and its metadata."""
     if server is not None:
@@ -148,10 +155,25 @@ def _policy_source(
         except PolicyUnavailable as e:
             raise ValueError(str(e)) from e
         return RemotePolicy(client), meta
+    local = _local_policy(checkpoint, backend)
+    return local, local.metadata()
+
+
+def _local_policy(
+    checkpoint: Path, backend: str, with_plan: bool = False, device: str | None = None
+) -> LocalPolicy:
+    """The in-process policy of ``--checkpoint``: PyTorch, or an ONNX export on onnxruntime."""
     from embodied_mm.runtime.inference import LocalPolicy
 
-    local = LocalPolicy.from_checkpoint(checkpoint)
-    return local, local.metadata()
+    if backend == "torch":
+        return LocalPolicy.from_checkpoint(checkpoint, with_plan=with_plan, device=device)
+    if backend == "onnx":
+        from embodied_mm.export.ort_policy import OrtPolicy
+
+        if with_plan:
+            raise ValueError("--plan needs --backend torch: ONNX exports hold no plan text")
+        return LocalPolicy(OrtPolicy(checkpoint))
+    raise ValueError(f"unknown backend {backend!r}; known: torch, onnx")
 
 
 @app.command()
