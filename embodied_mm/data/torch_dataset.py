@@ -76,6 +76,12 @@ class LeRobotWindowDataset(Dataset):
         max_open_videos: int = 64,
     ) -> None:
         self.meta = DatasetMeta(Path(root))
+        in_parquet = [k for k, f in self.meta.features.items() if f.get("dtype") == "image"]
+        if in_parquet:
+            raise ValueError(
+                f"{self.meta.root}: cameras {in_parquet} are stored as images inside the parquet "
+                "files; only cameras stored as videos are supported"
+            )
         if episodes is not None:
             wanted = set(episodes)
             unknown = wanted - {e.episode_index for e in self.meta.episodes}

@@ -99,3 +99,16 @@ def test_tolerance_violation_names_the_file(small_dataset):
         decoder.frames_at([0.05], tolerance_s=1e-4)  # between frames at 10 fps
     with pytest.raises(VideoDecodeError, match=r"file-000\.mp4.*video ends"):
         decoder.frames_at([5.0])
+
+
+def test_images_inside_parquet_are_refused_by_name(small_dataset):
+    import json
+
+    root, _ = small_dataset
+    info = json.loads((root / "meta/info.json").read_text())
+    info["features"]["observation.images.top"] = {"dtype": "image", "shape": [8, 8, 3]}
+    (root / "meta/info.json").write_text(json.dumps(info))
+    with pytest.raises(
+        ValueError, match=r"observation\.images\.top.*only cameras stored as videos"
+    ):
+        LeRobotWindowDataset(root)
