@@ -1,0 +1,179 @@
+"""ONNX export: parity with PyTorch (fp32, int8), the manifest, and what cannot be exported."""
+
+import json
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from embodied_mm.cli.main import app
+from embodied_mm.export.graph import ActionGraph
+from embodied_mm.export.manifest import Manifest, ManifestError, sha256_file
+from embodied_mm.export.onnx_export import FP32_FILE, INT8_FILE, example_inputs
+from embodied_mm.export.ort_policy import OrtPolicy
+from embodied_mm.export.quantize import INT8_TOLERANCE
+from tests.export.conftest import random_obs, torch_predict
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fp32_matches_pytorch_predict_chunk(exported, batch):
+    """The whole API path (tokeniser included) on fresh observations, batch 1 (the control
+    loop, no padding) and 3 (instructions of different lengths, left padding)."""
+    ort_policy = OrtPolicy(exported.export, precision="fp32")
+    obs = random_obs(exported.policy.config, batch, seed=100 + batch)
+    ours = ort_policy.predict_chunk(obs)
+    ref = torch_predict(exported.policy, obs)
+    assert ours.shape == ref.shape == (batch, 8, 7) and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-4)
+    # Some entries must be strictly inside the bounds, or the clamp would hide any mismatch.
+    low, high = (np.array(exported.policy.normalizer.stats["action"][k]) for k in ("q01", "q99"))
+    assert np.mean((ref > low + 1e-3) & (ref < high - 1e-3)) > 0.3
+
+
+def test_graph_matches_torch_on_random_token_ids(exported):
+    """Raw graph inputs (any ids, padding of every length) the tokeniser would not produce."""
+    graph = ActionGraph(exported.policy).eval()
+    inputs = example_inputs(exported.policy, batch=4, seed=7, text_tokens=20)
+    session = ort.InferenceSession(str(exported.export / FP32_FILE))
+    feeds = {n: x.numpy() for n, x in zip(graph.input_names(), inputs, strict=True)}
+    with torch.no_grad():
+        ref = graph(*inputs).numpy()
+    np.testing.assert_allclose(session.run(None, feeds)[0], ref, rtol=0, atol=1e-4)
+
+
+def test_int8_within_documented_tolerance(exported):
+    m = Manifest.load(exported.export)
+    assert m.default_precision == "int8"
+    low, high = (np.array(m.stats["action"][k]) for k in ("q01", "q99"))
+    half_range = (high - low) / 2
+    obs = random_obs(exported.policy.config, 4, seed=11)
+    fp32 = OrtPolicy(exported.export, precision="fp32").predict_chunk(obs)
+    int8 = OrtPolicy(exported.export).predict_chunk(obs)  # the default precision
+    err = np.abs(int8 - fp32) / half_range  # normalised action units
+    assert err.max() <= INT8_TOLERANCE, err.max()
+    assert m.int8_tolerance > 0  # the export measured and recorded its own error
+    assert m.models["int8"].bytes < 0.7 * m.models["fp32"].bytes
+
+
+def test_manifest_records_interface_stats_and_source(exported):
+    m = Manifest.load(exported.export)
+    cfg = exported.policy.config
+    names = [s.name for s in m.inputs]
+    assert names == ["image_front", "image_wrist", "state", "text_ids", "text_mask"]
+    shapes = {s.name: (s.dtype, s.shape) for s in m.inputs + m.outputs}
+    assert shapes["image_front"] == ("uint8", ["batch", 128, 128, 3])
+    assert shapes["state"] == ("float32", ["batch", cfg.state_dim])
+    assert shapes["text_ids"] == ("int64", ["batch", cfg.max_text_tokens])
+    assert shapes["actions"] == ("float32", ["batch", cfg.chunk_size, cfg.action_dim])
+    assert m.stats == exported.policy.normalizer.stats
+    assert m.action_bounds["low"] == pytest.approx(m.stats["action"]["q01"])
+    assert m.source["weights_sha256"] == sha256_file(exported.checkpoint / "model.safetensors")
+    assert m.models["fp32"].sha256 == sha256_file(exported.export / FP32_FILE)
+    assert (exported.export / "tokenizer" / "tokenizer.json").is_file()
+    assert m.head == exported.recipe.removeprefix("vla-")
+
+
+def test_tokenizer_without_torch_matches_the_policy(exported):
+    ort_policy = OrtPolicy(exported.export, precision="fp32")
+    tasks = ["pick up the red cube", "", "x " * 50]  # normal, empty, longer than the limit
+    ids, mask = ort_policy.encode_tasks(tasks)
+    ref_ids, ref_mask = exported.policy._encode_tasks(tasks)
+    width = ref_ids.shape[1]  # the policy pads to the longest; the export to a fixed length
+    np.testing.assert_array_equal(ids[:, -width:], ref_ids.numpy())
+    np.testing.assert_array_equal(mask[:, -width:], ref_mask.numpy())
+    assert not mask[:, :-width].any()
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_model_from_another_export_fails_clearly(exported, exported_chunk, tmp_path):
+    d = _copy(exported.export, tmp_path / "mixed")
+    shutil.copy(exported_chunk.export / FP32_FILE, d / FP32_FILE)
+    with pytest.raises(ManifestError, match=r"model\.onnx does not match the manifest \(sha256"):
+        OrtPolicy(d, precision="fp32")
+
+
+def test_manifest_describing_other_inputs_fails_clearly(exported, tmp_path):
+    d = _copy(exported.export, tmp_path / "edited")
+    data = json.loads((d / "manifest.json").read_text())
+    for spec in data["inputs"]:
+        if spec["name"] == "state":
+            spec["shape"] = ["batch", 9]
+        if spec["name"] == "image_wrist":
+            spec["name"] = "image_side"
+    (d / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(ManifestError) as err:
+        OrtPolicy(d, precision="fp32")
+    msg = str(err.value)
+    assert "input 'state' has shape" in msg and "model has no input 'image_side'" in msg
+    assert "manifest lacks model input 'image_wrist'" in msg
+
+
+def test_missing_or_malformed_manifest_and_unknown_precision(exported, tmp_path):
+    with pytest.raises(ManifestError, match=r"not an ONNX export: manifest\.json is missing"):
+        OrtPolicy(exported.checkpoint)  # a PyTorch checkpoint is not an export
+    d = _copy(exported.export, tmp_path / "bad")
+    (d / "manifest.json").write_text('{"format": "embodied-mm-onnx", "version": 1}')
+    with pytest.raises(ManifestError, match="malformed manifest"):
+        OrtPolicy(d)
+    with pytest.raises(ManifestError, match=r"no 'fp16' model; exported: \['fp32', 'int8'\]"):
+        OrtPolicy(exported.export, precision="fp16")
+
+
+def test_bad_observation_names_the_problem(exported_chunk):
+    ort_policy = OrtPolicy(exported_chunk.export)
+    obs = random_obs(exported_chunk.policy.config, 1, seed=0)
+    obs["observation.images.front"] = obs["observation.images.front"][:, :64, :64]
+    with pytest.raises(ValueError, match=r"observation.images.front must be uint8 \(1, 128, 128"):
+        ort_policy.predict_chunk(obs)
+    with pytest.raises(NotImplementedError, match="plan text is not exported"):
+        ort_policy.generate_plan(obs)
+
+
+def test_discrete_export_fails_with_the_reason(tmp_path):
+    from embodied_mm.policies import make_policy
+
+    make_policy("vla-discrete", size="tiny", device="cpu").save_pretrained(tmp_path / "ckpt")
+    result = CliRunner().invoke(
+        app, ["export", "--checkpoint", str(tmp_path / "ckpt"), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2
+    assert "cannot export a 'discrete' policy" in result.output and "KV" in result.output
+
+
+def test_reexport_without_quantize_removes_stale_int8(exported_chunk, tmp_path):
+    from tests.export.conftest import export_with_cli
+
+    d = _copy(exported_chunk.export, tmp_path / "again")
+    (d / INT8_FILE).write_bytes(b"stale")
+    export_with_cli(exported_chunk.checkpoint, d)
+    assert not (d / INT8_FILE).exists()
+    assert sorted(Manifest.load(d).models) == ["fp32"]
+
+
+@pytest.mark.slow
+def test_unseeded_flow_takes_noise_as_input(tmp_path):
+    from embodied_mm.policies import make_policy
+    from tests.export.conftest import export_with_cli
+
+    policy = make_policy("vla-flow", size="tiny", head={"noise_seed": None}, device="cpu").eval()
+    policy.save_pretrained(tmp_path / "ckpt")
+    export_with_cli(tmp_path / "ckpt", tmp_path / "onnx")
+    graph = ActionGraph(policy).eval()
+    assert graph.input_names()[-1] == "noise"
+    inputs = example_inputs(policy, batch=2, seed=3)
+    session = ort.InferenceSession(str(tmp_path / "onnx" / FP32_FILE))
+    with torch.no_grad():
+        ref = graph(*inputs).numpy()
+    feeds = {n: x.numpy() for n, x in zip(graph.input_names(), inputs, strict=True)}
+    np.testing.assert_allclose(session.run(None, feeds)[0], ref, rtol=0, atol=1e-4)
+    # The runtime draws fresh noise each call: two calls on one observation differ.
+    ort_policy = OrtPolicy(tmp_path / "onnx")
+    obs = random_obs(policy.config, 1, seed=0)
+    assert not np.allclose(ort_policy.predict_chunk(obs), ort_policy.predict_chunk(obs))
