@@ -122,3 +122,16 @@ def test_pretrained_of_wrong_family_fails(tmp_path):
     VisionTower(small("dinov2")).model.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="dinov2"):
         VisionTower(VisionConfig(family="siglip", pretrained=str(tmp_path)))
+
+
+@pytest.mark.parametrize("size", [64, 96, 128])
+def test_integer_downscales_are_area_filtered(size):
+    """The fast paths (halving via bilinear, other factors via pooling) are the box filter."""
+    import torch.nn.functional as F
+
+    tower = VisionTower(small("siglip"))
+    x = torch.rand(2, 3, size, size).contiguous(memory_format=torch.channels_last)
+    ref = F.interpolate(x, size=(32, 32), mode="area")
+    torch.testing.assert_close(tower.resize(x), ref, atol=1e-6, rtol=0)
+    odd = tower.resize(torch.rand(1, 3, 50, 70))
+    assert odd.shape == (1, 3, 32, 32)
