@@ -5,7 +5,7 @@ makes, instruction tokenisation included):
 
 - latency p50/p99: the three backends are timed round-robin in one process, call by call, so
   load from other processes on the machine hits them alike; compare the ratios;
-- model file size: ``model.safetensors`` vs ``model.onnx`` vs ``model.int8.onnx``;
+- model file size: ``model.safetensors`` vs the fp32 ONNX files vs the int8 ones;
 - peak memory: a fresh subprocess per backend imports its runtime, records its peak RSS
   (``VmHWM`` in ``/proc/self/status``; not ``ru_maxrss``, which keeps the forking parent's
   peak across ``exec``), loads the model, runs 5 calls, and reports the growth of the peak
@@ -104,7 +104,7 @@ def _memory(backend: str, checkpoint: Path, export: Path, threads: int | None) -
 def bench_recipe(
     recipe: str, size: str, iters: int, threads: int | None, work: Path
 ) -> dict[str, Any]:
-    from embodied_mm.export.onnx_export import FP32_FILE, INT8_FILE, export_checkpoint
+    from embodied_mm.export.onnx_export import export_checkpoint
     from embodied_mm.model.policy import WEIGHTS_FILE
     from embodied_mm.policies.recipes import make_policy
 
@@ -126,10 +126,10 @@ def bench_recipe(
             t = time.perf_counter()
             predict(obs)
             times[b].append((time.perf_counter() - t) * 1e3)
-    files = {
-        "torch": checkpoint / WEIGHTS_FILE,
-        "ort-fp32": export / FP32_FILE,
-        "ort-int8": export / INT8_FILE,
+    file_bytes = {
+        "torch": (checkpoint / WEIGHTS_FILE).stat().st_size,
+        "ort-fp32": manifest.total_bytes("fp32"),
+        "ort-int8": manifest.total_bytes("int8"),
     }
     rows = {}
     for b in BACKENDS:
@@ -137,7 +137,7 @@ def bench_recipe(
         rows[b] = {
             "p50_ms": float(np.percentile(times[b], 50)),
             "p99_ms": float(np.percentile(times[b], 99)),
-            "file_mb": files[b].stat().st_size / 1e6,
+            "file_mb": file_bytes[b] / 1e6,
             "peak_rss_delta_mb": mem["peak_mb"] - mem["base_mb"],
             "peak_rss_mb": mem["peak_mb"],
         }

@@ -11,6 +11,12 @@ exported graph can hold neither. :class:`ActionGraph` takes only tensors::
 
 and returns ``actions`` float32 (B, K, D) in robot units: the action normaliser and its
 bounds are inside the graph, so the runtime only tokenises the instruction.
+
+The discrete head decodes K·D tokens one at a time, so it becomes three graphs driven by a
+short Python loop (:class:`~embodied_mm.export.ort_policy.OrtPolicy`):
+:class:`DiscretePrefill` (same inputs → first bin, mask, last position and the KV cache as
+plain tensors), :class:`DiscreteStep` (one bin + the cache → next bin + the grown cache) and
+:class:`DiscreteActions` (all bins → actions in robot units).
 """
 
 from __future__ import annotations
@@ -22,11 +28,10 @@ from torch import nn
 
 from embodied_mm.model.backbone import Backbone
 from embodied_mm.model.encoders import images_to_float
-from embodied_mm.model.heads import ChunkHead, FlowHead
+from embodied_mm.model.heads import ChunkHead, DiscreteHead, FlowHead
 from embodied_mm.model.policy import VLAPolicy
 
-# Heads whose whole inference path is one feed-forward graph. The discrete head decodes
-# K·D tokens autoregressively; see ``onnx_export.UNSUPPORTED``.
+# Heads whose whole inference path is one feed-forward graph.
 GRAPH_HEADS = ("chunk", "flow")
 
 
@@ -118,3 +123,82 @@ class ActionGraph(nn.Module):
             t = ones * (1.0 - i / n)
             x = x - head.velocity(x, t, memory, pad).float() / n
         return x.clamp(-1.0, 1.0)  # (B, K, D)
+
+
+def _split_images(policy: VLAPolicy, inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    c = len(policy.config.cameras)
+    return [images_to_float(x) for x in inputs[:c]]  # each (B, 3, H, W) in [0, 1]
+
+
+def _cache_tensors(cache: Any, n_layers: int) -> list[torch.Tensor]:
+    """[keys_0, values_0, keys_1, ...], each (B, kv_heads, T, head_dim), of a transformers
+    ``DynamicCache`` (``layers`` in 5.x, ``key_cache`` / ``value_cache`` lists in 4.x)."""
+    out = []
+    for i in range(n_layers):
+        if hasattr(cache, "layers"):
+            out += [cache.layers[i].keys, cache.layers[i].values]
+        else:
+            out += [cache.key_cache[i], cache.value_cache[i]]
+    return out
+
+
+class _DiscreteGraph(nn.Module):
+    def __init__(self, policy: VLAPolicy) -> None:
+        super().__init__()
+        if not isinstance(policy.head, DiscreteHead):
+            raise ValueError(f"a {policy.config.head.kind!r} policy has no discrete graphs")
+        self.policy = policy
+        self.backbone = MaskedBackbone(policy.backbone)
+        self.n_layers = int(policy.backbone.lm.config.get_text_config().num_hidden_layers)
+
+    def cache_names(self, prefix: str) -> list[str]:
+        return [f"{prefix}_{kv}_{i}" for i in range(self.n_layers) for kv in ("key", "value")]
+
+    def _next_bin(self, hidden: torch.Tensor) -> torch.Tensor:
+        head = self.policy.head
+        return self.backbone.logits(hidden[:, -1:], head._rows()).argmax(-1)  # (B, 1)
+
+
+class DiscretePrefill(_DiscreteGraph):
+    """Observation tensors → first bin (B, 1), mask (B, P), last position (B, 1), KV cache."""
+
+    def output_names(self) -> list[str]:
+        return ["bin", "mask", "pos", *self.cache_names("present")]
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        c = len(self.policy.config.cameras)
+        state, text_ids, text_mask = inputs[c : c + 3]
+        images = _split_images(self.policy, inputs)
+        prefix, mask, pos = self.policy.prefix_from_tensors(images, state, text_ids, text_mask)
+        cache = self.policy.backbone.new_cache()
+        hidden = self.backbone(prefix, mask, pos, cache)  # (B, P, H)
+        return (self._next_bin(hidden), mask, pos[:, -1:], *_cache_tensors(cache, self.n_layers))
+
+
+class DiscreteStep(_DiscreteGraph):
+    """One bin (B, 1), mask (B, T + 1), its position (B, 1) and the cache of T tokens → the
+    next bin (B, 1) and the cache of T + 1 tokens (``DiscreteHead.predict``'s loop body)."""
+
+    def input_names(self) -> list[str]:
+        return ["bin", "mask", "pos", *self.cache_names("past")]
+
+    def output_names(self) -> list[str]:
+        return ["next_bin", *self.cache_names("present")]
+
+    def forward(
+        self, bin_: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, *past: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        cache = self.policy.backbone.new_cache()
+        for i in range(self.n_layers):
+            cache.update(past[2 * i], past[2 * i + 1], i)
+        embeds = self.backbone.embed(bin_ + self.policy.head.token_offset)  # (B, 1, H)
+        hidden = self.backbone(embeds, mask, pos, cache)  # (B, 1, H)
+        return (self._next_bin(hidden), *_cache_tensors(cache, self.n_layers))
+
+
+class DiscreteActions(_DiscreteGraph):
+    """Bins (B, K·D) → actions (B, K, D) in robot units (bin centres, unnormalised)."""
+
+    def forward(self, bins: torch.Tensor) -> torch.Tensor:
+        pred = self.policy.head.detokenize(bins)  # (B, K, D) in [-1, 1]
+        return self.policy.normalizer.unnormalize("action", pred)

@@ -1,8 +1,9 @@
 """The manifest of an exported policy: everything needed to run the ONNX model without torch.
 
 ``manifest.json`` sits beside the model files and the tokenizer (``tokenizer/``) in the
-export directory. It records the graph's inputs and outputs (names, dtypes, shapes with
-``"batch"`` for the dynamic axis), the policy's interface (cameras, sizes), the
+export directory. It records each graph's inputs and outputs (names, dtypes, shapes with
+strings for dynamic axes: ``"batch"``, ``"past"`` ...; one graph ``model`` for the chunk and
+flow heads, ``prefill`` / ``step`` / ``actions`` for the discrete head), the policy's interface (cameras, sizes), the
 normalisation stats and action bounds (already applied inside the graph; kept for the
 runtime's safety layer and for audit), and the sha256 of every model file and of the source
 checkpoint. :func:`check_session` compares a loaded onnxruntime session with it, so a
@@ -39,6 +40,12 @@ class TensorSpec:
 
 
 @dataclass
+class GraphSpec:
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+
+@dataclass
 class ModelFile:
     file: str  # relative to the export directory
     sha256: str
@@ -55,9 +62,8 @@ class Manifest:
     chunk_size: int
     text_len: int  # instructions are cut / left-padded to exactly this many ids
     pad_id: int
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    models: dict[str, ModelFile]  # precision ("fp32", "int8") -> file
+    graphs: dict[str, GraphSpec]  # graph name -> its inputs and outputs
+    models: dict[str, dict[str, ModelFile]]  # precision ("fp32", "int8") -> graph -> file
     default_precision: str
     norm_modes: dict[str, str]
     stats: dict[str, dict[str, list[float]]]
@@ -85,32 +91,51 @@ class Manifest:
                 raise ValueError(f"format is {data.get('format')!r}, expected {FORMAT!r}")
             if data.get("version") != VERSION:
                 raise ValueError(f"version is {data.get('version')!r}, expected {VERSION}")
-            data["inputs"] = [TensorSpec(**t) for t in data["inputs"]]
-            data["outputs"] = [TensorSpec(**t) for t in data["outputs"]]
-            data["models"] = {k: ModelFile(**m) for k, m in data["models"].items()}
+            data["graphs"] = {
+                name: GraphSpec(
+                    [TensorSpec(**t) for t in g["inputs"]], [TensorSpec(**t) for t in g["outputs"]]
+                )
+                for name, g in data["graphs"].items()
+            }
+            data["models"] = {
+                prec: {name: ModelFile(**f) for name, f in files.items()}
+                for prec, files in data["models"].items()
+            }
             return cls(**data)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ManifestError(f"cannot read {path}: {err}") from err
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ManifestError(f"malformed manifest {path}: {err}") from err
 
-    def model_path(self, directory: Path, precision: str | None = None) -> Path:
-        """The model file of ``precision`` (default: ``default_precision``), hash-checked."""
+    def model_paths(self, directory: Path, precision: str | None = None) -> dict[str, Path]:
+        """Graph name → model file of ``precision`` (default: ``default_precision``), each
+        checked against its sha256."""
         precision = precision or self.default_precision
         if precision not in self.models:
             raise ManifestError(
                 f"this export has no {precision!r} model; exported: {sorted(self.models)}"
             )
-        entry = self.models[precision]
-        path = Path(directory) / entry.file
-        if not path.is_file():
-            raise ManifestError(f"model file {path} named by the manifest is missing")
-        if sha256_file(path) != entry.sha256:
+        files = self.models[precision]
+        if sorted(files) != sorted(self.graphs):
             raise ManifestError(
-                f"model file {path} does not match the manifest (sha256 differs): the files "
-                "come from different exports or the model was modified"
+                f"the {precision} models {sorted(files)} are not the graphs {sorted(self.graphs)}"
             )
-        return path
+        return {name: _checked(Path(directory), entry) for name, entry in files.items()}
+
+    def total_bytes(self, precision: str) -> int:
+        return sum(f.bytes for f in self.models[precision].values())
+
+
+def _checked(directory: Path, entry: ModelFile) -> Path:
+    path = directory / entry.file
+    if not path.is_file():
+        raise ManifestError(f"model file {path} named by the manifest is missing")
+    if sha256_file(path) != entry.sha256:
+        raise ManifestError(
+            f"model file {path} does not match the manifest (sha256 differs): the files "
+            "come from different exports or the model was modified"
+        )
+    return path
 
 
 def sha256_file(path: Path) -> str:
@@ -126,12 +151,12 @@ def model_file(directory: Path, name: str) -> ModelFile:
     return ModelFile(name, sha256_file(path), path.stat().st_size)
 
 
-def check_session(manifest: Manifest, session: Any, where: str) -> None:
+def check_session(graph: GraphSpec, session: Any, where: str) -> None:
     """The onnxruntime ``session``'s inputs and outputs must be exactly the manifest's."""
     problems = []
     for kind, specs, actual in (
-        ("input", manifest.inputs, session.get_inputs()),
-        ("output", manifest.outputs, session.get_outputs()),
+        ("input", graph.inputs, session.get_inputs()),
+        ("output", graph.outputs, session.get_outputs()),
     ):
         got = {a.name: a for a in actual}
         want = {s.name for s in specs}

@@ -1,5 +1,6 @@
-"""Export a saved policy to ONNX: ``model.onnx`` (fp32), optionally ``model.int8.onnx``,
-``manifest.json`` and ``tokenizer/``.
+"""Export a saved policy to ONNX: the graphs (``model.onnx`` for the chunk and flow heads;
+``prefill.onnx``, ``step.onnx``, ``actions.onnx`` for the discrete head), optionally their
+``*.int8.onnx`` versions, ``manifest.json`` and ``tokenizer/``.
 
 Exporter: torch's TorchScript-based exporter (``dynamo=False``). The dynamo exporter also
 works with transformers 5.x on torch 2.13 but needs the extra ``onnxscript`` package and took
@@ -19,39 +20,46 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from embodied_mm.export.graph import GRAPH_HEADS, ActionGraph
+from embodied_mm.export.graph import (
+    GRAPH_HEADS,
+    ActionGraph,
+    DiscreteActions,
+    DiscretePrefill,
+    DiscreteStep,
+)
 from embodied_mm.export.manifest import (
     BATCH,
     TOKENIZER_DIR,
+    GraphSpec,
     Manifest,
     TensorSpec,
     model_file,
     sha256_file,
 )
 from embodied_mm.features import ACTION
+from embodied_mm.model.heads import FlowHead
 from embodied_mm.model.policy import CONFIG_FILE, WEIGHTS_FILE, VLAPolicy
 
 OPSET = 17
-FP32_FILE = "model.onnx"
-INT8_FILE = "model.int8.onnx"
 QUANTIZE = ("int8",)
+PRECISIONS = ("fp32", *QUANTIZE)
 
-# Why a head has no export; the CLI prints it.
-UNSUPPORTED = {
-    "discrete": (
-        "the discrete head decodes K·D action tokens one at a time with the backbone's KV "
-        "cache (a transformers Cache object that the TorchScript exporter cannot carry between "
-        "graph calls); a prefill + KV-step graph pair is not implemented yet. Export a "
-        "'chunk' or 'flow' policy, or serve this one with the PyTorch backend"
-    ),
-}
+
+def graph_file(graph: str, precision: str) -> str:
+    """``model.onnx``, ``model.int8.onnx``, ``step.onnx`` ..."""
+    return f"{graph}.onnx" if precision == "fp32" else f"{graph}.{precision}.onnx"
+
+
+def _noise_input(policy: VLAPolicy) -> bool:
+    head = policy.head
+    return isinstance(head, FlowHead) and head.cfg.noise_seed is None
 
 
 def example_inputs(
     policy: VLAPolicy, batch: int, seed: int = 0, text_tokens: int | None = None
 ) -> list[torch.Tensor]:
-    """Random inputs in :class:`ActionGraph` order (images, state, ids, mask[, noise]):
-    the export's trace inputs, and fresh inputs for parity checks."""
+    """Random observation inputs in graph order (images, state, ids, mask[, noise]): the
+    export's trace inputs, and fresh inputs for parity checks."""
     cfg = policy.config
     gen = torch.Generator().manual_seed(seed)
     s, length = cfg.image_size, cfg.max_text_tokens
@@ -69,34 +77,33 @@ def example_inputs(
         mask[i, :pad] = 0
         ids[i, :pad] = policy.pad_id
     inputs += [ids, mask]
-    if ActionGraph(policy).noise_input:
+    if _noise_input(policy):
         inputs.append(torch.randn(batch, cfg.chunk_size, cfg.action_dim, generator=gen))
     return inputs
 
 
-def _specs(policy: VLAPolicy, graph: ActionGraph) -> tuple[list[TensorSpec], list[TensorSpec]]:
-    cfg = policy.config
-    s = cfg.image_size
-    shapes: dict[str, tuple[str, list[int | str]]] = {
-        f"image_{c}": ("uint8", [BATCH, s, s, 3]) for c in cfg.cameras
-    }
-    shapes["state"] = ("float32", [BATCH, cfg.state_dim])
-    shapes["text_ids"] = ("int64", [BATCH, cfg.max_text_tokens])
-    shapes["text_mask"] = ("int64", [BATCH, cfg.max_text_tokens])
-    shapes["noise"] = ("float32", [BATCH, cfg.chunk_size, cfg.action_dim])
-    inputs = [TensorSpec(n, *shapes[n]) for n in graph.input_names()]
-    outputs = [TensorSpec("actions", "float32", [BATCH, cfg.chunk_size, cfg.action_dim])]
-    return inputs, outputs
+def observation_names(policy: VLAPolicy) -> list[str]:
+    names = [f"image_{c}" for c in policy.config.cameras] + ["state", "text_ids", "text_mask"]
+    return [*names, "noise"] if _noise_input(policy) else names
 
 
-def export_graph(policy: VLAPolicy, path: Path) -> ActionGraph:
-    """Trace ``policy``'s inference path into the ONNX file ``path``."""
-    kind = policy.config.head.kind
-    if kind not in GRAPH_HEADS:
-        raise ValueError(f"cannot export a {kind!r} policy to ONNX: {UNSUPPORTED[kind]}")
-    policy = policy.to("cpu").eval()
-    graph = ActionGraph(policy).eval()
-    names = graph.input_names()
+_DTYPES = {torch.uint8: "uint8", torch.int64: "int64", torch.float32: "float32"}
+
+
+def _spec(name: str, tensor: torch.Tensor, axes: dict[int, str]) -> TensorSpec:
+    shape: list[int | str] = [axes.get(i, int(d)) for i, d in enumerate(tensor.shape)]
+    return TensorSpec(name, _DTYPES[tensor.dtype], shape)
+
+
+def _trace(
+    module: torch.nn.Module,
+    inputs: list[torch.Tensor],
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+    axes: dict[str, dict[int, str]],
+) -> GraphSpec:
+    """Trace ``module`` on ``inputs`` into ``path``; the spec of what was exported."""
     fastpath = torch.backends.mha.get_fastpath_enabled()
     # nn.MultiheadAttention's inference fast path is one fused op ONNX has no symbol for.
     torch.backends.mha.set_fastpath_enabled(False)
@@ -104,35 +111,93 @@ def export_graph(policy: VLAPolicy, path: Path) -> ActionGraph:
         with torch.no_grad(), warnings.catch_warnings():
             # Tracer warnings about Python-side shape checks: those shapes are fixed by design.
             warnings.simplefilter("ignore")
+            outputs = module(*inputs)
             torch.onnx.export(
-                graph,
-                tuple(example_inputs(policy, batch=2)),
+                module,
+                tuple(inputs),
                 str(path),
-                input_names=names,
-                output_names=["actions"],
-                dynamic_axes={n: {0: BATCH} for n in [*names, "actions"]},
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes=axes,
                 opset_version=OPSET,
                 dynamo=False,
             )
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
-    return graph
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    return GraphSpec(
+        [_spec(n, x, axes.get(n, {})) for n, x in zip(input_names, inputs, strict=True)],
+        [_spec(n, x, axes.get(n, {})) for n, x in zip(output_names, outputs, strict=True)],
+    )
 
 
-def _max_abs_diff(a: Path, b: Path, policy: VLAPolicy, batch: int = 4) -> float:
-    """Largest |a - b| of two models' actions on random inputs (robot units)."""
-    import onnxruntime as ort
-
-    graph = ActionGraph(policy)
-    feeds = {
-        n: x.numpy()
-        for n, x in zip(graph.input_names(), example_inputs(policy, batch, seed=1), strict=True)
+def export_graphs(policy: VLAPolicy, directory: Path) -> dict[str, GraphSpec]:
+    """Trace ``policy``'s inference path into fp32 ONNX files in ``directory``."""
+    policy = policy.to("cpu").eval()
+    kind = policy.config.head.kind
+    obs = example_inputs(policy, batch=2)
+    obs_names = observation_names(policy)
+    batch_axes = {n: {0: BATCH} for n in obs_names}
+    if kind in GRAPH_HEADS:
+        graph = ActionGraph(policy).eval()
+        axes = {**batch_axes, "actions": {0: BATCH}}
+        path = directory / graph_file("model", "fp32")
+        return {"model": _trace(graph, obs, path, obs_names, ["actions"], axes)}
+    if kind != "discrete":
+        raise ValueError(f"cannot export a {kind!r} policy to ONNX: no graph form for this head")
+    prefill = DiscretePrefill(policy).eval()
+    step = DiscreteStep(policy).eval()
+    names = prefill.output_names()
+    axes = {**batch_axes, **{n: {0: BATCH} for n in names}}
+    specs = {"prefill": _trace(prefill, obs, directory / "prefill.onnx", obs_names, names, axes)}
+    with torch.no_grad():
+        first, mask, pos, *cache = prefill(*obs)
+    # The step's example: the prefill's cache of P tokens and the first bin at position P.
+    step_in = [first, torch.cat([mask, torch.ones_like(first)], 1), pos + 1, *cache]
+    past, grown = "past", "past_plus_1"
+    axes = {
+        "bin": {0: BATCH},
+        "mask": {0: BATCH, 1: grown},
+        "pos": {0: BATCH},
+        "next_bin": {0: BATCH},
+        **{n: {0: BATCH, 2: past} for n in step.cache_names("past")},
+        **{n: {0: BATCH, 2: grown} for n in step.cache_names("present")},
     }
-    outs = [
-        ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-        for p in (a, b)
-    ]
-    return float(np.abs(outs[0] - outs[1]).max())
+    specs["step"] = _trace(
+        step, step_in, directory / "step.onnx", step.input_names(), step.output_names(), axes
+    )
+    bins = torch.randint(
+        0, policy.head.num_bins, (2, policy.head.chunk_size * policy.head.action_dim)
+    )
+    axes = {"bins": {0: BATCH}, "actions": {0: BATCH}}
+    specs["actions"] = _trace(
+        DiscreteActions(policy).eval(),
+        [bins],
+        directory / "actions.onnx",
+        ["bins"],
+        ["actions"],
+        axes,
+    )
+    return specs
+
+
+def _max_abs_diff(directory: Path, batch: int = 4) -> float:
+    """Largest |int8 - fp32| of the exported actions on random observations (robot units)."""
+    from embodied_mm.export.ort_policy import OrtPolicy
+
+    fp32, int8 = (OrtPolicy(directory, precision=p) for p in ("fp32", "int8"))
+    rng = np.random.default_rng(1)
+    cfg = fp32.config
+    s = cfg.image_size
+    obs = {
+        f"observation.images.{c}": rng.integers(0, 256, (batch, s, s, 3), dtype=np.uint8)
+        for c in cfg.cameras
+    }
+    obs["observation.state"] = rng.standard_normal((batch, cfg.state_dim)).astype(np.float32)
+    obs["task"] = ["pick up the red cube", "reach", "lift the cube", "push it to the left"][:batch]
+    if len(obs["task"]) < batch:
+        obs["task"] = ["reach"] * batch
+    return float(np.abs(fp32.predict_chunk(obs) - int8.predict_chunk(obs)).max())
 
 
 def export_checkpoint(
@@ -152,29 +217,26 @@ def export_checkpoint(
     # beside an old manifest.
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         tmp_dir = Path(tmp)
-        graph = export_graph(policy, tmp_dir / FP32_FILE)
-        onnx.checker.check_model(str(tmp_dir / FP32_FILE))
-        tolerance = None
-        if quantize == "int8":
-            from embodied_mm.export.quantize import quantize_int8
+        graphs = export_graphs(policy, tmp_dir)
+        precisions = ["fp32", *([quantize] if quantize else [])]
+        for name in graphs:
+            onnx.checker.check_model(str(tmp_dir / graph_file(name, "fp32")))
+            if quantize == "int8":
+                from embodied_mm.export.quantize import quantize_int8
 
-            quantize_int8(tmp_dir / FP32_FILE, tmp_dir / INT8_FILE)
-            tolerance = _max_abs_diff(tmp_dir / FP32_FILE, tmp_dir / INT8_FILE, policy)
-        for name in (FP32_FILE, INT8_FILE):
-            if (tmp_dir / name).exists():
-                (tmp_dir / name).replace(out / name)
-            elif (out / name).exists():
-                (out / name).unlink()  # an int8 file from an earlier export is stale now
+                quantize_int8(
+                    tmp_dir / graph_file(name, "fp32"), tmp_dir / graph_file(name, "int8")
+                )
+        for stale in out.glob("*.onnx"):  # files of an earlier export (other head, int8)
+            stale.unlink()
+        for f in tmp_dir.glob("*.onnx"):
+            f.replace(out / f.name)
     tok_dir = out / TOKENIZER_DIR
     if tok_dir.exists():
         shutil.rmtree(tok_dir)
     policy.tokenizer.save_pretrained(str(tok_dir))
 
     cfg = policy.config
-    inputs, outputs = _specs(policy, graph)
-    models = {"fp32": model_file(out, FP32_FILE)}
-    if quantize == "int8":
-        models["int8"] = model_file(out, INT8_FILE)
     bounds = policy.normalizer.bounds(ACTION)
     manifest = Manifest(
         head=cfg.head.kind,
@@ -185,9 +247,8 @@ def export_checkpoint(
         chunk_size=cfg.chunk_size,
         text_len=cfg.max_text_tokens,
         pad_id=policy.pad_id,
-        inputs=inputs,
-        outputs=outputs,
-        models=models,
+        graphs=graphs,
+        models={p: {g: model_file(out, graph_file(g, p)) for g in graphs} for p in precisions},
         default_precision=quantize or "fp32",
         norm_modes=dict(cfg.norm_modes),
         stats=policy.normalizer.stats,
@@ -205,7 +266,9 @@ def export_checkpoint(
             "torch": torch.__version__,
             "onnx": onnx.__version__,
         },
-        int8_tolerance=tolerance,
     )
+    manifest.save(out)
+    if quantize == "int8":  # measured on the files as the runtime loads them
+        manifest.int8_tolerance = _max_abs_diff(out)
     manifest.save(out)
     return manifest

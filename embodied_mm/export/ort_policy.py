@@ -62,12 +62,14 @@ class OrtPolicy:
 
         self.export_dir = Path(export_dir)
         self.manifest = m = Manifest.load(self.export_dir)
-        path = m.model_path(self.export_dir, precision)
+        paths = m.model_paths(self.export_dir, precision)
         self.precision = precision or m.default_precision
-        self.session = ort.InferenceSession(
-            str(path), session_options(threads), providers=["CPUExecutionProvider"]
-        )
-        check_session(m, self.session, str(path))
+        opts = session_options(threads)
+        self.sessions = {}
+        for name, path in paths.items():
+            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+            check_session(m.graphs[name], session, str(path))
+            self.sessions[name] = session
         tok_file = self.export_dir / TOKENIZER_DIR / "tokenizer.json"
         if not tok_file.is_file():
             raise ManifestError(f"the export's tokenizer {tok_file} is missing")
@@ -82,7 +84,8 @@ class OrtPolicy:
             head_kind=m.head,
             precision=self.precision,
         )
-        self._input_names = [s.name for s in m.inputs]
+        graph = m.graphs["model" if "model" in m.graphs else "prefill"]
+        self._input_names = [s.name for s in graph.inputs]
         self._rng = np.random.default_rng(seed)
         self._task_ids: dict[str, list[int]] = {}
 
@@ -149,7 +152,30 @@ class OrtPolicy:
     # ------------------------------------------------------------------ the API
     def predict_chunk(self, obs: dict[str, Any]) -> np.ndarray:
         """Action chunk (B, K, D) float32 in robot units, inside the export's action bounds."""
-        return self.session.run(["actions"], self.feeds(obs))[0]
+        feeds = self.feeds(obs)
+        if "model" in self.sessions:
+            return self.sessions["model"].run(["actions"], feeds)[0]
+        return self._decode_discrete(feeds)
+
+    def _decode_discrete(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """``DiscreteHead.predict`` on the prefill / step / actions graphs: K·D greedy bins,
+        the KV cache handed from each call to the next as plain arrays."""
+        step = self.sessions["step"]
+        past_names = [i.name for i in step.get_inputs()][3:]  # after bin, mask, pos
+        bin_, mask, pos, *cache = self.sessions["prefill"].run(None, feeds)
+        bins = [bin_]  # each (B, 1)
+        for _ in range(self.config.chunk_size * self.config.action_dim - 1):
+            mask = np.concatenate([mask, np.ones_like(bin_)], axis=1)  # (B, T + 1)
+            pos = pos + 1  # (B, 1)
+            step_feeds = {
+                "bin": bin_,
+                "mask": mask,
+                "pos": pos,
+                **dict(zip(past_names, cache, strict=True)),
+            }
+            bin_, *cache = step.run(None, step_feeds)
+            bins.append(bin_)
+        return self.sessions["actions"].run(None, {"bins": np.concatenate(bins, axis=1)})[0]
 
     def generate_plan(self, obs: dict[str, Any], **_: Any) -> list[str]:
         raise NotImplementedError(
