@@ -150,6 +150,11 @@ class Backbone(nn.Module):
         params = inspect.signature(self.decoder.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
+    @property
+    def text_rows(self) -> slice:
+        """Vocab rows of text tokens: plans never decode to the reserved (action) ids."""
+        return slice(0, self.cfg.extra_token_offset)
+
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.get_input_embeddings()(ids)  # (B, T, H)
 

@@ -301,7 +301,7 @@ class PlanText:
         full_mask = torch.cat([mask, plan_mask], dim=1)
         plan_pos = pos[:, -1:] + plan_mask.cumsum(1).clamp_min(1)
         hidden = backbone(torch.cat([prefix, inputs], 1), full_mask, torch.cat([pos, plan_pos], 1))
-        logits = backbone.logits(hidden[:, -n:-1]).float()  # (B, T-1, V)
+        logits = backbone.logits(hidden[:, -n:-1], backbone.text_rows).float()  # (B, T-1, V)
         ce = F.cross_entropy(logits.transpose(1, 2), plan_ids[:, 1:], reduction="none")
         w = plan_mask[:, 1:].float()
         return (ce * w).sum() / w.sum().clamp_min(1.0)
@@ -330,7 +330,7 @@ class PlanText:
         out: list[list[int]] = [[] for _ in range(b)]
         done = torch.zeros(b, dtype=torch.bool, device=prefix.device)
         for _ in range(max_new_tokens):
-            logits = backbone.logits(hidden[:, -1]).float()  # (B, V)
+            logits = backbone.logits(hidden[:, -1], backbone.text_rows).float()  # (B, V)
             if do_sample:
                 probs = torch.softmax(logits / max(temperature, 1e-5), dim=-1)
                 tok = torch.multinomial(probs, 1, generator=generator)  # (B, 1)

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from embodied_mm.model.heads import PlanText
 from embodied_mm.model.policy import PolicyConfig, VLAPolicy, shipped_tokenizer_dir
 from tests.model.helpers import CHUNK, make_batch, obs_only, tiny_config, tiny_stats
 
@@ -127,3 +128,16 @@ def test_cuda_placement_and_bf16_autocast():
     assert out.device.type == "cuda" and out.dtype == torch.float32
     loss, _ = policy.compute_loss(make_batch(2))
     loss.backward()
+
+
+def test_plans_never_decode_to_action_tokens():
+    """With the discrete head the vocab also holds 256 action ids; plans stay in the text rows."""
+    torch.manual_seed(0)
+    policy = VLAPolicy(tiny_config("discrete", "llama"), device="cpu").eval()
+    offset = policy.config.backbone.extra_token_offset
+    with torch.no_grad():  # make the action rows win every argmax over the full vocab
+        policy.backbone.lm.get_output_embeddings().weight[offset:] *= 1000.0
+    obs = obs_only(make_batch(2))
+    prefix, mask, pos = policy._prefix(obs)
+    ids = PlanText.generate(policy.backbone, prefix, mask, pos, 1, 2, max_new_tokens=5)
+    assert all(0 <= t < offset for row in ids for t in row)
