@@ -238,8 +238,8 @@ class VLAPolicy(nn.Module):
         images: list[torch.Tensor],  # per camera, float (B, 3, H, W) in [0, 1]
         state: torch.Tensor,  # (B, S) robot units
         text_ids: torch.Tensor,  # (B, L) left-padded instruction ids
-        text_mask: torch.Tensor,  # (B, L) 1 = real token
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        text_mask: torch.Tensor | None,  # (B, L) 1 = real token; None = nothing padded
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """The prefix from already-tokenised tensors only (no Python tokenizer, no checks):
         what :meth:`_prefix` computes after validation, and what ONNX export traces."""
         b = state.shape[0]
