@@ -24,17 +24,25 @@ VALID = packb(
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def decode_and_validate(blob: bytes) -> None:
-    """The server's whole input path; anything but these two errors is a bug."""
+def _peak_bytes(blob: bytes) -> int:
     tracemalloc.start()
     try:
         with contextlib.suppress(WireError, SchemaError):
             SCHEMA.validate(unpackb(blob, max_bytes=1 << 20))
-        _, peak = tracemalloc.get_traced_memory()
+        return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def decode_and_validate(blob: bytes) -> None:
+    """The server's whole input path; anything but these two errors is a bug."""
+    bound = 8 * len(blob) + 256 * 1024
+    # tracemalloc counts every thread's allocations (pytest-xdist's I/O thread too), so an
+    # over-budget peak is measured again: an allocation the decoder makes is deterministic,
+    # one from another thread is not.
+    peak = min(_peak_bytes(blob) for _ in range(3)) if _peak_bytes(blob) > bound else 0
     # decoding may copy the message a few times, never allocate what a header merely claims
-    assert peak <= 8 * len(blob) + 256 * 1024, f"peak {peak} bytes for a {len(blob)}-byte message"
+    assert peak <= bound, f"peak {peak} bytes for a {len(blob)}-byte message"
 
 
 @pytest.mark.timeout(120)

@@ -34,12 +34,40 @@ class HardwareError(RuntimeError):
     """A motor reports a hardware error; it has disabled its torque."""
 
 
+class _PortHandler(sdk.PortHandler):
+    """dynamixel-sdk's port with ``margin_ms`` added to every status-packet timeout.
+
+    The SDK waits ``2 x 16 ms`` (a USB adapter's default latency timer) plus the bytes' wire
+    time; adapters with a slow latency timer, or a busy host, need more."""
+
+    def __init__(self, port: str, margin_ms: float) -> None:
+        super().__init__(port)
+        self.margin_ms = margin_ms
+
+    def setPacketTimeout(self, packet_length):  # the SDK's method name
+        super().setPacketTimeout(packet_length)
+        self.packet_timeout += self.margin_ms
+
+    def setPacketTimeoutMillis(self, msec):
+        super().setPacketTimeoutMillis(msec + self.margin_ms)
+
+
 class DynamixelBus:
-    def __init__(self, port: str, baudrate: int = 1_000_000, retries: int = 2) -> None:
+    # Extra milliseconds on each status-packet timeout (see _PortHandler).
+    timeout_margin_ms: float = 0.0
+
+    def __init__(
+        self,
+        port: str,
+        baudrate: int = 1_000_000,
+        retries: int = 2,
+        timeout_margin_ms: float | None = None,
+    ) -> None:
         self.port_name = port
         self.baudrate = baudrate
         self.retries = retries
-        self.port = sdk.PortHandler(port)
+        margin = self.timeout_margin_ms if timeout_margin_ms is None else timeout_margin_ms
+        self.port = _PortHandler(port, margin)
         self.packet = sdk.PacketHandler(2.0)
         self.is_open = False
         self.retried = 0  # transient faults that a retry fixed
