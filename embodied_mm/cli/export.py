@@ -31,8 +31,9 @@ def export_cmd(
     except (ValueError, OSError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
-    for precision, entry in manifest.models.items():
-        typer.echo(f"{precision}: {out / entry.file} ({entry.bytes / 1e6:.2f} MB)")
+    for precision, files in manifest.models.items():
+        names = ", ".join(str(out / f.file) for f in files.values())
+        typer.echo(f"{precision}: {names} ({manifest.total_bytes(precision) / 1e6:.2f} MB)")
     if manifest.int8_tolerance is not None:
         typer.echo(f"int8 vs fp32: max |diff| {manifest.int8_tolerance:.4g} (robot units)")
     typer.echo(f"wrote {out / 'manifest.json'} (default precision {manifest.default_precision})")

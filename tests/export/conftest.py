@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from embodied_mm.cli.main import app
 from embodied_mm.model.policy import VLAPolicy
 
-EXPORTABLE = ("vla-chunk", "vla-flow")
+EXPORTABLE = ("vla-chunk", "vla-flow", "vla-discrete")
 
 
 def stats(state_dim: int = 15, action_dim: int = 7) -> dict:
