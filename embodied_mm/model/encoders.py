@@ -150,6 +150,9 @@ class VisionTower(nn.Module):
         self.num_tokens = grid * grid + (1 if family.has_cls else 0)
         self.register_buffer("mean", torch.tensor(family.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(family.std).view(1, 3, 1, 1), persistent=False)
+        # (x - mean) / std as one fused multiply-add on the hot path.
+        self.register_buffer("scale", 1.0 / self.std, persistent=False)
+        self.register_buffer("shift", -self.mean / self.std, persistent=False)
         if cfg.freeze:
             self.model.requires_grad_(False)
 
@@ -173,7 +176,7 @@ class VisionTower(nn.Module):
         )
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        pixels = (self.resize(pixels) - self.mean) / self.std
+        pixels = torch.addcmul(self.shift, self.resize(pixels), self.scale)
         return self.model(pixel_values=pixels).last_hidden_state  # (B, N, Dv)
 
 

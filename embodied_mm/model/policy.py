@@ -153,7 +153,14 @@ class VLAPolicy(nn.Module):
     # ------------------------------------------------------------------ helpers
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        return self._device
+
+    def _apply(self, fn, *args, **kwargs):  # type: ignore[override]
+        # Every .to()/.cuda()/.half() goes through here: cache the device once instead of
+        # walking the parameters on each of the hot path's several lookups.
+        out = super()._apply(fn, *args, **kwargs)
+        self._device = next(self.parameters()).device
+        return out
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.device.type == "cuda":
