@@ -19,6 +19,9 @@ class TrainConfig:
     # --- what to train -----------------------------------------------------------------
     policy: str = "vla-chunk"  # recipe name (``embodied-mm policies``)
     size: str = "tiny"  # recipe size: tiny | base
+    # PolicyConfig fields to change, nested configs as dicts, e.g. {"chunk_size": 16,
+    # "vision": {"image_size": 128}}; on the command line as JSON
+    policy_overrides: dict[str, Any] = field(default_factory=dict)
     dataset: list[str] = field(default_factory=list)  # one or more LeRobot dataset dirs
     out: str = "runs/train"  # run directory: config, checkpoints, logs, plots
     stage: Literal["align", "instruct"] = "instruct"  # survey's PT (projectors only) or IT
@@ -69,6 +72,15 @@ def _field_types() -> dict[str, Any]:
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
     origin = typing.get_origin(hint)
+    if origin is dict:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{name}: {value!r} is not a JSON object") from e
+        if not isinstance(value, dict):
+            raise ValueError(f"{name}: expected a mapping, got {value!r}")
+        return value
     if origin is list:
         (item,) = typing.get_args(hint)
         if isinstance(value, str):

@@ -67,10 +67,13 @@ def build_policy(cfg: TrainConfig, stats: dict[str, Any] | None):
     freeze = set(cfg.freeze) | (
         {"vision", "backbone", "proprio"} if cfg.stage == "align" else set()
     )
-    overrides: dict[str, Any] = {}
+    # copies: the run's choices below must not write into the saved config
+    overrides: dict[str, Any] = {
+        k: dict(v) if isinstance(v, dict) else v for k, v in cfg.policy_overrides.items()
+    }
     if "vision" in freeze:
-        overrides["vision"] = {"freeze": True}
-    backbone: dict[str, Any] = {}
+        overrides.setdefault("vision", {})["freeze"] = True
+    backbone: dict[str, Any] = dict(overrides.get("backbone", {}))
     if "backbone" in freeze:
         backbone["freeze"] = True
     if cfg.lora_r and cfg.stage != "align":
@@ -159,7 +162,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         cfg = dataclasses.replace(TrainConfig.from_yaml(saved), steps=cfg.steps)
     from accelerate.utils import set_seed
 
-    policy_config = recipe_config(cfg.policy, cfg.size)
+    policy_config = recipe_config(cfg.policy, cfg.size, **cfg.policy_overrides)
     if cfg.stage == "align":
         from embodied_mm.train.captions import CaptionDataset
 

@@ -34,3 +34,11 @@ def test_bad_values_name_the_field(values, message):
 def test_option_without_value_fails():
     with pytest.raises(ValueError, match="needs a value"):
         parse_cli_overrides(["--lr"])
+
+
+def test_policy_overrides_from_json_on_the_command_line():
+    args = ["--policy-overrides", '{"chunk_size": 4, "vision": {"image_size": 32}}']
+    cfg = apply_overrides(TrainConfig(), parse_cli_overrides(args))
+    assert cfg.policy_overrides == {"chunk_size": 4, "vision": {"image_size": 32}}
+    with pytest.raises(ValueError, match="policy_overrides: .* is not a JSON object"):
+        apply_overrides(TrainConfig(), {"policy_overrides": "{chunk"})

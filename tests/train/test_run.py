@@ -94,3 +94,10 @@ def test_align_stage_trains_projectors_on_captions_then_instruct_starts_from_it(
         tiny_dataset, tmp_path / "it", steps=1, init_from=str(result.checkpoint / "policy")
     )
     run_training(instruct)
+
+
+def test_policy_overrides_reach_the_recipe(tiny_dataset, tmp_path):
+    cfg = _cfg(tiny_dataset, tmp_path, policy_overrides={"chunk_size": 4,
+                                                         "vision": {"image_size": 32}})  # fmt: skip
+    policy = build_policy(cfg, None)
+    assert policy.config.chunk_size == 4 and policy.config.vision.image_size == 32
