@@ -1,12 +1,2 @@
-import pytest
-import torch
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _one_torch_thread():
-    """Two cores are shared by the xdist workers (and other jobs): one intra-op thread per
-    process avoids OpenMP oversubscription, which made tiny-model steps ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One torch thread per test process, as in tests/model (see the fixture's docstring).
+from tests.model.conftest import _one_torch_thread  # noqa: F401
