@@ -1,4 +1,5 @@
-"""Modality encoders: vision towers (SigLIP, CLIP, DINOv2 through transformers Auto classes),
+"""Modality encoders: vision towers (SigLIP, CLIP, DINOv2 and ResNet through transformers Auto
+classes),
 a multi-camera wrapper with learned camera embeddings, and the proprioception MLP.
 
 Text needs no encoder of its own: it goes through the backbone's tokenizer and input
@@ -27,6 +28,10 @@ class VisionFamily:
     mean: tuple[float, float, float]  # pixel normalisation the family was trained with
     std: tuple[float, float, float]
     has_cls: bool  # whether last_hidden_state starts with a CLS token
+    # "vit": patch tokens (B, N, D); "conv": a feature map (B, D, h, w) read as h*w tokens.
+    # Small conv towers localise objects from few demos far better than a ViT trained from
+    # scratch, so the tiny recipes use one.
+    kind: str = "vit"
 
 
 VISION_FAMILIES: Registry[VisionFamily] = Registry("vision tower family")
@@ -53,6 +58,13 @@ VISION_FAMILIES.register(
         "dinov2", "dinov2", "Dinov2Model", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), True
     ),
 )
+VISION_FAMILIES.register(
+    "resnet",
+    VisionFamily(
+        "resnet", "resnet", "ResNetModel", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), False,
+        kind="conv",
+    ),
+)  # fmt: skip
 
 
 @dataclass
@@ -62,9 +74,9 @@ class VisionConfig:
     family: str = "siglip"  # a VISION_FAMILIES name
     pretrained: str | None = None  # hub name or local directory; None builds a fresh tower
     image_size: int = 64  # the tower's input size; camera images are resized to it
-    patch_size: int = 16
-    hidden_size: int = 64
-    num_layers: int = 2
+    patch_size: int = 16  # ViT patch; for conv towers the total stride (set when built)
+    hidden_size: int = 64  # ViT width; for conv towers the last stage's channels
+    num_layers: int = 2  # ViT blocks; for conv towers the stages (channels double per stage)
     num_heads: int = 2
     intermediate_size: int = 128
     freeze: bool = False  # keep the tower's weights fixed (typical with pretrained towers)
@@ -93,6 +105,14 @@ def build_vision_model(cfg: VisionConfig) -> nn.Module:
                 f"{cfg.pretrained} is a {hf_cfg.model_type!r} model; the {cfg.family!r} tower "
                 f"expects {family.model_type!r} or {family.composite_type!r}"
             )
+    elif family.kind == "conv":
+        # channels double per stage up to hidden_size; one basic block per stage
+        sizes = [cfg.hidden_size // 2 ** (cfg.num_layers - 1 - i) for i in range(cfg.num_layers)]
+        hf_cfg = AutoConfig.for_model(
+            family.model_type, num_channels=3, embedding_size=sizes[0], hidden_sizes=sizes,
+            depths=[1] * cfg.num_layers, layer_type="basic",
+        )  # fmt: skip
+        model = AutoModel.from_config(hf_cfg)
     else:
         hf_cfg = AutoConfig.for_model(
             family.model_type,
@@ -106,6 +126,13 @@ def build_vision_model(cfg: VisionConfig) -> nn.Module:
         model = AutoModel.from_config(hf_cfg)
     hf_dict = model.config.to_dict()
     cfg.hf_config = {k: v for k, v in hf_dict.items() if not k.startswith("_")}
+    if family.kind == "conv":
+        # stem /4, then /2 per stage after the first (unless the first downsamples too)
+        stages = len(model.config.hidden_sizes)
+        first = 2 if getattr(model.config, "downsample_in_first_stage", False) else 1
+        cfg.patch_size = 4 * first * 2 ** (stages - 1)
+        cfg.hidden_size = int(model.config.hidden_sizes[-1])
+        return model
     cfg.image_size = int(model.config.image_size)
     cfg.patch_size = int(model.config.patch_size)
     cfg.hidden_size = int(model.config.hidden_size)
@@ -146,6 +173,7 @@ class VisionTower(nn.Module):
         family = VISION_FAMILIES.get(cfg.family)
         self.image_size = cfg.image_size
         self.hidden_size = cfg.hidden_size
+        self.conv = family.kind == "conv"
         grid = cfg.image_size // cfg.patch_size
         self.num_tokens = grid * grid + (1 if family.has_cls else 0)
         self.register_buffer("mean", torch.tensor(family.mean).view(1, 3, 1, 1), persistent=False)
@@ -177,7 +205,10 @@ class VisionTower(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         pixels = torch.addcmul(self.shift, self.resize(pixels), self.scale)
-        return self.model(pixel_values=pixels).last_hidden_state  # (B, N, Dv)
+        out = self.model(pixel_values=pixels).last_hidden_state
+        if self.conv:  # (B, Dv, h, w) feature map → (B, h*w, Dv) tokens, row-major
+            return out.flatten(2).transpose(1, 2)
+        return out  # (B, N, Dv)
 
 
 class MultiCameraVision(nn.Module):

@@ -29,12 +29,16 @@ def test_fresh_tower_shapes_and_resize(family):
     )
     feats = tower(torch.rand(2, 3, 48, 40))  # any input size is resized to the tower's 32×32
     assert feats.shape == (2, tower.num_tokens, 32)
-    assert tower.num_tokens == 4 + (1 if VISION_FAMILIES.get(family).has_cls else 0)
+    fam = VISION_FAMILIES.get(family)
+    # ViT: 16-pixel patches; one-stage conv tower: its stem's stride of 4
+    assert cfg.patch_size == (16 if fam.kind == "vit" else 4)
+    grid = 32 // cfg.patch_size
+    assert tower.num_tokens == grid * grid + (1 if fam.has_cls else 0)
 
 
 def test_unknown_family_lists_known():
-    with pytest.raises(KeyError, match="known: clip, dinov2, siglip"):
-        VisionTower(small("resnet"))
+    with pytest.raises(KeyError, match="known: clip, dinov2, resnet, siglip"):
+        VisionTower(small("convnext"))
 
 
 def test_image_layouts_agree():
@@ -113,8 +117,11 @@ def test_pretrained_from_local_dir_vision_and_composite(tmp_path, family):
     full = getattr(transformers, model_cls)(full_cfg)
     full.save_pretrained(tmp_path / "full")
     half = VisionTower(VisionConfig(family=family, pretrained=str(tmp_path / "full")))
+    # the tower normalises with one fused multiply-add: equal up to float rounding
     assert torch.allclose(
-        half(x), full.vision_model(pixel_values=(x - half.mean) / half.std).last_hidden_state
+        half(x),
+        full.vision_model(pixel_values=(x - half.mean) / half.std).last_hidden_state,
+        atol=1e-5,
     )
 
 
@@ -135,3 +142,18 @@ def test_integer_downscales_are_area_filtered(size):
     torch.testing.assert_close(tower.resize(x), ref, atol=1e-6, rtol=0)
     odd = tower.resize(torch.rand(1, 3, 50, 70))
     assert odd.shape == (1, 3, 32, 32)
+
+
+def test_conv_tower_tokens_follow_the_feature_map():
+    cfg = VisionConfig(family="resnet", image_size=64, hidden_size=32, num_layers=3)
+    tower = VisionTower(cfg)
+    assert cfg.patch_size == 16 and cfg.hf_config["hidden_sizes"] == [8, 16, 32]
+    feats = tower(torch.rand(2, 3, 64, 64))
+    assert feats.shape == (2, 16, 32)  # a 4×4 map of 32 channels, read row by row
+    # a change in the top-left corner of the image moves the first tokens most
+    x = torch.rand(1, 3, 64, 64)
+    y = x.clone()
+    y[..., :8, :8] = 1 - y[..., :8, :8]
+    tower.eval()
+    delta = (tower(x) - tower(y)).abs().sum(-1)[0]  # (16,)
+    assert int(delta.argmax()) == 0
