@@ -19,6 +19,11 @@ def export_cmd(
     quantize: str | None = typer.Option(
         None, help="Also write a dynamically quantised model and make it the default: int8."
     ),
+    batch: int | None = typer.Option(
+        None,
+        help="Fix the batch size (e.g. 1 for a robot's control loop: faster, shapes fold "
+        "away); default: a dynamic batch axis (the policy server batches clients).",
+    ),
 ) -> None:
     """Export a trained policy for onnxruntime (run it with serve/deploy --backend onnx)."""
     if format not in FORMATS:
@@ -27,7 +32,7 @@ def export_cmd(
     from embodied_mm.export.onnx_export import export_checkpoint
 
     try:
-        manifest = export_checkpoint(checkpoint, out, quantize)
+        manifest = export_checkpoint(checkpoint, out, quantize, batch)
     except (ValueError, OSError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e

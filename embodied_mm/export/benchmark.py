@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 
-BACKENDS = ("torch", "ort-fp32", "ort-int8")
+# "-b1": the export with a fixed batch of 1 (``export --batch 1``); the others have a
+# dynamic batch axis.
+BACKENDS = ("torch", "ort-fp32", "ort-int8", "ort-fp32-b1", "ort-int8-b1")
 
 
 def _obs(cameras: list[str], image_size: int, state_dim: int, seed: int) -> dict[str, Any]:
@@ -57,7 +59,8 @@ def _load(backend: str, checkpoint: Path, export: Path, threads: int | None) -> 
         return predict
     from embodied_mm.export.ort_policy import OrtPolicy
 
-    policy = OrtPolicy(export, precision=backend.removeprefix("ort-"), threads=threads)
+    precision = backend.split("-")[1]
+    policy = OrtPolicy(export, precision=precision, threads=threads)
     return policy.predict_chunk
 
 
@@ -108,14 +111,20 @@ def bench_recipe(
     from embodied_mm.model.policy import WEIGHTS_FILE
     from embodied_mm.policies.recipes import make_policy
 
-    checkpoint, export = work / f"{recipe}-ckpt", work / f"{recipe}-onnx"
+    checkpoint = work / f"{recipe}-ckpt"
+    exports = {"": work / f"{recipe}-onnx", "-b1": work / f"{recipe}-onnx-b1"}
     make_policy(recipe, size, random_weights=size != "tiny", device="cpu").save_pretrained(
         checkpoint
     )
     t0 = time.perf_counter()
-    manifest = export_checkpoint(checkpoint, export, quantize="int8")
+    manifest = export_checkpoint(checkpoint, exports[""], quantize="int8")
     export_s = time.perf_counter() - t0
-    predicts = {b: _load(b, checkpoint, export, threads) for b in BACKENDS}
+    export_checkpoint(checkpoint, exports["-b1"], quantize="int8", batch=1)
+
+    def export_of(backend: str) -> Path:
+        return exports["-b1" if backend.endswith("-b1") else ""]
+
+    predicts = {b: _load(b, checkpoint, export_of(b), threads) for b in BACKENDS}
     obs = _obs(manifest.cameras, manifest.image_size, manifest.state_dim, seed=1)
     for predict in predicts.values():  # warm-up: lazy init, allocator, ORT's first-run planning
         for _ in range(3):
@@ -126,14 +135,11 @@ def bench_recipe(
             t = time.perf_counter()
             predict(obs)
             times[b].append((time.perf_counter() - t) * 1e3)
-    file_bytes = {
-        "torch": (checkpoint / WEIGHTS_FILE).stat().st_size,
-        "ort-fp32": manifest.total_bytes("fp32"),
-        "ort-int8": manifest.total_bytes("int8"),
-    }
+    file_bytes = {b: manifest.total_bytes(b.split("-")[1]) for b in BACKENDS[1:]}
+    file_bytes["torch"] = (checkpoint / WEIGHTS_FILE).stat().st_size
     rows = {}
     for b in BACKENDS:
-        mem = _memory(b, checkpoint, export, threads)
+        mem = _memory(b, checkpoint, export_of(b), threads)
         rows[b] = {
             "p50_ms": float(np.percentile(times[b], 50)),
             "p99_ms": float(np.percentile(times[b], 99)),
@@ -159,9 +165,11 @@ def run(recipes: list[str], size: str, iters: int, threads: int | None, out: Pat
         "| peak RSS delta MiB | peak RSS MiB |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    export_times = []
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in recipes:
             res = bench_recipe(recipe, size, iters, threads, Path(tmp))
+            export_times.append(f"{recipe} {res['export_s']:.1f} s")
             eager = res["rows"]["torch"]["p50_ms"]
             for b, r in res["rows"].items():
                 lines.append(
@@ -169,6 +177,7 @@ def run(recipes: list[str], size: str, iters: int, threads: int | None, out: Pat
                     f"| {eager / r['p50_ms']:.2f}x | {r['file_mb']:.2f} "
                     f"| {r['peak_rss_delta_mb']:.0f} | {r['peak_rss_mb']:.0f} |"
                 )
+    lines += ["", "Export time (fp32 + int8, dynamic batch): " + ", ".join(export_times)]
     text = "\n".join(lines)
     if out is not None:
         out.write_text(text + "\n")

@@ -63,6 +63,18 @@ class MaskedBackbone(nn.Module):
         return self.inner.logits(hidden, rows)
 
 
+def needs_noise_input(policy: VLAPolicy) -> bool:
+    """A flow policy without a noise seed draws fresh start noise per call: a graph input."""
+    head = policy.head
+    return isinstance(head, FlowHead) and head.cfg.noise_seed is None
+
+
+def observation_names(policy: VLAPolicy) -> list[str]:
+    """Input names of the graphs that take an observation, in order."""
+    names = [f"image_{c}" for c in policy.config.cameras] + ["state", "text_ids", "text_mask"]
+    return [*names, "noise"] if needs_noise_input(policy) else names
+
+
 def flow_noise(head: FlowHead) -> torch.Tensor | None:
     """The seeded start noise (K, D) that ``FlowHead.predict`` draws, or None when unseeded."""
     if head.cfg.noise_seed is None:
@@ -82,16 +94,12 @@ class ActionGraph(nn.Module):
         self.policy = policy
         self.backbone = MaskedBackbone(policy.backbone)
         self.cameras = list(policy.config.cameras)
-        self.noise_input = False
-        if isinstance(policy.head, FlowHead):
-            noise = flow_noise(policy.head)
-            self.noise_input = noise is None
-            if noise is not None:
-                self.register_buffer("noise", noise, persistent=False)  # (K, D)
+        self.noise_input = needs_noise_input(policy)
+        if isinstance(policy.head, FlowHead) and not self.noise_input:
+            self.register_buffer("noise", flow_noise(policy.head), persistent=False)  # (K, D)
 
     def input_names(self) -> list[str]:
-        names = [f"image_{c}" for c in self.cameras] + ["state", "text_ids", "text_mask"]
-        return [*names, "noise"] if self.noise_input else names
+        return observation_names(self.policy)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         c = len(self.cameras)

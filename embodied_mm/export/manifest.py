@@ -62,6 +62,7 @@ class Manifest:
     chunk_size: int
     text_len: int  # instructions are cut / left-padded to exactly this many ids
     pad_id: int
+    batch: int | None  # None: dynamic batch axis; else the graphs take exactly this batch
     graphs: dict[str, GraphSpec]  # graph name -> its inputs and outputs
     models: dict[str, dict[str, ModelFile]]  # precision ("fp32", "int8") -> graph -> file
     default_precision: str

@@ -26,6 +26,8 @@ from embodied_mm.export.graph import (
     DiscreteActions,
     DiscretePrefill,
     DiscreteStep,
+    needs_noise_input,
+    observation_names,
 )
 from embodied_mm.export.manifest import (
     BATCH,
@@ -37,7 +39,6 @@ from embodied_mm.export.manifest import (
     sha256_file,
 )
 from embodied_mm.features import ACTION
-from embodied_mm.model.heads import FlowHead
 from embodied_mm.model.policy import CONFIG_FILE, WEIGHTS_FILE, VLAPolicy
 
 OPSET = 17
@@ -48,11 +49,6 @@ PRECISIONS = ("fp32", *QUANTIZE)
 def graph_file(graph: str, precision: str) -> str:
     """``model.onnx``, ``model.int8.onnx``, ``step.onnx`` ..."""
     return f"{graph}.onnx" if precision == "fp32" else f"{graph}.{precision}.onnx"
-
-
-def _noise_input(policy: VLAPolicy) -> bool:
-    head = policy.head
-    return isinstance(head, FlowHead) and head.cfg.noise_seed is None
 
 
 def example_inputs(
@@ -77,14 +73,9 @@ def example_inputs(
         mask[i, :pad] = 0
         ids[i, :pad] = policy.pad_id
     inputs += [ids, mask]
-    if _noise_input(policy):
+    if needs_noise_input(policy):
         inputs.append(torch.randn(batch, cfg.chunk_size, cfg.action_dim, generator=gen))
     return inputs
-
-
-def observation_names(policy: VLAPolicy) -> list[str]:
-    names = [f"image_{c}" for c in policy.config.cameras] + ["state", "text_ids", "text_mask"]
-    return [*names, "noise"] if _noise_input(policy) else names
 
 
 _DTYPES = {torch.uint8: "uint8", torch.int64: "int64", torch.float32: "float32"}
@@ -131,16 +122,24 @@ def _trace(
     )
 
 
-def export_graphs(policy: VLAPolicy, directory: Path) -> dict[str, GraphSpec]:
-    """Trace ``policy``'s inference path into fp32 ONNX files in ``directory``."""
+def export_graphs(
+    policy: VLAPolicy, directory: Path, batch: int | None = None
+) -> dict[str, GraphSpec]:
+    """Trace ``policy``'s inference path into fp32 ONNX files in ``directory``.
+
+    ``batch=None`` gives a dynamic batch axis; a fixed ``batch`` lets the exporter and
+    onnxruntime fold every shape computation away (``nn.MultiheadAttention`` alone traces to
+    hundreds of Shape/Gather/Concat nodes per flow step), at the price of that batch size.
+    """
     policy = policy.to("cpu").eval()
     kind = policy.config.head.kind
-    obs = example_inputs(policy, batch=2)
+    obs = example_inputs(policy, batch=batch or 2)
     obs_names = observation_names(policy)
-    batch_axes = {n: {0: BATCH} for n in obs_names}
+    b_axis = {0: BATCH} if batch is None else {}
+    batch_axes = {n: dict(b_axis) for n in obs_names}
     if kind in GRAPH_HEADS:
         graph = ActionGraph(policy).eval()
-        axes = {**batch_axes, "actions": {0: BATCH}}
+        axes = {**batch_axes, "actions": b_axis}
         path = directory / graph_file("model", "fp32")
         return {"model": _trace(graph, obs, path, obs_names, ["actions"], axes)}
     if kind != "discrete":
@@ -148,7 +147,7 @@ def export_graphs(policy: VLAPolicy, directory: Path) -> dict[str, GraphSpec]:
     prefill = DiscretePrefill(policy).eval()
     step = DiscreteStep(policy).eval()
     names = prefill.output_names()
-    axes = {**batch_axes, **{n: {0: BATCH} for n in names}}
+    axes = {**batch_axes, **{n: b_axis for n in names}}
     specs = {"prefill": _trace(prefill, obs, directory / "prefill.onnx", obs_names, names, axes)}
     with torch.no_grad():
         first, mask, pos, *cache = prefill(*obs)
@@ -156,27 +155,25 @@ def export_graphs(policy: VLAPolicy, directory: Path) -> dict[str, GraphSpec]:
     step_in = [first, torch.cat([mask, torch.ones_like(first)], 1), pos + 1, *cache]
     past, grown = "past", "past_plus_1"
     axes = {
-        "bin": {0: BATCH},
-        "mask": {0: BATCH, 1: grown},
-        "pos": {0: BATCH},
-        "next_bin": {0: BATCH},
-        **{n: {0: BATCH, 2: past} for n in step.cache_names("past")},
-        **{n: {0: BATCH, 2: grown} for n in step.cache_names("present")},
+        "bin": b_axis,
+        "mask": {**b_axis, 1: grown},
+        "pos": b_axis,
+        "next_bin": b_axis,
+        **{n: {**b_axis, 2: past} for n in step.cache_names("past")},
+        **{n: {**b_axis, 2: grown} for n in step.cache_names("present")},
     }
     specs["step"] = _trace(
         step, step_in, directory / "step.onnx", step.input_names(), step.output_names(), axes
     )
-    bins = torch.randint(
-        0, policy.head.num_bins, (2, policy.head.chunk_size * policy.head.action_dim)
-    )
-    axes = {"bins": {0: BATCH}, "actions": {0: BATCH}}
+    n_bins = policy.head.chunk_size * policy.head.action_dim
+    bins = torch.randint(0, policy.head.num_bins, (batch or 2, n_bins))  # (B, K·D)
     specs["actions"] = _trace(
         DiscreteActions(policy).eval(),
         [bins],
         directory / "actions.onnx",
         ["bins"],
         ["actions"],
-        axes,
+        {"bins": b_axis, "actions": b_axis},
     )
     return specs
 
@@ -201,7 +198,10 @@ def _max_abs_diff(directory: Path, batch: int = 4) -> float:
 
 
 def export_checkpoint(
-    checkpoint: str | Path, out: str | Path, quantize: str | None = None
+    checkpoint: str | Path,
+    out: str | Path,
+    quantize: str | None = None,
+    batch: int | None = None,
 ) -> Manifest:
     """Export a ``save_pretrained`` directory to ``out`` (created; existing model files are
     replaced). ``quantize="int8"`` also writes the dynamically quantised model and makes it
@@ -210,6 +210,8 @@ def export_checkpoint(
 
     if quantize is not None and quantize not in QUANTIZE:
         raise ValueError(f"unknown quantisation {quantize!r}; known: {', '.join(QUANTIZE)}")
+    if batch is not None and batch < 1:
+        raise ValueError(f"a fixed batch size must be >= 1, got {batch}")
     checkpoint, out = Path(checkpoint), Path(out)
     policy = VLAPolicy.from_pretrained(checkpoint, device="cpu").eval()
     out.mkdir(parents=True, exist_ok=True)
@@ -217,7 +219,7 @@ def export_checkpoint(
     # beside an old manifest.
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         tmp_dir = Path(tmp)
-        graphs = export_graphs(policy, tmp_dir)
+        graphs = export_graphs(policy, tmp_dir, batch)
         precisions = ["fp32", *([quantize] if quantize else [])]
         for name in graphs:
             onnx.checker.check_model(str(tmp_dir / graph_file(name, "fp32")))
@@ -247,6 +249,7 @@ def export_checkpoint(
         chunk_size=cfg.chunk_size,
         text_len=cfg.max_text_tokens,
         pad_id=policy.pad_id,
+        batch=batch,
         graphs=graphs,
         models={p: {g: model_file(out, graph_file(g, p)) for g in graphs} for p in precisions},
         default_precision=quantize or "fp32",

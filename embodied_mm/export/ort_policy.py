@@ -153,9 +153,24 @@ class OrtPolicy:
     def predict_chunk(self, obs: dict[str, Any]) -> np.ndarray:
         """Action chunk (B, K, D) float32 in robot units, inside the export's action bounds."""
         feeds = self.feeds(obs)
-        if "model" in self.sessions:
-            return self.sessions["model"].run(["actions"], feeds)[0]
-        return self._decode_discrete(feeds)
+        run = self._run_graph if "model" in self.sessions else self._decode_discrete
+        n, b = self.manifest.batch, feeds["state"].shape[0]
+        if n is None or n == b:
+            return run(feeds)
+        # A fixed-batch export: run groups of n samples, padding the last by repetition.
+        chunks = []
+        for i in range(0, b, n):
+            part = {k: v[i : i + n] for k, v in feeds.items()}
+            m = part["state"].shape[0]
+            if m < n:
+                part = {
+                    k: np.concatenate([v, np.repeat(v[-1:], n - m, 0)]) for k, v in part.items()
+                }
+            chunks.append(run(part)[:m])
+        return np.concatenate(chunks)
+
+    def _run_graph(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.sessions["model"].run(["actions"], feeds)[0]  # (B, K, D)
 
     def _decode_discrete(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """``DiscreteHead.predict`` on the prefill / step / actions graphs: K·D greedy bins,

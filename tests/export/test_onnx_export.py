@@ -231,3 +231,14 @@ def test_unseeded_flow_takes_noise_as_input(tmp_path):
     ort_policy = OrtPolicy(tmp_path / "onnx")
     obs = random_obs(policy.config, 1, seed=0)
     assert not np.allclose(ort_policy.predict_chunk(obs), ort_policy.predict_chunk(obs))
+
+
+def test_fixed_batch_export_runs_any_batch_in_groups(exported_chunk, tmp_path):
+    from tests.export.conftest import export_with_cli
+
+    export_with_cli(exported_chunk.checkpoint, tmp_path / "b1", "--batch", "1")
+    m = Manifest.load(tmp_path / "b1")
+    assert m.batch == 1 and m.graphs["model"].inputs[0].shape == [1, 128, 128, 3]
+    obs = random_obs(exported_chunk.policy.config, 3, seed=21)
+    ours = OrtPolicy(tmp_path / "b1").predict_chunk(obs)  # three runs of batch 1
+    np.testing.assert_allclose(ours, torch_predict(exported_chunk.policy, obs), rtol=0, atol=1e-4)
