@@ -26,12 +26,13 @@ video (``videos/<key>/from_timestamp``/``to_timestamp``). See ``writer.py``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from embodied_mm.features import ACTION, OBS_STATE, PLAN, image_key
+
+# re-exported: the writer (and its crash tests) call these as fmt.<name>
+from embodied_mm.fsio import atomic_write_bytes, atomic_write_json, fsync_dir  # noqa: F401
 
 CODEBASE_VERSION = "v3.0"
 READABLE_VERSIONS = ("v3.0", "v2.1")
@@ -182,37 +183,3 @@ def load_info(root: Path) -> dict[str, Any]:
             f"readable: {', '.join(READABLE_VERSIONS)}"
         )
     return info
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``path`` so that a reader sees the old content or the new, never a mix.
-
-    The bytes go to a temporary file in the same directory, are fsynced, then renamed over
-    the target (rename is atomic within a filesystem).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=4) + "\n").encode())
-
-
-def fsync_dir(path: Path) -> None:
-    """Persist a rename: the directory entry itself must reach the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from embodied_mm.fsio import fsync_dir
 from embodied_mm.train.tree_io import load_tree, save_tree
 
 STATE_NAME = "training_state"
@@ -73,7 +74,7 @@ def save_checkpoint(
     if final.exists():  # re-saving the same step (e.g. after a NaN stop) replaces it
         shutil.rmtree(final)
     os.rename(tmp, final)
-    _fsync_dir(root)
+    fsync_dir(root)
     for old in checkpoint_dirs(run_dir)[: -max(keep_last, 1)]:
         shutil.rmtree(old, ignore_errors=True)
     for stale in root.glob(".tmp-*"):  # left by a killed writer
@@ -83,11 +84,3 @@ def save_checkpoint(
 
 def load_training_state(checkpoint: Path) -> dict[str, Any]:
     return load_tree(checkpoint, STATE_NAME)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
