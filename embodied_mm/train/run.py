@@ -44,17 +44,24 @@ def check_features(policy_config: Any, features: dict[str, dict[str, Any]], wher
 
 
 def policy_stats(datasets: list[Any]) -> dict[str, dict[str, list[float]]]:
-    """State/action stats for the policy's normaliser, merged across datasets."""
-    from embodied_mm.data.stats import aggregate_stats
+    """State/action stats for the policy's normaliser, computed exactly over every frame of
+    every dataset.
 
-    merged = (
-        aggregate_stats([d.stats for d in datasets]) if len(datasets) > 1 else datasets[0].stats
-    )
-    return {
-        key: {name: np.asarray(v, dtype=np.float64).reshape(-1).tolist() for name, v in s.items()}
-        for key, s in merged.items()
-        if key in (OBS_STATE, ACTION)
-    }
+    ``meta/stats.json`` quantiles are count-weighted means of per-episode quantiles (LeRobot's
+    aggregation). For actions that differ between episodes (move left in one, right in the
+    next) that average is far narrower than the real 1st/99th percentiles, and q01/q99
+    normalisation would clip most of the motion away, so the vectors are re-read here.
+    """
+    from embodied_mm.data.stats import vector_stats
+
+    out = {}
+    for key in (OBS_STATE, ACTION):
+        values = np.concatenate([np.asarray(d.frames.columns[key]) for d in datasets])  # (N, D)
+        stats = vector_stats(values.reshape(len(values), -1))
+        out[key] = {
+            name: np.asarray(v, np.float64).reshape(-1).tolist() for name, v in stats.items()
+        }
+    return out
 
 
 def build_policy(cfg: TrainConfig, stats: dict[str, Any] | None):

@@ -40,5 +40,5 @@ def test_policy_overrides_from_json_on_the_command_line():
     args = ["--policy-overrides", '{"chunk_size": 4, "vision": {"image_size": 32}}']
     cfg = apply_overrides(TrainConfig(), parse_cli_overrides(args))
     assert cfg.policy_overrides == {"chunk_size": 4, "vision": {"image_size": 32}}
-    with pytest.raises(ValueError, match="policy_overrides: .* is not a JSON object"):
+    with pytest.raises(ValueError, match=r"policy_overrides: .* is not a JSON object"):
         apply_overrides(TrainConfig(), {"policy_overrides": "{chunk"})

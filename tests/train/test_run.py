@@ -101,3 +101,27 @@ def test_policy_overrides_reach_the_recipe(tiny_dataset, tmp_path):
                                                          "vision": {"image_size": 32}})  # fmt: skip
     policy = build_policy(cfg, None)
     assert policy.config.chunk_size == 4 and policy.config.vision.image_size == 32
+
+
+def test_policy_stats_use_every_frame_not_averaged_episode_quantiles(tmp_path):
+    """Episodes that move in opposite directions: the exact q01/q99 span both, where the
+    LeRobot-style mean of per-episode quantiles would sit near zero and clip the motion."""
+    import numpy as np
+
+    from embodied_mm.data import synthetic
+    from embodied_mm.data.torch_dataset import build_window_dataset
+    from embodied_mm.train.run import policy_stats
+
+    root = write_dataset(tmp_path / "ds", [])
+    from embodied_mm.data.writer import DatasetWriter
+
+    writer = DatasetWriter.open_for_resume(root)
+    for i, sign in enumerate((1.0, -1.0, 1.0, -1.0)):
+        ep = synthetic.synthetic_episode(20, seed=i, hw=(32, 32))
+        ep.action[:] = sign * 0.4
+        writer.add_episode(ep)
+    stats = policy_stats([build_window_dataset(root)])
+    assert stats["action"]["q01"][0] == pytest.approx(-0.4)
+    assert stats["action"]["q99"][0] == pytest.approx(0.4)
+    on_disk = build_window_dataset(root).stats["action"]
+    assert abs(float(np.asarray(on_disk["q99"]).reshape(-1)[0])) < 0.4  # the averaged one
