@@ -49,7 +49,11 @@ def bench_export(
     recipes: list[str] = typer.Option(["vla-chunk", "vla-flow"], "--recipe", help="Repeatable."),
     size: str = typer.Option("tiny", help="Recipe size (base uses random weights)."),
     iters: int = typer.Option(50, help="Timed calls per backend."),
-    threads: int = typer.Option(0, help="Threads for torch and onnxruntime (0: all cores)."),
+    threads: int = typer.Option(
+        1,
+        help="Threads for torch and onnxruntime (0: all cores). 1 by default: on a shared "
+        "machine, more threads spin-wait against other processes and measure the load.",
+    ),
     out: Path | None = typer.Option(None, help="Also write the markdown table here."),
 ) -> None:
     """PyTorch eager vs onnxruntime fp32 vs int8: batch-1 latency, file size, peak memory."""

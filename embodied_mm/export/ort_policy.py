@@ -33,14 +33,16 @@ class OrtPolicyConfig:
 
 def session_options(threads: int | None = None) -> Any:
     """Tuned CPU options: every graph optimisation (attention/GELU/LayerNorm fusion, constant
-    folding), one thread pool sized to the cores, sequential execution (a policy graph is a
-    chain; parallel execution only adds scheduling)."""
+    folding), sequential execution (a policy graph is a chain; parallel execution only adds
+    scheduling), and ``threads`` intra-op threads (default: ``OMP_NUM_THREADS`` when set, as
+    torch does, else the core count)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.intra_op_num_threads = threads or os.cpu_count() or 1
+    env_threads = int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+    opts.intra_op_num_threads = threads or env_threads or os.cpu_count() or 1
     opts.inter_op_num_threads = 1
     return opts
 
