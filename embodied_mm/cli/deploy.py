@@ -146,6 +146,8 @@ def _policy_source(
 ) -> tuple[ChunkSource, dict[str, Any]]:
     """A remote (server) or in-process (checkpoint) chunk source, and its metadata."""
     if server is not None:
+        if backend != "torch":
+            raise ValueError("--backend applies to --checkpoint; the server picks its own")
         from embodied_mm.deploy.client import PolicyClient, RemotePolicy
         from embodied_mm.runtime.inference import PolicyUnavailable
 
