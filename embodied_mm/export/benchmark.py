@@ -29,17 +29,6 @@ import numpy as np
 BACKENDS = ("torch", "ort-fp32", "ort-int8", "ort-fp32-b1", "ort-int8-b1")
 
 
-def _obs(cameras: list[str], image_size: int, state_dim: int, seed: int) -> dict[str, Any]:
-    rng = np.random.default_rng(seed)
-    obs: dict[str, Any] = {
-        f"observation.images.{c}": rng.integers(0, 256, (1, image_size, image_size, 3), np.uint8)
-        for c in cameras
-    }
-    obs["observation.state"] = rng.standard_normal((1, state_dim)).astype(np.float32)
-    obs["task"] = ["pick up the red cube and lift it"]
-    return obs
-
-
 def _load(backend: str, checkpoint: Path, export: Path, threads: int | None) -> Any:
     """A policy object with ``predict_chunk`` on numpy observations."""
     if backend == "torch":
@@ -82,10 +71,11 @@ def memory_worker(backend: str, checkpoint: str, export: str, threads: int) -> N
         import tokenizers  # noqa: F401
     base = _peak_rss_mib()
     from embodied_mm.export.manifest import Manifest
+    from embodied_mm.export.ort_policy import random_observation
 
     m = Manifest.load(export)
     predict = _load(backend, Path(checkpoint), Path(export), threads or None)
-    obs = _obs(m.cameras, m.image_size, m.state_dim, seed=0)
+    obs = random_observation(m, batch=1, seed=0)
     for _ in range(5):
         predict(obs)
     peak = _peak_rss_mib()
@@ -108,6 +98,7 @@ def bench_recipe(
     recipe: str, size: str, iters: int, threads: int | None, work: Path
 ) -> dict[str, Any]:
     from embodied_mm.export.onnx_export import export_checkpoint
+    from embodied_mm.export.ort_policy import random_observation
     from embodied_mm.model.policy import WEIGHTS_FILE
     from embodied_mm.policies.recipes import make_policy
 
@@ -125,7 +116,7 @@ def bench_recipe(
         return exports["-b1" if backend.endswith("-b1") else ""]
 
     predicts = {b: _load(b, checkpoint, export_of(b), threads) for b in BACKENDS}
-    obs = _obs(manifest.cameras, manifest.image_size, manifest.state_dim, seed=1)
+    obs = random_observation(manifest, batch=1, seed=1)
     for predict in predicts.values():  # warm-up: lazy init, allocator, ORT's first-run planning
         for _ in range(3):
             predict(obs)

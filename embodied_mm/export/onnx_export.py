@@ -180,20 +180,10 @@ def export_graphs(
 
 def _max_abs_diff(directory: Path, batch: int = 4) -> float:
     """Largest |int8 - fp32| of the exported actions on random observations (robot units)."""
-    from embodied_mm.export.ort_policy import OrtPolicy
+    from embodied_mm.export.ort_policy import OrtPolicy, random_observation
 
     fp32, int8 = (OrtPolicy(directory, precision=p) for p in ("fp32", "int8"))
-    rng = np.random.default_rng(1)
-    cfg = fp32.config
-    s = cfg.image_size
-    obs = {
-        f"observation.images.{c}": rng.integers(0, 256, (batch, s, s, 3), dtype=np.uint8)
-        for c in cfg.cameras
-    }
-    obs["observation.state"] = rng.standard_normal((batch, cfg.state_dim)).astype(np.float32)
-    obs["task"] = ["pick up the red cube", "reach", "lift the cube", "push it to the left"][:batch]
-    if len(obs["task"]) < batch:
-        obs["task"] = ["reach"] * batch
+    obs = random_observation(fp32.config, batch, seed=1)
     return float(np.abs(fp32.predict_chunk(obs) - int8.predict_chunk(obs)).max())
 
 

@@ -203,3 +203,19 @@ class OrtPolicy:
     def reset(self) -> None:
         """New episode: drops cached instruction ids (the graph itself keeps no state)."""
         self._task_ids.clear()
+
+
+def random_observation(config: Any, batch: int, seed: int) -> dict[str, Any]:
+    """A batched observation (LeRobot keys, numpy) for a policy ``config`` with ``cameras``,
+    ``image_size`` and ``state_dim``: for measuring exported models (torch-free, so the
+    benchmark's memory workers can use it)."""
+    rng = np.random.default_rng(seed)
+    s = config.image_size
+    obs: dict[str, Any] = {
+        f"observation.images.{c}": rng.integers(0, 256, (batch, s, s, 3), dtype=np.uint8)
+        for c in config.cameras
+    }  # each (B, H, W, 3)
+    obs["observation.state"] = rng.standard_normal((batch, config.state_dim)).astype(np.float32)
+    tasks = ["pick up the red cube and lift it", "reach", "push the cube to the left"]
+    obs["task"] = [tasks[i % len(tasks)] for i in range(batch)]
+    return obs
