@@ -255,13 +255,20 @@ class ProprioConfig:
 
     hidden_size: int = 128
     num_tokens: int = 1
+    # Training only: the probability that a sample's state tokens are zeroed. Demos' state
+    # predicts the next action so well that a policy can learn to ignore the cameras (and then
+    # fails at the first step, where every episode's state is the same home pose).
+    dropout: float = 0.0
 
 
 class ProprioEncoder(nn.Module):
     def __init__(self, cfg: ProprioConfig, state_dim: int, out_dim: int) -> None:
         super().__init__()
+        if not 0.0 <= cfg.dropout < 1.0:
+            raise ValueError(f"proprio dropout must be in [0, 1), got {cfg.dropout}")
         self.num_tokens = cfg.num_tokens
         self.out_dim = out_dim
+        self.dropout = cfg.dropout
         self.mlp = nn.Sequential(
             nn.Linear(state_dim, cfg.hidden_size),
             nn.GELU(),
@@ -269,4 +276,8 @@ class ProprioEncoder(nn.Module):
         )
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
-        return self.mlp(state).view(state.shape[0], self.num_tokens, self.out_dim)  # (B, T_s, H)
+        tokens = self.mlp(state).view(state.shape[0], self.num_tokens, self.out_dim)  # (B, T_s, H)
+        if self.training and self.dropout > 0:
+            keep = torch.rand(state.shape[0], 1, 1, device=state.device) >= self.dropout
+            tokens = tokens * keep
+        return tokens

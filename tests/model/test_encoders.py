@@ -154,3 +154,17 @@ def test_conv_tower_tokens_follow_the_feature_map():
     x = torch.rand(1, 3, 64, 64)
     fmap = tower.model(pixel_values=(x - tower.mean) / tower.std).last_hidden_state  # (1, 32, 4, 4)
     assert torch.allclose(tower(x)[0, 5], fmap[0, :, 1, 1], atol=1e-5)
+
+
+def test_proprio_dropout_zeroes_whole_samples_in_training_only():
+    from embodied_mm.model.encoders import ProprioConfig, ProprioEncoder
+
+    enc = ProprioEncoder(ProprioConfig(dropout=0.5, num_tokens=2), state_dim=4, out_dim=8)
+    state = torch.randn(256, 4)
+    torch.manual_seed(0)
+    out = enc.train()(state)  # (256, 2, 8)
+    dropped = (out == 0).all(dim=(1, 2))
+    assert 0.3 < dropped.float().mean() < 0.7  # whole samples, about half
+    assert not (enc.eval()(state) == 0).all(dim=(1, 2)).any()  # never at inference
+    with pytest.raises(ValueError, match="dropout must be in"):
+        ProprioEncoder(ProprioConfig(dropout=1.0), state_dim=4, out_dim=8)
