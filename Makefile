@@ -38,3 +38,26 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info outputs
+
+# The shipped default policy, end to end (demos → training → held-out evaluation → copy into
+# sim_assets/checkpoints/default). About 30 min on 2 CPU cores.
+DEFAULT_TASKS := embodied_mm/ReachObject-v0 embodied_mm/PickLift-v0
+DEFAULT_RUN := runs/default_policy
+DEFAULT_OVERRIDES := {"vision": {"family": "resnet", "image_size": 64, "hidden_size": 128, "num_layers": 3}, "proprio": {"dropout": 0.5}}
+DEFAULT_STEPS := 4000
+
+.PHONY: default-policy
+default-policy: $(STAMP)
+	for env in $(DEFAULT_TASKS); do \
+	  name=$$(echo $$env | sed 's#.*/##; s#-v0##'); \
+	  $(VENV)/bin/embodied-mm record --env $$env --episodes 200 --out runs/demos/$$name --resume || exit 1; \
+	done
+	OMP_NUM_THREADS=1 $(VENV)/bin/embodied-mm train --policy vla-chunk \
+	  --dataset runs/demos/ReachObject,runs/demos/PickLift --out $(DEFAULT_RUN) \
+	  --steps $(DEFAULT_STEPS) --batch-size 32 --lr 5e-4 --warmup-steps 200 --save-every 500 \
+	  --num-workers 1 --policy-overrides '$(DEFAULT_OVERRIDES)'
+	$(VENV)/bin/embodied-mm eval --checkpoint $(DEFAULT_RUN)/checkpoints/step-$$(printf %07d $(DEFAULT_STEPS))/policy \
+	  --env $$(echo $(DEFAULT_TASKS) | tr ' ' ,) --episodes 50 --out $(DEFAULT_RUN)/eval
+	rm -rf sim_assets/checkpoints/default
+	mkdir -p sim_assets/checkpoints
+	cp -r $(DEFAULT_RUN)/checkpoints/step-$$(printf %07d $(DEFAULT_STEPS))/policy sim_assets/checkpoints/default
