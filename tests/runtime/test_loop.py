@@ -178,7 +178,12 @@ def test_camera_dropout_makes_the_arm_hold(arm_policy, tmp_path):
             fresh = run(3, max_obs_age_s=1.0)  # generous: the first inference is slow
             moved = [m.goal for m in emu.motors.values()]
             video.unlink()  # cable pulled: the camera keeps retrying, no new frames
-            time.sleep(0.8)  # the frames already decoded run out
+            # wait until the frames already decoded run out and a reconnect has failed (on a
+            # loaded machine this takes longer than the clip), then until the last is stale
+            deadline = time.monotonic() + 20
+            while camera.failed_reads < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.3)
             stale = run(5, max_obs_age_s=0.15)
             held = [m.goal for m in emu.motors.values()]
     assert "stale_observation" not in fresh.interventions and moved != [2048] * 6
