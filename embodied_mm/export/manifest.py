@@ -12,11 +12,12 @@ manifest from another export fails loudly instead of producing wrong actions.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from embodied_mm.fsio import sha256_file
 
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_DIR = "tokenizer"
@@ -137,14 +138,6 @@ def _checked(directory: Path, entry: ModelFile) -> Path:
             "come from different exports or the model was modified"
         )
     return path
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_file(directory: Path, name: str) -> ModelFile:

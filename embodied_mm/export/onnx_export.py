@@ -36,9 +36,9 @@ from embodied_mm.export.manifest import (
     Manifest,
     TensorSpec,
     model_file,
-    sha256_file,
 )
 from embodied_mm.features import ACTION
+from embodied_mm.fsio import sha256_file
 from embodied_mm.model.policy import CONFIG_FILE, WEIGHTS_FILE, VLAPolicy
 
 OPSET = 17

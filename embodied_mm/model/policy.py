@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from embodied_mm.features import ACTION, OBS_STATE, PLAN, TASK, image_key
+from embodied_mm.fsio import sha256_file
 from embodied_mm.model.backbone import Backbone, BackboneConfig
 from embodied_mm.model.config_io import config_from_dict, config_to_dict
 from embodied_mm.model.encoders import (
@@ -87,14 +87,6 @@ def _load_tokenizer(source: str | Path):
         return AutoTokenizer.from_pretrained(str(source))
     except Exception as err:  # transformers raises many types; all mean "unusable tokenizer"
         raise ValueError(f"cannot load tokenizer from {source}: {err}") from err
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class VLAPolicy(nn.Module):
@@ -357,7 +349,7 @@ class VLAPolicy(nn.Module):
         meta = {
             "format": FORMAT,
             "version": 1,
-            "weights_sha256": _sha256(weights),
+            "weights_sha256": sha256_file(weights),
             "config": config_to_dict(self.config),
         }
         (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
@@ -394,7 +386,7 @@ class VLAPolicy(nn.Module):
         weights = directory / WEIGHTS_FILE
         if not weights.is_file():
             raise ValueError(f"policy weights {weights} are missing")
-        if _sha256(weights) != meta.get("weights_sha256"):
+        if sha256_file(weights) != meta.get("weights_sha256"):
             raise ValueError(f"policy weights {weights} are corrupt or truncated (sha256 mismatch)")
         try:
             load_model(policy, str(weights), strict=True)

@@ -11,10 +11,11 @@ from typer.testing import CliRunner
 
 from embodied_mm.cli.main import app
 from embodied_mm.export.graph import ActionGraph, DiscreteStep
-from embodied_mm.export.manifest import Manifest, ManifestError, sha256_file
+from embodied_mm.export.manifest import Manifest, ManifestError
 from embodied_mm.export.onnx_export import example_inputs
 from embodied_mm.export.ort_policy import OrtPolicy
 from embodied_mm.export.quantize import INT8_TOLERANCE
+from embodied_mm.fsio import sha256_file
 from tests.export.conftest import random_obs, torch_predict
 
 
