@@ -87,11 +87,10 @@ def run_eval(
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    from embodied_mm.model.policy import VLAPolicy
+    from embodied_mm.runtime.inference import load_policy
 
     state = PartialState(cpu=True)
-    policy = VLAPolicy.from_pretrained(checkpoint)
-    policy.eval()
+    policy = load_policy(checkpoint)
     t0 = time.perf_counter()
     mine = evaluate_policy(policy, env_ids, engine, episodes, split, seed, num_envs,
                            out_dir / "videos", state.process_index, state.num_processes)  # fmt: skip

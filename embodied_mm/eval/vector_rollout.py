@@ -74,7 +74,8 @@ def rollout_batch(
         steps = np.zeros(n, dtype=np.int64)
         frames = [obs["pixels"]["front"][0]] if video_path is not None else None
         while not done.all():
-            chunk = policy.predict_chunk(obs_batch(obs, tasks)).float().cpu().numpy()  # (N, K, D)
+            chunk = policy.predict_chunk(obs_batch(obs, tasks))  # (N, K, D): torch, or numpy (ORT)
+            chunk = np.asarray(chunk.float().cpu() if torch.is_tensor(chunk) else chunk, np.float32)
             for t in range(k):
                 actions = np.clip(chunk[:, t], low, high)
                 obs, _, terminated, truncated, info = envs.step(actions)

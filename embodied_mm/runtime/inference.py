@@ -18,6 +18,20 @@ import numpy as np
 from embodied_mm.features import OBS_STATE, TASK, image_key
 
 
+def load_policy(path: str | Path, device: str | None = None) -> Any:
+    """A saved policy in eval mode: a ``save_pretrained`` directory (PyTorch), or an
+    ``embodied-mm export`` directory (``manifest.json``; onnxruntime). Both have the same API."""
+    from embodied_mm.export.manifest import MANIFEST_FILE
+
+    if (Path(path) / MANIFEST_FILE).is_file():
+        from embodied_mm.export.ort_policy import OrtPolicy
+
+        return OrtPolicy(path)
+    from embodied_mm.model.policy import VLAPolicy
+
+    return VLAPolicy.from_pretrained(path, device=device).eval()
+
+
 class PolicyUnavailable(RuntimeError):
     """The policy could not answer (server down, timeout); the caller holds the robot."""
 
@@ -57,11 +71,7 @@ class LocalPolicy:
     def from_checkpoint(
         cls, checkpoint: str | Path, with_plan: bool = False, device: str | None = None
     ) -> LocalPolicy:
-        from embodied_mm.model.policy import VLAPolicy
-
-        policy = VLAPolicy.from_pretrained(checkpoint, device=device)
-        policy.eval()
-        return cls(policy, with_plan=with_plan)
+        return cls(load_policy(checkpoint, device=device), with_plan=with_plan)
 
     def metadata(self) -> dict[str, Any]:
         return {

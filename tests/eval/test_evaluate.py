@@ -65,3 +65,13 @@ def test_compare_flags_only_real_regressions():
     cand = _info({"a": (8, 20), "b": (9, 20), "c": (15, 20)})
     flags = {r["task"][0]: r["regression"] for r in compare_evals(base, cand)}
     assert flags == {"a": True, "b": False, "c": False}
+
+
+@pytest.mark.slow
+def test_eval_runs_an_onnx_export_too(checkpoint, tmp_path):
+    from embodied_mm.export.onnx_export import export_checkpoint
+
+    export_checkpoint(checkpoint, tmp_path / "onnx")
+    info = run_eval(tmp_path / "onnx", [ENV], "mujoco", episodes=1, out_dir=tmp_path / "eval",
+                    num_envs=1)  # fmt: skip
+    assert info["tasks"][0]["episodes"] == 1 and info["tasks"][0]["mean_length"] > 0
