@@ -34,7 +34,9 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 bench: $(STAMP)
-	$(VENV)/bin/embodied-mm bench all
+	for b in model envs experts data train deploy export; do \
+	  $(VENV)/bin/embodied-mm bench $$b || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build *.egg-info outputs
