@@ -125,3 +125,23 @@ def distractors(
         color = layout.pick_colors(rng, 1, exclude=used_colors)[0]
         used_colors.add(color)
         episode.rgba[spec.name] = layout.color_rgba(color, rng, randomize_colors)
+
+
+def named_cube_episode(
+    rng: np.random.Generator,
+    distractor_specs: tuple[ObjectSpec, ...],
+    gap: float,
+    randomize_colors: bool,
+) -> Episode:
+    """One cube ``"target"`` of a random named colour among the distractors, all 3 cm discs
+    ``gap`` apart (the reset of reach and pick-and-lift)."""
+    color = layout.pick_colors(rng, 1)[0]
+    xys = layout.sample_xys(rng, [0.03] * (1 + len(distractor_specs)), gap=gap)
+    episode = Episode(
+        poses={"target": resting_pose(xys[0], CUBE_HALF, float(rng.uniform(-np.pi, np.pi)))},
+        rgba={"target": layout.color_rgba(color, rng, randomize_colors)},
+        words={"color": color},
+        roles={"target": "target"},
+    )
+    distractors(episode, distractor_specs, xys[1:], rng, {color}, randomize_colors)
+    return episode

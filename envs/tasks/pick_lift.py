@@ -6,17 +6,14 @@ import numpy as np
 
 from embodied_mm.envs.engine import Engine, ObjectSpec
 from embodied_mm.envs.expert import Phase
-from embodied_mm.envs.tasks import layout
 from embodied_mm.envs.tasks.base import (
-    CUBE_HALF,
     LIFT_HEIGHT,
     Episode,
     Instructions,
     Task,
     can,
     cube,
-    distractors,
-    resting_pose,
+    named_cube_episode,
 )
 from embodied_mm.envs.tasks.skills import cube_grasp_yaw, pick_phases
 
@@ -44,16 +41,7 @@ class PickLift(Task):
         return (cube("target"), *self.DISTRACTORS)
 
     def sample(self, rng: np.random.Generator, randomize_colors: bool) -> Episode:
-        color = layout.pick_colors(rng, 1)[0]
-        xys = layout.sample_xys(rng, [0.03, 0.03, 0.03], gap=0.04)
-        episode = Episode(
-            poses={"target": resting_pose(xys[0], CUBE_HALF, float(rng.uniform(-np.pi, np.pi)))},
-            rgba={"target": layout.color_rgba(color, rng, randomize_colors)},
-            words={"color": color},
-            roles={"target": "target"},
-        )
-        distractors(episode, self.DISTRACTORS, xys[1:], rng, {color}, randomize_colors)
-        return episode
+        return named_cube_episode(rng, self.DISTRACTORS, 0.04, randomize_colors)
 
     def is_success(self, engine: Engine, episode: Episode) -> bool:
         pos, _ = engine.object_pose("target")

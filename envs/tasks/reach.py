@@ -6,16 +6,13 @@ import numpy as np
 
 from embodied_mm.envs.engine import Engine, ObjectSpec
 from embodied_mm.envs.expert import OPEN, Phase
-from embodied_mm.envs.tasks import layout
 from embodied_mm.envs.tasks.base import (
-    CUBE_HALF,
     Episode,
     Instructions,
     Task,
     can,
     cube,
-    distractors,
-    resting_pose,
+    named_cube_episode,
 )
 from embodied_mm.envs.tasks.skills import APPROACH_HEIGHT, UP, cube_grasp_yaw
 
@@ -46,16 +43,7 @@ class ReachObject(Task):
         return (cube("target"), *self.DISTRACTORS)
 
     def sample(self, rng: np.random.Generator, randomize_colors: bool) -> Episode:
-        color = layout.pick_colors(rng, 1)[0]
-        xys = layout.sample_xys(rng, [0.03] * 4, gap=0.03)
-        episode = Episode(
-            poses={"target": resting_pose(xys[0], CUBE_HALF, float(rng.uniform(-np.pi, np.pi)))},
-            rgba={"target": layout.color_rgba(color, rng, randomize_colors)},
-            words={"color": color},
-            roles={"target": "target"},
-        )
-        distractors(episode, self.DISTRACTORS, xys[1:], rng, {color}, randomize_colors)
-        return episode
+        return named_cube_episode(rng, self.DISTRACTORS, 0.03, randomize_colors)
 
     @staticmethod
     def _goal(engine: Engine) -> np.ndarray:
