@@ -37,6 +37,16 @@ def camera_of(key: str) -> str:
     return key[len(prefix) :]
 
 
+def batch_tasks(obs: dict[str, Any], batch: int) -> list[str]:
+    """The ``task`` of a batched observation as ``batch`` instructions (one str is broadcast)."""
+    tasks = obs.get(TASK)
+    if isinstance(tasks, str):
+        tasks = [tasks] * batch
+    if tasks is None or len(tasks) != batch:
+        raise ValueError(f"{TASK!r} must be a list of {batch} instructions; got {tasks!r}")
+    return [str(t) for t in tasks]
+
+
 def env_obs_to_frame(obs: dict[str, Any], task: str) -> dict[str, Any]:
     """Map a Gymnasium observation of our envs to LeRobot feature keys.
 

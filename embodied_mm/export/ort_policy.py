@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from embodied_mm.export.manifest import TOKENIZER_DIR, Manifest, ManifestError, check_session
-from embodied_mm.features import OBS_STATE, TASK, image_key
+from embodied_mm.features import OBS_STATE, batch_tasks, image_key
 
 
 @dataclass
@@ -133,11 +133,7 @@ class OrtPolicy:
         if state.ndim != 2 or state.shape[1] != s:
             raise ValueError(f"{OBS_STATE} must be (B, {s}) or (B, T, {s}); got {state.shape}")
         b = state.shape[0]
-        tasks = obs.get(TASK)
-        if isinstance(tasks, str):
-            tasks = [tasks] * b
-        if tasks is None or len(tasks) != b:
-            raise ValueError(f"{TASK!r} must be a list of {b} instructions; got {tasks!r}")
+        tasks = batch_tasks(obs, b)
         feeds: dict[str, np.ndarray] = {}
         for cam in self.config.cameras:
             key = image_key(cam)
@@ -145,7 +141,7 @@ class OrtPolicy:
                 raise KeyError(f"observation lacks {key!r}; found keys {sorted(obs)}")
             feeds[f"image_{cam}"] = self._images(obs, key, b)  # (B, H, W, 3)
         feeds["state"] = np.ascontiguousarray(state)
-        feeds["text_ids"], feeds["text_mask"] = self.encode_tasks([str(t) for t in tasks])
+        feeds["text_ids"], feeds["text_mask"] = self.encode_tasks(tasks)
         if "noise" in self._input_names:
             shape = (b, self.config.chunk_size, self.config.action_dim)
             feeds["noise"] = self._rng.standard_normal(shape, dtype=np.float32)

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from embodied_mm.features import ACTION, OBS_STATE, PLAN, TASK, image_key
+from embodied_mm.features import ACTION, OBS_STATE, PLAN, batch_tasks, image_key
 from embodied_mm.fsio import sha256_file
 from embodied_mm.model.backbone import Backbone, BackboneConfig
 from embodied_mm.model.config_io import config_from_dict, config_to_dict
@@ -214,11 +214,7 @@ class VLAPolicy(nn.Module):
         positions are None when no sample is padded."""
         state = self._state(obs)
         b = state.shape[0]
-        tasks = obs.get(TASK)
-        if isinstance(tasks, str):
-            tasks = [tasks] * b
-        if tasks is None or len(tasks) != b:
-            raise ValueError(f"{TASK!r} must be a list of {b} instructions; got {tasks!r}")
+        tasks = batch_tasks(obs, b)
         images = []
         for cam in self.config.cameras:
             key = image_key(cam)
@@ -229,7 +225,7 @@ class VLAPolicy(nn.Module):
                 raise ValueError(f"{key} has batch {img.shape[0]}, {OBS_STATE} has {b}")
             images.append(img)
 
-        text_ids, text_mask = self._encode_tasks(list(tasks))
+        text_ids, text_mask = self._encode_tasks(tasks)
         return self.prefix_from_tensors(images, state, text_ids, text_mask)
 
     def prefix_from_tensors(
