@@ -20,13 +20,18 @@ def eval_command(
     seed: int = typer.Option(100_000, help="First episode seed (held out from demo seeds)."),
     num_envs: int = typer.Option(2, help="Parallel envs per process (async vector env)."),
     out: Path = typer.Option(Path("outputs/eval"), help="Where eval_info.json and videos go."),
+    n_action_steps: int | None = typer.Option(
+        None, help="Actions played per predicted chunk before the next prediction (default: all)."
+    ),
 ) -> None:
     """Success rate (95% Wilson interval) and mean episode length per task; runs sharded
     across processes under `accelerate launch`."""
     from embodied_mm.eval.evaluate import run_eval
 
     env_ids = [e for e in env.split(",") if e]
-    info = run_eval(checkpoint, env_ids, engine, episodes, out, split, seed, num_envs)
+    info = run_eval(
+        checkpoint, env_ids, engine, episodes, out, split, seed, num_envs, n_action_steps
+    )
     if info is None:  # not the main process
         return
     for t in info["tasks"]:

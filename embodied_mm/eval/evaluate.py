@@ -56,6 +56,7 @@ def evaluate_policy(
     video_dir: Path | None = None,
     rank: int = 0,
     world_size: int = 1,
+    n_action_steps: int | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """This rank's share of the episodes (global episode ``i`` runs on rank ``i % world``):
     env id → per-episode records. Rank 0 writes one video per task."""
@@ -68,7 +69,7 @@ def evaluate_policy(
             if video_dir is not None and rank == 0 and b == 0:
                 video = video_dir / f"{env_id.replace('/', '_')}_{engine}.mp4"
             records += rollout_batch(policy, env_id, seeds[b : b + num_envs], engine, split,
-                                     video_path=video)  # fmt: skip
+                                     n_action_steps, video_path=video)  # fmt: skip
         out[env_id] = records
     return out
 
@@ -82,6 +83,7 @@ def run_eval(
     split: str = "train",
     seed: int = HELDOUT_SEED_BASE,
     num_envs: int = 2,
+    n_action_steps: int | None = None,
 ) -> dict[str, Any] | None:
     """Evaluate a checkpoint; on the main process, write and return ``eval_info.json``."""
     from accelerate import PartialState
@@ -93,7 +95,8 @@ def run_eval(
     policy = load_policy(checkpoint)
     t0 = time.perf_counter()
     mine = evaluate_policy(policy, env_ids, engine, episodes, split, seed, num_envs,
-                           out_dir / "videos", state.process_index, state.num_processes)  # fmt: skip
+                           out_dir / "videos", state.process_index, state.num_processes,
+                           n_action_steps)  # fmt: skip
     gathered = gather_object([mine]) if state.num_processes > 1 else [mine]
     if not state.is_main_process:
         return None
@@ -109,6 +112,7 @@ def run_eval(
         "split": split,
         "seed": seed,
         "num_processes": state.num_processes,
+        "n_action_steps": n_action_steps,
         "seconds": time.perf_counter() - t0,
         "tasks": [asdict(t) for t in tasks],
         "overall": {

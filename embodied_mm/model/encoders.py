@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from embodied_mm.model.augment import random_shift
+from embodied_mm.model.film import FiLM
 from embodied_mm.registry import Registry
 
 
@@ -80,6 +82,10 @@ class VisionConfig:
     num_heads: int = 2
     intermediate_size: int = 128
     freeze: bool = False  # keep the tower's weights fixed (typical with pretrained towers)
+    # Conv towers only: condition every stage on the instruction (FiLM, as RT-1 does).
+    film: bool = False
+    # Training only: random translation by up to this many pixels at the tower's input size.
+    shift_augment: int = 0
     # The tower's full transformers config, filled when built, so a saved policy rebuilds offline.
     hf_config: dict[str, Any] | None = None
 
@@ -165,12 +171,28 @@ def images_to_float(images: torch.Tensor) -> torch.Tensor:
 
 
 class VisionTower(nn.Module):
-    """One transformers vision model: float (B, 3, H, W) in [0, 1] → patch features (B, N, Dv)."""
+    """One transformers vision model: float (B, 3, H, W) in [0, 1] → patch features (B, N, Dv).
 
-    def __init__(self, cfg: VisionConfig) -> None:
+    With ``cfg.film`` the tower also takes the instruction embedding (B, ``cond_dim``).
+    """
+
+    def __init__(self, cfg: VisionConfig, cond_dim: int | None = None) -> None:
         super().__init__()
         self.model = build_vision_model(cfg)
         family = VISION_FAMILIES.get(cfg.family)
+        self.film: FiLM | None = None
+        if cfg.film:
+            if family.kind != "conv":
+                raise ValueError(
+                    f"film conditions conv towers between stages; {cfg.family!r} is a "
+                    f"{family.kind} tower (use family 'resnet')"
+                )
+            if cond_dim is None:
+                raise ValueError("a film tower needs cond_dim, the instruction embedding size")
+            self.film = FiLM(cond_dim, [int(c) for c in self.model.config.hidden_sizes])
+        if cfg.shift_augment < 0:
+            raise ValueError(f"shift_augment must be >= 0 pixels, got {cfg.shift_augment}")
+        self.shift_augment = cfg.shift_augment
         self.image_size = cfg.image_size
         self.hidden_size = cfg.hidden_size
         self.conv = family.kind == "conv"
@@ -203,9 +225,23 @@ class VisionTower(nn.Module):
             pixels, size=(self.image_size, self.image_size), mode="bilinear", antialias=True
         )
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        pixels = torch.addcmul(self.shift, self.resize(pixels), self.scale)
-        out = self.model(pixel_values=pixels).last_hidden_state
+    def forward(self, pixels: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """``pixels`` (B, 3, H, W) in [0, 1]; ``cond`` (B, E), required by film towers."""
+        pixels = self.resize(pixels)
+        if self.training and self.shift_augment:
+            pixels = random_shift(pixels, self.shift_augment)
+        pixels = torch.addcmul(self.shift, pixels, self.scale)
+        if self.film is not None:
+            if cond is None:
+                raise ValueError("this tower is conditioned on the instruction (film): pass cond")
+            x = self.model.embedder(pixels)  # (B, C_0, H/4, W/4)
+            for stage, (gamma, beta) in zip(
+                self.model.encoder.stages, self.film(cond), strict=True
+            ):
+                x = torch.addcmul(beta, stage(x), gamma)  # (B, C_i, h_i, w_i)
+            out = x
+        else:
+            out = self.model(pixel_values=pixels).last_hidden_state
         if self.conv:  # (B, Dv, h, w) feature map → (B, h*w, Dv) tokens, row-major
             return out.flatten(2).transpose(1, 2)
         return out  # (B, N, Dv)
@@ -218,23 +254,30 @@ class MultiCameraVision(nn.Module):
     tokens still say which camera they came from.
     """
 
-    def __init__(self, cfg: VisionConfig, cameras: list[str], shared: bool = True) -> None:
+    def __init__(
+        self,
+        cfg: VisionConfig,
+        cameras: list[str],
+        shared: bool = True,
+        cond_dim: int | None = None,
+    ) -> None:
         super().__init__()
         if not cameras:
             raise ValueError("a policy needs at least one camera")
         self.cameras = list(cameras)
         self.shared = shared
         if shared:
-            self.towers = nn.ModuleList([VisionTower(cfg)])
+            self.towers = nn.ModuleList([VisionTower(cfg, cond_dim)])
         else:
-            self.towers = nn.ModuleList([VisionTower(cfg) for _ in cameras])
+            self.towers = nn.ModuleList([VisionTower(cfg, cond_dim) for _ in cameras])
         tower = self.towers[0]
         self.hidden_size = tower.hidden_size
         self.tokens_per_camera = tower.num_tokens
         self.camera_embed = nn.Parameter(torch.randn(len(cameras), 1, tower.hidden_size) * 0.02)
 
-    def forward(self, images: list[torch.Tensor]) -> torch.Tensor:
-        """``images[c]``: float (B, 3, H, W) in [0, 1] for camera c → (B, C, N, Dv)."""
+    def forward(self, images: list[torch.Tensor], cond: torch.Tensor | None = None) -> torch.Tensor:
+        """``images[c]``: float (B, 3, H, W) in [0, 1] for camera c; ``cond`` (B, E) the
+        instruction embedding for film towers → (B, C, N, Dv)."""
         if self.shared:
             # One tower call for all cameras: (C*B, 3, H, W) is faster than C calls.
             tower = self.towers[0]
@@ -242,10 +285,13 @@ class MultiCameraVision(nn.Module):
                 pixels = tower.resize(torch.cat(images, dim=0))  # one resize for all cameras
             else:
                 pixels = torch.cat([tower.resize(x) for x in images], dim=0)
-            feats = tower(pixels)  # (C*B, N, Dv)
+            conds = None if cond is None else cond.repeat(len(images), 1)  # (C*B, E)
+            feats = tower(pixels, conds)  # (C*B, N, Dv)
             feats = feats.view(len(images), images[0].shape[0], *feats.shape[1:]).transpose(0, 1)
         else:
-            feats = torch.stack([t(x) for t, x in zip(self.towers, images, strict=True)], dim=1)
+            feats = torch.stack(
+                [t(x, cond) for t, x in zip(self.towers, images, strict=True)], dim=1
+            )
         return feats + self.camera_embed  # (B, C, N, Dv)
 
 

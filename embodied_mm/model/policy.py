@@ -36,6 +36,7 @@ from embodied_mm.model.encoders import (
     VisionConfig,
     images_to_float,
 )
+from embodied_mm.model.film import pooled_text
 from embodied_mm.model.heads import HEADS, DiscreteHead, HeadConfig, PlanText, build_head
 from embodied_mm.model.normalize import Normalizer, Stats, load_stats, unit_stats
 from embodied_mm.model.projectors import ProjectorConfig, build_projector
@@ -128,7 +129,9 @@ class VLAPolicy(nn.Module):
             config.backbone, len(tokenizer), head_cls.extra_tokens(config.head)
         )
         hidden = self.backbone.hidden_size
-        self.vision = MultiCameraVision(config.vision, config.cameras, config.shared_tower)
+        self.vision = MultiCameraVision(
+            config.vision, config.cameras, config.shared_tower, cond_dim=hidden
+        )
         self.projector = build_projector(config.projector, self.vision.hidden_size, hidden)
         self.proprio = ProprioEncoder(config.proprio, config.state_dim, hidden)
         self.head = build_head(config.head, hidden, config.chunk_size, config.action_dim)
@@ -239,7 +242,8 @@ class VLAPolicy(nn.Module):
         what :meth:`_prefix` computes after validation, and what ONNX export traces."""
         b = state.shape[0]
         text = self.backbone.embed(text_ids)  # (B, L, H)
-        feats = self.vision(images)  # (B, C, N, Dv)
+        cond = pooled_text(text, text_mask) if self.config.vision.film else None  # (B, H)
+        feats = self.vision(images, cond)  # (B, C, N, Dv)
         c, n = feats.shape[1], feats.shape[2]
         # The projector sees one image at a time, so a resampler gives a fixed count per camera.
         vis = self.projector(feats.reshape(b * c, n, -1))  # (B*C, N', H)

@@ -243,3 +243,22 @@ def test_fixed_batch_export_runs_any_batch_in_groups(exported_chunk, tmp_path):
     obs = random_obs(exported_chunk.policy.config, 3, seed=21)
     ours = OrtPolicy(tmp_path / "b1").predict_chunk(obs)  # three runs of batch 1
     np.testing.assert_allclose(ours, torch_predict(exported_chunk.policy, obs), rtol=0, atol=1e-4)
+
+
+def test_film_conv_tower_exports_with_parity(tmp_path):
+    """The instruction-conditioned ResNet tower (the shipped default's) through ONNX."""
+    from embodied_mm.policies import make_policy
+    from tests.export.conftest import export_with_cli
+
+    torch.manual_seed(0)
+    vision = {"family": "resnet", "image_size": 64, "hidden_size": 32, "num_layers": 2}
+    policy = make_policy(
+        "vla-chunk", vision={**vision, "film": True, "shift_augment": 4}, device="cpu"
+    ).eval()
+    for layer in policy.vision.towers[0].film.out:  # non-zero FiLM, so the text matters
+        layer.weight.data.normal_(0.0, 0.5)
+    policy.save_pretrained(tmp_path / "ckpt")
+    export_with_cli(tmp_path / "ckpt", tmp_path / "onnx")
+    obs = random_obs(policy.config, 3, seed=5)
+    ours = OrtPolicy(tmp_path / "onnx").predict_chunk(obs)
+    np.testing.assert_allclose(ours, torch_predict(policy, obs), rtol=0, atol=1e-4)

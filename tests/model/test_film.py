@@ -1,0 +1,106 @@
+"""FiLM-conditioned conv towers and the random-shift augmentation."""
+
+import pytest
+import torch
+
+from embodied_mm.model.augment import random_shift
+from embodied_mm.model.encoders import VisionConfig, VisionTower
+from embodied_mm.model.film import pooled_text
+from embodied_mm.model.policy import VLAPolicy
+from tests.model.helpers import make_batch, tiny_config, tiny_stats
+
+
+def resnet(**kw) -> VisionConfig:
+    return VisionConfig(family="resnet", image_size=32, hidden_size=32, num_layers=2, **kw)
+
+
+def randomize_film(tower: VisionTower) -> None:
+    g = torch.Generator().manual_seed(0)
+    for layer in tower.film.out:
+        layer.weight.data = 0.5 * torch.randn(layer.weight.shape, generator=g)
+
+
+def test_new_film_tower_computes_the_plain_tower():
+    torch.manual_seed(0)
+    film = VisionTower(resnet(film=True), cond_dim=8).eval()
+    plain = VisionTower(resnet()).eval()
+    plain.load_state_dict({k: v for k, v in film.state_dict().items() if not k.startswith("film.")})
+    pixels = torch.rand(3, 3, 32, 32)
+    torch.testing.assert_close(film(pixels, torch.randn(3, 8)), plain(pixels), rtol=0, atol=1e-6)
+
+
+def test_film_features_depend_on_the_instruction():
+    torch.manual_seed(0)
+    tower = VisionTower(resnet(film=True), cond_dim=8).eval()
+    randomize_film(tower)
+    pixels = torch.rand(1, 3, 32, 32).expand(2, -1, -1, -1)
+    feats = tower(pixels, torch.randn(2, 8))  # same image, two instructions
+    assert feats.shape == (2, tower.num_tokens, 32)
+    assert (feats[0] - feats[1]).abs().max() > 1e-2
+    with pytest.raises(ValueError, match="pass cond"):
+        tower(pixels)
+
+
+def test_film_needs_a_conv_tower_and_cond_dim():
+    with pytest.raises(ValueError, match="'siglip' is a vit tower"):
+        VisionTower(VisionConfig(family="siglip", image_size=32, film=True), cond_dim=8)
+    with pytest.raises(ValueError, match="needs cond_dim"):
+        VisionTower(resnet(film=True))
+    with pytest.raises(ValueError, match="shift_augment must be >= 0"):
+        VisionTower(resnet(shift_augment=-1))
+
+
+def test_pooled_text_ignores_padding():
+    text = torch.arange(12.0).view(1, 4, 3).repeat(2, 1, 1)  # (B, L, H)
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    out = pooled_text(text, mask)
+    torch.testing.assert_close(out[0], text[0, 2:].mean(0))
+    torch.testing.assert_close(out[1], text[1].mean(0))
+    torch.testing.assert_close(pooled_text(text, None), text.mean(1))
+
+
+def test_random_shift_crops_the_edge_padded_image():
+    torch.manual_seed(0)
+    pixels = torch.rand(6, 3, 16, 16)
+    assert random_shift(pixels, 0) is pixels
+    out = random_shift(pixels, 2)
+    assert out.shape == pixels.shape
+    padded = torch.nn.functional.pad(pixels, (2, 2, 2, 2), mode="replicate")
+    for i in range(6):
+        crops = [padded[i, :, y : y + 16, x : x + 16] for y in range(5) for x in range(5)]
+        assert any(torch.equal(out[i], c) for c in crops)
+    assert any(not torch.equal(out[i], pixels[i]) for i in range(6))  # some image moved
+
+
+def film_policy() -> VLAPolicy:
+    cfg = tiny_config(vision=resnet(film=True, shift_augment=2))
+    policy = VLAPolicy(cfg, stats=tiny_stats(), device="cpu")
+    randomize_film(policy.vision.towers[0])
+    return policy
+
+
+def test_film_policy_actions_follow_the_instruction_and_survive_save_load(tmp_path):
+    torch.manual_seed(0)
+    policy = film_policy().eval()
+    batch = make_batch(2)
+    batch["observation.images.front"][1] = batch["observation.images.front"][0]
+    batch["observation.images.wrist"][1] = batch["observation.images.wrist"][0]
+    batch["observation.state"][1] = batch["observation.state"][0]
+    batch["task"] = ["pick the red cube", "pick the blue cube"]
+    chunk = policy.predict_chunk(batch)  # eval: no shift, deterministic
+    assert (chunk[0] - chunk[1]).abs().max() > 1e-3
+    torch.testing.assert_close(policy.predict_chunk(batch), chunk, rtol=0, atol=0)
+    policy.save_pretrained(tmp_path)
+    loaded = VLAPolicy.from_pretrained(tmp_path, device="cpu").eval()
+    assert loaded.config.vision.film and loaded.config.vision.shift_augment == 2
+    torch.testing.assert_close(loaded.predict_chunk(batch), chunk, rtol=0, atol=1e-6)
+
+
+def test_film_policy_trains_end_to_end():
+    torch.manual_seed(0)
+    policy = film_policy().train()
+    loss, _ = policy.compute_loss(make_batch(4))
+    loss.backward()
+    film = policy.vision.towers[0].film
+    assert film.out[0].weight.grad.abs().sum() > 0
+    assert policy.backbone.embed(torch.tensor([[5]])).requires_grad  # the text side learns too
