@@ -17,6 +17,7 @@ from torch import nn
 
 from embodied_mm.model.augment import random_shift
 from embodied_mm.model.film import FiLM
+from embodied_mm.model.keypoints import KeypointReadout
 from embodied_mm.registry import Registry
 
 
@@ -84,6 +85,9 @@ class VisionConfig:
     freeze: bool = False  # keep the tower's weights fixed (typical with pretrained towers)
     # Conv towers only: condition every stage on the instruction (FiLM, as RT-1 does).
     film: bool = False
+    # Conv towers only: 0 reads the last feature map out as h*w tokens; K > 0 as K
+    # spatial-softmax keypoint tokens (position made explicit, see model/keypoints.py).
+    keypoints: int = 0
     # Training only: random translation by up to this many pixels at the tower's input size.
     shift_augment: int = 0
     # The tower's full transformers config, filled when built, so a saved policy rebuilds offline.
@@ -190,6 +194,14 @@ class VisionTower(nn.Module):
             if cond_dim is None:
                 raise ValueError("a film tower needs cond_dim, the instruction embedding size")
             self.film = FiLM(cond_dim, [int(c) for c in self.model.config.hidden_sizes])
+        self.keypoints: KeypointReadout | None = None
+        if cfg.keypoints:
+            if family.kind != "conv":
+                raise ValueError(
+                    f"keypoints read out a conv feature map; {cfg.family!r} is a {family.kind} "
+                    "tower (use family 'resnet')"
+                )
+            self.keypoints = KeypointReadout(cfg.hidden_size, cfg.keypoints, cfg.hidden_size)
         if cfg.shift_augment < 0:
             raise ValueError(f"shift_augment must be >= 0 pixels, got {cfg.shift_augment}")
         self.shift_augment = cfg.shift_augment
@@ -197,7 +209,7 @@ class VisionTower(nn.Module):
         self.hidden_size = cfg.hidden_size
         self.conv = family.kind == "conv"
         grid = cfg.image_size // cfg.patch_size
-        self.num_tokens = grid * grid + (1 if family.has_cls else 0)
+        self.num_tokens = cfg.keypoints or grid * grid + (1 if family.has_cls else 0)
         self.register_buffer("mean", torch.tensor(family.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(family.std).view(1, 3, 1, 1), persistent=False)
         # (x - mean) / std as one fused multiply-add on the hot path.
@@ -242,6 +254,8 @@ class VisionTower(nn.Module):
             out = x
         else:
             out = self.model(pixel_values=pixels).last_hidden_state
+        if self.keypoints is not None:
+            return self.keypoints(out)  # (B, K, Dv)
         if self.conv:  # (B, Dv, h, w) feature map → (B, h*w, Dv) tokens, row-major
             return out.flatten(2).transpose(1, 2)
         return out  # (B, N, Dv)

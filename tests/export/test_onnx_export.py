@@ -245,13 +245,16 @@ def test_fixed_batch_export_runs_any_batch_in_groups(exported_chunk, tmp_path):
     np.testing.assert_allclose(ours, torch_predict(exported_chunk.policy, obs), rtol=0, atol=1e-4)
 
 
-def test_film_conv_tower_exports_with_parity(tmp_path):
-    """The instruction-conditioned ResNet tower (the shipped default's) through ONNX."""
+@pytest.mark.parametrize("keypoints", [0, 8])
+def test_film_conv_tower_exports_with_parity(tmp_path, keypoints):
+    """The instruction-conditioned ResNet tower, with the grid or keypoint readout (the
+    shipped default's), through ONNX."""
     from embodied_mm.policies import make_policy
     from tests.export.conftest import export_with_cli
 
     torch.manual_seed(0)
-    vision = {"family": "resnet", "image_size": 64, "hidden_size": 32, "num_layers": 2}
+    vision = {"family": "resnet", "image_size": 64, "hidden_size": 32, "num_layers": 2,
+              "keypoints": keypoints}  # fmt: skip
     policy = make_policy(
         "vla-chunk", vision={**vision, "film": True, "shift_augment": 4}, device="cpu"
     ).eval()

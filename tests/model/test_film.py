@@ -1,9 +1,8 @@
-"""FiLM-conditioned conv towers and the random-shift augmentation."""
+"""FiLM-conditioned conv towers."""
 
 import pytest
 import torch
 
-from embodied_mm.model.augment import random_shift
 from embodied_mm.model.encoders import VisionConfig, VisionTower
 from embodied_mm.model.film import pooled_text
 from embodied_mm.model.policy import VLAPolicy
@@ -57,19 +56,6 @@ def test_pooled_text_ignores_padding():
     torch.testing.assert_close(out[0], text[0, 2:].mean(0))
     torch.testing.assert_close(out[1], text[1].mean(0))
     torch.testing.assert_close(pooled_text(text, None), text.mean(1))
-
-
-def test_random_shift_crops_the_edge_padded_image():
-    torch.manual_seed(0)
-    pixels = torch.rand(6, 3, 16, 16)
-    assert random_shift(pixels, 0) is pixels
-    out = random_shift(pixels, 2)
-    assert out.shape == pixels.shape
-    padded = torch.nn.functional.pad(pixels, (2, 2, 2, 2), mode="replicate")
-    for i in range(6):
-        crops = [padded[i, :, y : y + 16, x : x + 16] for y in range(5) for x in range(5)]
-        assert any(torch.equal(out[i], c) for c in crops)
-    assert any(not torch.equal(out[i], pixels[i]) for i in range(6))  # some image moved
 
 
 def film_policy() -> VLAPolicy:
