@@ -22,6 +22,9 @@ OBS_STATE = "observation.state"
 ACTION = "action"
 TASK = "task"
 PLAN = "plan"
+# Not a stored feature: the state at the last frame of a sample's episode (its hindsight goal),
+# which the window dataset adds on request for the policy's goal-prediction loss.
+FINAL_STATE = "episode_final_state"
 
 
 def image_key(camera: str) -> str:

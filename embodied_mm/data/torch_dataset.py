@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from embodied_mm.data.reader import DatasetMeta, EpisodeRef, load_frames
 from embodied_mm.data.video import DEFAULT_TOLERANCE_S, DecoderPool
-from embodied_mm.features import ACTION, OBS_STATE, PLAN, TASK
+from embodied_mm.features import ACTION, FINAL_STATE, OBS_STATE, PLAN, TASK
 
 BOOKKEEPING_KEYS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
 
@@ -74,7 +74,10 @@ class LeRobotWindowDataset(Dataset):
         episodes: Sequence[int] | None = None,
         tolerance_s: float = DEFAULT_TOLERANCE_S,
         max_open_videos: int = 64,
+        final_state: bool = False,
     ) -> None:
+        """``final_state``: also give each sample its episode's last ``observation.state``
+        (key ``episode_final_state``), the target of the policy's goal-prediction loss."""
         self.meta = DatasetMeta(Path(root))
         in_parquet = [k for k, f in self.meta.features.items() if f.get("dtype") == "image"]
         if in_parquet:
@@ -89,6 +92,9 @@ class LeRobotWindowDataset(Dataset):
                 raise ValueError(f"episodes {sorted(unknown)} are not in {self.meta.root}")
             self.meta.episodes = [e for e in self.meta.episodes if e.episode_index in wanted]
         self.tolerance_s = tolerance_s
+        if final_state and OBS_STATE not in self.meta.features:
+            raise ValueError(f"{self.meta.root}: final_state needs {OBS_STATE!r}, which it lacks")
+        self.final_state = final_state
         delta_timestamps = dict(delta_timestamps or {})
         unknown_keys = set(delta_timestamps) - set(self.meta.features)
         if unknown_keys:
@@ -162,6 +168,8 @@ class LeRobotWindowDataset(Dataset):
                 item[f"{key}_is_pad"] = torch.from_numpy(pad)
             else:
                 item[key] = self._images(ep, key, cols["timestamp"][[i]])[0]  # (3, H, W)
+        if self.final_state:
+            item[FINAL_STATE] = torch.from_numpy(np.ascontiguousarray(cols[OBS_STATE][end - 1]))
         item[TASK] = self.meta.tasks[int(cols["task_index"][i])]
         if PLAN in cols:
             item[PLAN] = cols[PLAN][i]
@@ -190,11 +198,13 @@ def build_window_dataset(
     n_obs_steps: int = 1,
     chunk_size: int = 8,
     episodes: Sequence[int] | None = None,
+    final_state: bool = False,
 ) -> LeRobotWindowDataset:
-    """The usual training view: state + images history of ``n_obs_steps``, K-action chunks."""
+    """The usual training view: state + images history of ``n_obs_steps``, K-action chunks
+    (and with ``final_state`` each episode's last state, see :class:`LeRobotWindowDataset`)."""
     meta = DatasetMeta(Path(root))
     obs_keys = [OBS_STATE, *meta.video_keys] if n_obs_steps > 1 else []
     deltas = chunk_delta_timestamps(meta.fps, n_obs_steps, chunk_size, obs_keys)
     if n_obs_steps == 1:
         deltas = {ACTION: deltas[ACTION]}
-    return LeRobotWindowDataset(root, deltas, episodes=episodes)
+    return LeRobotWindowDataset(root, deltas, episodes=episodes, final_state=final_state)

@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from embodied_mm.features import ACTION, OBS_STATE, PLAN, batch_tasks, image_key
+from embodied_mm.features import ACTION, FINAL_STATE, OBS_STATE, PLAN, batch_tasks, image_key
 from embodied_mm.fsio import sha256_file
 from embodied_mm.model.backbone import Backbone, BackboneConfig
 from embodied_mm.model.config_io import config_from_dict, config_to_dict
@@ -72,6 +73,11 @@ class PolicyConfig:
     max_text_tokens: int = 32  # longer instructions are cut
     max_plan_tokens: int = 32
     plan_loss_weight: float = 1.0
+    # Training only: > 0 adds a hindsight-goal loss (weight × MSE) that predicts the state at
+    # the end of the sample's episode from the image tokens alone. The action loss alone
+    # let small policies memorise the training scenes instead of locating the object the
+    # instruction names; the end state (where the gripper went) is that location.
+    goal_loss_weight: float = 0.0
     norm_modes: dict[str, str] = field(
         default_factory=lambda: {OBS_STATE: "mean_std", ACTION: "q01_q99"}
     )
@@ -135,6 +141,12 @@ class VLAPolicy(nn.Module):
         self.projector = build_projector(config.projector, self.vision.hidden_size, hidden)
         self.proprio = ProprioEncoder(config.proprio, config.state_dim, hidden)
         self.head = build_head(config.head, hidden, config.chunk_size, config.action_dim)
+        self.goal_head: nn.Module | None = None
+        if config.goal_loss_weight > 0:
+            n_visual = len(config.cameras) * self.vision.tokens_per_camera * self.vision.hidden_size
+            self.goal_head = nn.Sequential(
+                nn.Linear(n_visual, hidden), nn.GELU(), nn.Linear(hidden, config.state_dim)
+            )
         if isinstance(self.head, DiscreteHead):
             self.head.token_offset = int(config.backbone.extra_token_offset)
 
@@ -215,6 +227,12 @@ class VLAPolicy(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Embedded prefix (B, P, H), attention mask (B, P) and position ids (B, P); mask and
         positions are None when no sample is padded."""
+        return self.prefix_from_tensors(*self._inputs(obs))
+
+    def _inputs(
+        self, obs: dict[str, Any]
+    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Validated observation → the tensors :meth:`prefix_from_tensors` takes."""
         state = self._state(obs)
         b = state.shape[0]
         tasks = batch_tasks(obs, b)
@@ -229,7 +247,7 @@ class VLAPolicy(nn.Module):
             images.append(img)
 
         text_ids, text_mask = self._encode_tasks(tasks)
-        return self.prefix_from_tensors(images, state, text_ids, text_mask)
+        return images, state, text_ids, text_mask
 
     def prefix_from_tensors(
         self,
@@ -240,6 +258,17 @@ class VLAPolicy(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """The prefix from already-tokenised tensors only (no Python tokenizer, no checks):
         what :meth:`_prefix` computes after validation, and what ONNX export traces."""
+        embeds, mask, pos, _ = self._embed(images, state, text_ids, text_mask)
+        return embeds, mask, pos
+
+    def _embed(
+        self,
+        images: list[torch.Tensor],
+        state: torch.Tensor,
+        text_ids: torch.Tensor,
+        text_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+        """:meth:`prefix_from_tensors` plus the image features (B, C, N, Dv) it embedded."""
         b = state.shape[0]
         text = self.backbone.embed(text_ids)  # (B, L, H)
         cond = pooled_text(text, text_mask) if self.config.vision.film else None  # (B, H)
@@ -252,10 +281,10 @@ class VLAPolicy(nn.Module):
         dtype = text.dtype
         embeds = torch.cat([text, vis.to(dtype), prop.to(dtype)], dim=1)  # (B, P, H)
         if text_mask is None:  # no padding anywhere: default causal attention is exact
-            return embeds, None, None
+            return embeds, None, None, feats
         mask = torch.cat([text_mask, text_mask.new_ones(b, embeds.shape[1] - text.shape[1])], 1)
         pos = (mask.cumsum(1) - 1).clamp_min(0)
-        return embeds, mask, pos
+        return embeds, mask, pos, feats
 
     # ------------------------------------------------------------------ the API
     def compute_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -271,12 +300,16 @@ class VLAPolicy(nn.Module):
                 f"training batch lacks {ACTION!r} and {PLAN!r} text; found keys {sorted(batch)}"
             )
         with self._autocast():
-            prefix, mask, pos = self._prefix(batch)
+            prefix, mask, pos, feats = self._embed(*self._inputs(batch))
             loss = prefix.new_zeros((), dtype=torch.float32)
             metrics: dict[str, float] = {}
             if ACTION in batch:
                 target, valid = self._action_target(batch)
                 loss, metrics = self.head.loss(self.backbone, prefix, mask, pos, target, valid)
+            if self.goal_head is not None:
+                goal_loss = self._goal_loss(batch, feats)
+                loss = loss + self.config.goal_loss_weight * goal_loss
+                metrics["goal_mse"] = goal_loss.item()
             if labelled:
                 idx = torch.tensor(labelled, device=self.device)
                 plan_ids, plan_mask = self._encode_plans([plans[i] for i in labelled])
@@ -289,6 +322,18 @@ class VLAPolicy(nn.Module):
                 metrics["plan_ce"] = plan_loss.item()
         metrics["loss"] = loss.item()
         return loss, metrics
+
+    def _goal_loss(self, batch: dict[str, Any], feats: torch.Tensor) -> torch.Tensor:
+        """MSE of the goal head's (normalised) end-of-episode state from ``feats`` (B, C, N, Dv)."""
+        if FINAL_STATE not in batch:
+            raise KeyError(
+                f"goal_loss_weight > 0 needs {FINAL_STATE!r} in the batch (the window dataset "
+                f"gives it with final_state=True); found keys {sorted(batch)}"
+            )
+        final = torch.as_tensor(batch[FINAL_STATE]).to(self.device, torch.float32)  # (B, S)
+        assert self.goal_head is not None
+        pred = self.goal_head(feats.flatten(1).float())  # (B, S)
+        return F.mse_loss(pred, self.normalizer.normalize(OBS_STATE, final))
 
     def _action_target(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised action chunk (B, K, D) and its validity mask (B, K)."""

@@ -108,7 +108,12 @@ def load_datasets(cfg: TrainConfig, policy_config: Any) -> tuple[Dataset, list[A
         meta = DatasetMeta(Path(root))
         check_features(policy_config, meta.features, f"dataset {root}")
         parts.append(
-            build_window_dataset(root, cfg.n_obs_steps, chunk_size=policy_config.chunk_size)
+            build_window_dataset(
+                root,
+                cfg.n_obs_steps,
+                chunk_size=policy_config.chunk_size,
+                final_state=policy_config.goal_loss_weight > 0,
+            )
         )
     dataset: Dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
     return dataset, parts

@@ -112,3 +112,15 @@ def test_images_inside_parquet_are_refused_by_name(small_dataset):
         ValueError, match=r"observation\.images\.top.*only cameras stored as videos"
     ):
         LeRobotWindowDataset(root)
+
+
+def test_final_state_is_the_last_state_of_each_samples_episode(small_dataset):
+    from embodied_mm.features import FINAL_STATE
+
+    root, episodes = small_dataset  # lengths 12, 7, 15
+    ds = build_window_dataset(root, chunk_size=2, final_state=True)
+    starts = np.cumsum([0] + [len(e) for e in episodes])
+    for e, ep in enumerate(episodes):
+        for row in (starts[e], starts[e + 1] - 1):
+            np.testing.assert_array_equal(ds[int(row)][FINAL_STATE].numpy(), ep.state[-1])
+    assert FINAL_STATE not in build_window_dataset(root, chunk_size=2)[0]

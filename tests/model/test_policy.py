@@ -5,7 +5,7 @@ import torch
 
 from embodied_mm.model.heads import PlanText
 from embodied_mm.model.policy import PolicyConfig, VLAPolicy, shipped_tokenizer_dir
-from tests.model.helpers import CHUNK, make_batch, obs_only, tiny_config, tiny_stats
+from tests.model.helpers import CHUNK, STATE_DIM, make_batch, obs_only, tiny_config, tiny_stats
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +141,23 @@ def test_plans_never_decode_to_action_tokens():
     prefix, mask, pos = policy._prefix(obs)
     ids = PlanText.generate(policy.backbone, prefix, mask, pos, 1, 2, max_new_tokens=5)
     assert all(0 <= t < offset for row in ids for t in row)
+
+
+def test_goal_loss_needs_the_final_state_and_trains_the_image_path(tmp_path):
+    from embodied_mm.features import FINAL_STATE
+    from embodied_mm.model.policy import VLAPolicy
+
+    torch.manual_seed(0)
+    policy = VLAPolicy(tiny_config(goal_loss_weight=0.5), stats=tiny_stats(), device="cpu")
+    batch = make_batch(4)
+    with pytest.raises(KeyError, match="episode_final_state"):
+        policy.compute_loss(batch)
+    batch[FINAL_STATE] = torch.randn(4, STATE_DIM)
+    loss, metrics = policy.compute_loss(batch)
+    assert metrics["goal_mse"] > 0 and loss.item() > metrics["l1"]
+    loss.backward()
+    assert policy.goal_head[0].weight.grad.abs().sum() > 0
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.vision.parameters())
+    policy.save_pretrained(tmp_path)  # the head is part of the checkpoint and loads back
+    loaded = VLAPolicy.from_pretrained(tmp_path, device="cpu")
+    torch.testing.assert_close(loaded.goal_head[0].weight, policy.goal_head[0].weight)

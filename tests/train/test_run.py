@@ -125,3 +125,12 @@ def test_policy_stats_use_every_frame_not_averaged_episode_quantiles(tmp_path):
     assert stats["action"]["q99"][0] == pytest.approx(0.4)
     on_disk = build_window_dataset(root).stats["action"]
     assert abs(float(np.asarray(on_disk["q99"]).reshape(-1)[0])) < 0.4  # the averaged one
+
+
+def test_goal_loss_trains_from_the_episode_end_state(tiny_dataset, tmp_path):
+    """goal_loss_weight > 0: the run serves each episode's final state and logs goal_mse."""
+    cfg = _cfg(tiny_dataset, tmp_path / "run", policy_overrides={"goal_loss_weight": 0.5})
+    result = run_training(cfg)
+    assert math.isfinite(result.final_loss)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["goal_mse"] > 0 for r in rows if "loss" in r)
