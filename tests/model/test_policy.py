@@ -145,7 +145,6 @@ def test_plans_never_decode_to_action_tokens():
 
 def test_goal_loss_needs_the_final_state_and_trains_the_image_path(tmp_path):
     from embodied_mm.features import FINAL_STATE
-    from embodied_mm.model.policy import VLAPolicy
 
     torch.manual_seed(0)
     policy = VLAPolicy(tiny_config(goal_loss_weight=0.5), stats=tiny_stats(), device="cpu")
