@@ -247,8 +247,8 @@ def test_fixed_batch_export_runs_any_batch_in_groups(exported_chunk, tmp_path):
 
 @pytest.mark.parametrize("keypoints", [0, 8])
 def test_film_conv_tower_exports_with_parity(tmp_path, keypoints):
-    """The instruction-conditioned ResNet tower, with the grid or keypoint readout (the
-    shipped default's), through ONNX."""
+    """The instruction-conditioned ResNet tower, with the grid or keypoint readout (and the
+    goal head, as the shipped default has), through ONNX."""
     from embodied_mm.policies import make_policy
     from tests.export.conftest import export_with_cli
 
@@ -256,8 +256,9 @@ def test_film_conv_tower_exports_with_parity(tmp_path, keypoints):
     vision = {"family": "resnet", "image_size": 64, "hidden_size": 32, "num_layers": 2,
               "keypoints": keypoints}  # fmt: skip
     policy = make_policy(
-        "vla-chunk", vision={**vision, "film": True, "shift_augment": 4}, device="cpu"
-    ).eval()
+        "vla-chunk", vision={**vision, "film": True, "shift_augment": 4}, device="cpu",
+        goal_loss_weight=0.5 if keypoints else 0.0,  # a training-only head, not exported
+    ).eval()  # fmt: skip
     for layer in policy.vision.towers[0].film.out:  # non-zero FiLM, so the text matters
         layer.weight.data.normal_(0.0, 0.5)
     policy.save_pretrained(tmp_path / "ckpt")
