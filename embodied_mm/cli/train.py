@@ -22,7 +22,9 @@ def train(
     lr: float = typer.Option(None, help="Peak learning rate."),
     lora_r: int = typer.Option(None, help="LoRA rank on the backbone (0 = none)."),
     freeze: str = typer.Option(None, help="Comma-separated: vision,backbone,proprio."),
-    stage: str = typer.Option(None, help="instruct (default)."),
+    stage: str = typer.Option(
+        None, help="align | ground | instruct (default); see docs/training.md."
+    ),
     config: Path = typer.Option(None, help="YAML file of TrainConfig fields."),
     resume: bool = typer.Option(False, help="Continue the run dir from its last checkpoint."),
 ) -> None:

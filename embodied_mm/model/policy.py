@@ -78,6 +78,8 @@ class PolicyConfig:
     # let small policies memorise the training scenes instead of locating the object the
     # instruction names; the end state (where the gripper went) is that location.
     goal_loss_weight: float = 0.0
+    # The state dims the goal head predicts (e.g. our sim's gripper x, y: [8, 9]); None = all.
+    goal_dims: list[int] | None = None
     norm_modes: dict[str, str] = field(
         default_factory=lambda: {OBS_STATE: "mean_std", ACTION: "q01_q99"}
     )
@@ -143,9 +145,16 @@ class VLAPolicy(nn.Module):
         self.head = build_head(config.head, hidden, config.chunk_size, config.action_dim)
         self.goal_head: nn.Module | None = None
         if config.goal_loss_weight > 0:
+            dims = config.goal_dims if config.goal_dims is not None else range(config.state_dim)
+            self.goal_dims = [int(d) for d in dims]
+            bad = [d for d in self.goal_dims if not 0 <= d < config.state_dim]
+            if bad or not self.goal_dims:
+                raise ValueError(
+                    f"goal_dims must be state dims in [0, {config.state_dim}); got {dims}"
+                )
             n_visual = len(config.cameras) * self.vision.tokens_per_camera * self.vision.hidden_size
             self.goal_head = nn.Sequential(
-                nn.Linear(n_visual, hidden), nn.GELU(), nn.Linear(hidden, config.state_dim)
+                nn.Linear(n_visual, hidden), nn.GELU(), nn.Linear(hidden, len(self.goal_dims))
             )
         if isinstance(self.head, DiscreteHead):
             self.head.token_offset = int(config.backbone.extra_token_offset)
@@ -292,10 +301,12 @@ class VLAPolicy(nn.Module):
         ``action_is_pad`` (B, K) bool and ``plan`` list[str] where "" is unlabelled).
 
         A batch with ``plan`` text but no ``action`` trains the text path alone: alignment
-        pre-training feeds frame captions this way (``embodied_mm.train.captions``)."""
+        pre-training feeds frame captions this way (``embodied_mm.train.captions``). One with
+        ``episode_final_state`` but neither trains the goal head alone (grounding stage)."""
         plans = batch.get(PLAN)
         labelled = [i for i, p in enumerate(plans or []) if p]
-        if ACTION not in batch and not labelled:
+        goal_only = self.goal_head is not None and FINAL_STATE in batch
+        if ACTION not in batch and not labelled and not goal_only:
             raise KeyError(
                 f"training batch lacks {ACTION!r} and {PLAN!r} text; found keys {sorted(batch)}"
             )
@@ -324,7 +335,8 @@ class VLAPolicy(nn.Module):
         return loss, metrics
 
     def _goal_loss(self, batch: dict[str, Any], feats: torch.Tensor) -> torch.Tensor:
-        """MSE of the goal head's (normalised) end-of-episode state from ``feats`` (B, C, N, Dv)."""
+        """MSE of the goal head's (normalised) end-of-episode state, its ``goal_dims``, from
+        ``feats`` (B, C, N, Dv)."""
         if FINAL_STATE not in batch:
             raise KeyError(
                 f"goal_loss_weight > 0 needs {FINAL_STATE!r} in the batch (the window dataset "
@@ -332,8 +344,8 @@ class VLAPolicy(nn.Module):
             )
         final = torch.as_tensor(batch[FINAL_STATE]).to(self.device, torch.float32)  # (B, S)
         assert self.goal_head is not None
-        pred = self.goal_head(feats.flatten(1).float())  # (B, S)
-        return F.mse_loss(pred, self.normalizer.normalize(OBS_STATE, final))
+        pred = self.goal_head(feats.flatten(1).float())  # (B, G)
+        return F.mse_loss(pred, self.normalizer.normalize(OBS_STATE, final)[:, self.goal_dims])
 
     def _action_target(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised action chunk (B, K, D) and its validity mask (B, K)."""

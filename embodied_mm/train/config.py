@@ -24,7 +24,10 @@ class TrainConfig:
     policy_overrides: dict[str, Any] = field(default_factory=dict)
     dataset: list[str] = field(default_factory=list)  # one or more LeRobot dataset dirs
     out: str = "runs/train"  # run directory: config, checkpoints, logs, plots
-    stage: Literal["align", "instruct"] = "instruct"  # survey's PT (projectors only) or IT
+    # align: the survey's PT (projectors only, on captions); ground: the image path and text
+    # embeddings learn to predict where each episode ends (the goal head alone, needs
+    # goal_loss_weight > 0); instruct: the survey's IT (actions, plans, and the goal loss)
+    stage: Literal["align", "ground", "instruct"] = "instruct"
     init_from: str | None = None  # policy dir whose weights start this run (e.g. after align)
     # --- optimisation --------------------------------------------------------------------
     steps: int = 2000

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import ConcatDataset, Dataset
 
-from embodied_mm.features import ACTION, OBS_STATE, image_key
+from embodied_mm.features import ACTION, OBS_STATE, PLAN, image_key
 from embodied_mm.train.config import TrainConfig
 from embodied_mm.train.trainer import TrainResult, train
 
@@ -94,6 +94,15 @@ def build_policy(cfg: TrainConfig, stats: dict[str, Any] | None):
         # the survey's MM pre-training: only the input projectors learn
         policy.requires_grad_(False)
         policy.projector.requires_grad_(True)
+    if cfg.stage == "ground":
+        if policy.goal_head is None:
+            raise ValueError(
+                "the ground stage trains the goal head: set goal_loss_weight > 0 in "
+                "--policy-overrides (and goal_dims, e.g. [8, 9] for our sim's gripper x, y)"
+            )
+        policy.requires_grad_(False)
+        for part in (policy.vision, policy.goal_head, policy.backbone.lm.get_input_embeddings()):
+            part.requires_grad_(True)
     return policy
 
 
@@ -117,6 +126,23 @@ def load_datasets(cfg: TrainConfig, policy_config: Any) -> tuple[Dataset, list[A
         )
     dataset: Dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
     return dataset, parts
+
+
+class GoalOnly(Dataset):
+    """A window dataset's samples without actions and plans: the ground stage's batches,
+    which train the goal head alone (see ``VLAPolicy.compute_loss``)."""
+
+    DROPPED = (ACTION, f"{ACTION}_is_pad", PLAN)
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.dataset[i]
+        return {k: v for k, v in item.items() if k not in self.DROPPED}
 
 
 def load_weights(policy: Any, policy_dir: Path) -> None:
@@ -184,6 +210,8 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     else:
         dataset, parts = load_datasets(cfg, policy_config)
         stats = policy_stats(parts)
+        if cfg.stage == "ground":
+            dataset = GoalOnly(dataset)
     set_seed(cfg.seed)  # the initial weights are part of what a seed reproduces
     policy = build_policy(cfg, stats)
     if cfg.init_from:

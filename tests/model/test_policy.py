@@ -160,3 +160,12 @@ def test_goal_loss_needs_the_final_state_and_trains_the_image_path(tmp_path):
     policy.save_pretrained(tmp_path)  # the head is part of the checkpoint and loads back
     loaded = VLAPolicy.from_pretrained(tmp_path, device="cpu")
     torch.testing.assert_close(loaded.goal_head[0].weight, policy.goal_head[0].weight)
+
+
+def test_goal_dims_choose_what_the_goal_head_predicts():
+    policy = VLAPolicy(
+        tiny_config(goal_loss_weight=1.0, goal_dims=[1, 3]), stats=tiny_stats(), device="cpu"
+    )
+    assert policy.goal_head[-1].out_features == 2
+    with pytest.raises(ValueError, match=r"goal_dims must be state dims in \[0, 5\)"):
+        VLAPolicy(tiny_config(goal_loss_weight=1.0, goal_dims=[7]), device="cpu")

@@ -134,3 +134,18 @@ def test_goal_loss_trains_from_the_episode_end_state(tiny_dataset, tmp_path):
     assert math.isfinite(result.final_loss)
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["goal_mse"] > 0 for r in rows if "loss" in r)
+
+
+def test_ground_stage_trains_the_image_path_on_the_goal_alone(tiny_dataset, tmp_path):
+    overrides = {"goal_loss_weight": 1.0, "goal_dims": [0, 1]}
+    with pytest.raises(ValueError, match="the ground stage trains the goal head"):
+        run_training(_cfg(tiny_dataset, tmp_path / "no-goal", stage="ground"))
+    cfg = _cfg(tiny_dataset, tmp_path / "run", stage="ground", policy_overrides=overrides)
+    policy = build_policy(cfg, None)
+    trainable = {n.split(".")[0] for n, p in policy.named_parameters() if p.requires_grad}
+    assert trainable == {"vision", "goal_head", "backbone"}
+    assert all("embed" in n for n, p in policy.backbone.named_parameters() if p.requires_grad)
+    run_training(cfg)
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if "loss" in r]
+    assert steps and all("goal_mse" in r and "l1" not in r for r in steps)
