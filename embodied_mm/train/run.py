@@ -129,19 +129,26 @@ def load_datasets(cfg: TrainConfig, policy_config: Any) -> tuple[Dataset, list[A
 
 
 class GoalOnly(Dataset):
-    """A window dataset's samples without actions and plans: the ground stage's batches,
-    which train the goal head alone (see ``VLAPolicy.compute_loss``)."""
+    """The ground stage's samples: each episode's first frame (the arm at its start pose, the
+    scene unoccluded), without actions and plans, so batches train the goal head alone (see
+    ``VLAPolicy.compute_loss``). Training on every frame instead localised ~7x slower."""
 
     DROPPED = (ACTION, f"{ACTION}_is_pad", PLAN)
 
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
+    def __init__(self, parts: list[Any]) -> None:
+        self.parts = parts
+        self.rows = [
+            (p, int(r))
+            for p, part in enumerate(parts)
+            for r in np.nonzero(np.asarray(part.frames.columns["frame_index"]) == 0)[0]
+        ]
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return len(self.rows)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        item = self.dataset[i]
+        p, row = self.rows[i]
+        item = self.parts[p][row]
         return {k: v for k, v in item.items() if k not in self.DROPPED}
 
 
@@ -211,7 +218,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         dataset, parts = load_datasets(cfg, policy_config)
         stats = policy_stats(parts)
         if cfg.stage == "ground":
-            dataset = GoalOnly(dataset)
+            dataset = GoalOnly(parts)
     set_seed(cfg.seed)  # the initial weights are part of what a seed reproduces
     policy = build_policy(cfg, stats)
     if cfg.init_from:

@@ -139,8 +139,10 @@ def test_goal_loss_trains_from_the_episode_end_state(tiny_dataset, tmp_path):
 def test_ground_stage_trains_the_image_path_on_the_goal_alone(tiny_dataset, tmp_path):
     overrides = {"goal_loss_weight": 1.0, "goal_dims": [0, 1]}
     with pytest.raises(ValueError, match="the ground stage trains the goal head"):
-        run_training(_cfg(tiny_dataset, tmp_path / "no-goal", stage="ground"))
-    cfg = _cfg(tiny_dataset, tmp_path / "run", stage="ground", policy_overrides=overrides)
+        run_training(_cfg(tiny_dataset, tmp_path / "no-goal", stage="ground", batch_size=2))
+    cfg = _cfg(
+        tiny_dataset, tmp_path / "run", stage="ground", policy_overrides=overrides, batch_size=2
+    )  # 3 episodes: 3 first frames
     policy = build_policy(cfg, None)
     trainable = {n.split(".")[0] for n, p in policy.named_parameters() if p.requires_grad}
     assert trainable == {"vision", "goal_head", "backbone"}
@@ -149,3 +151,15 @@ def test_ground_stage_trains_the_image_path_on_the_goal_alone(tiny_dataset, tmp_
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "loss" in r]
     assert steps and all("goal_mse" in r and "l1" not in r for r in steps)
+
+
+def test_goal_only_serves_each_episodes_first_frame_without_actions(tiny_dataset):
+    from embodied_mm.data.torch_dataset import build_window_dataset
+    from embodied_mm.features import FINAL_STATE
+    from embodied_mm.train.run import GoalOnly
+
+    ds = GoalOnly([build_window_dataset(tiny_dataset, chunk_size=2, final_state=True)])
+    assert len(ds) == 3  # episodes of 20, 16 and 12 frames
+    items = [ds[i] for i in range(3)]
+    assert [int(x["frame_index"]) for x in items] == [0, 0, 0]
+    assert all(FINAL_STATE in x and "action" not in x and "plan" not in x for x in items)
