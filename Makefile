@@ -41,25 +41,32 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info outputs
 
-# The shipped default policy, end to end (demos → training → held-out evaluation → copy into
-# sim_assets/checkpoints/default). About 30 min on 2 CPU cores.
+# The shipped default policy, end to end (demos → grounding stage → instruction tuning →
+# held-out evaluation → copy into sim_assets/checkpoints/default). About 50 min on 2 CPU cores.
 DEFAULT_TASKS := embodied_mm/ReachObject-v0 embodied_mm/PickLift-v0
+DEFAULT_DEMOS := 3500
 DEFAULT_RUN := runs/default_policy
-DEFAULT_OVERRIDES := {"vision": {"family": "resnet", "image_size": 64, "hidden_size": 128, "num_layers": 3}, "proprio": {"dropout": 0.5}}
+DEFAULT_OVERRIDES := {"vision": {"family": "resnet", "image_size": 64, "hidden_size": 64, "num_layers": 2, "film": true, "keypoints": 16}, "proprio": {"dropout": 0.5}, "goal_loss_weight": 1.0, "goal_dims": [8, 9]}
+DEFAULT_GROUND_STEPS := 1500
 DEFAULT_STEPS := 4000
+DEFAULT_DATASETS = $(shell echo $(DEFAULT_TASKS) | sed 's#embodied_mm/\([A-Za-z]*\)-v0#runs/demos/\1#g; s/ /,/g')
+DEFAULT_TRAIN = OMP_NUM_THREADS=1 $(VENV)/bin/embodied-mm train --policy vla-chunk \
+	  --dataset $(DEFAULT_DATASETS) --num-workers 1 --policy-overrides '$(DEFAULT_OVERRIDES)'
 
 .PHONY: default-policy
 default-policy: $(STAMP)
 	for env in $(DEFAULT_TASKS); do \
 	  name=$$(echo $$env | sed 's#.*/##; s#-v0##'); \
-	  $(VENV)/bin/embodied-mm record --env $$env --episodes 200 --out runs/demos/$$name --resume || exit 1; \
+	  $(VENV)/bin/embodied-mm record --env $$env --episodes $(DEFAULT_DEMOS) --workers 2 \
+	    --out runs/demos/$$name --resume || exit 1; \
 	done
-	OMP_NUM_THREADS=1 $(VENV)/bin/embodied-mm train --policy vla-chunk \
-	  --dataset runs/demos/ReachObject,runs/demos/PickLift --out $(DEFAULT_RUN) \
-	  --steps $(DEFAULT_STEPS) --batch-size 32 --lr 5e-4 --warmup-steps 200 --save-every 500 \
-	  --num-workers 1 --policy-overrides '$(DEFAULT_OVERRIDES)'
-	$(VENV)/bin/embodied-mm eval --checkpoint $(DEFAULT_RUN)/checkpoints/step-$$(printf %07d $(DEFAULT_STEPS))/policy \
+	$(DEFAULT_TRAIN) --stage ground --out $(DEFAULT_RUN)/ground --steps $(DEFAULT_GROUND_STEPS) \
+	  --batch-size 64 --lr 1e-3 --warmup-steps 50 --save-every 500
+	$(DEFAULT_TRAIN) --out $(DEFAULT_RUN)/instruct --steps $(DEFAULT_STEPS) --batch-size 32 \
+	  --lr 5e-4 --warmup-steps 200 --save-every 1000 \
+	  --init-from $(DEFAULT_RUN)/ground/checkpoints/step-$$(printf %07d $(DEFAULT_GROUND_STEPS))/policy
+	$(VENV)/bin/embodied-mm eval --checkpoint $(DEFAULT_RUN)/instruct/checkpoints/step-$$(printf %07d $(DEFAULT_STEPS))/policy \
 	  --env $$(echo $(DEFAULT_TASKS) | tr ' ' ,) --episodes 50 --out $(DEFAULT_RUN)/eval
 	rm -rf sim_assets/checkpoints/default
 	mkdir -p sim_assets/checkpoints
-	cp -r $(DEFAULT_RUN)/checkpoints/step-$$(printf %07d $(DEFAULT_STEPS))/policy sim_assets/checkpoints/default
+	cp -r $(DEFAULT_RUN)/instruct/checkpoints/step-$$(printf %07d $(DEFAULT_STEPS))/policy sim_assets/checkpoints/default
