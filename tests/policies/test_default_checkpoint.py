@@ -1,0 +1,17 @@
+"""The default policy shipped in sim_assets/checkpoints/default (made by `make default-policy`)."""
+
+from embodied_mm.cli.demo import shipped_checkpoint
+from embodied_mm.model.policy import VLAPolicy
+
+MAX_BYTES = 20 * 1024 * 1024  # the issue's budget for a shipped checkpoint
+
+
+def test_shipped_checkpoint_is_small_and_loads_offline():
+    path = shipped_checkpoint()
+    assert path is not None, "sim_assets/checkpoints/default is missing"
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    assert size <= MAX_BYTES, f"{size / 2**20:.1f} MiB"
+    policy = VLAPolicy.from_pretrained(path, device="cpu")
+    cfg = policy.config
+    assert cfg.head.kind == "chunk" and cfg.cameras == ["front", "wrist"]
+    assert cfg.vision.family == "resnet" and cfg.vision.film and cfg.vision.keypoints > 0
