@@ -22,7 +22,10 @@ def test_yaml_round_trip(tmp_path):
     ("values", "message"),
     [
         ({"learning_rate": 1}, "unknown training option 'learning_rate'"),
-        ({"stage": "pretrain"}, r"stage: 'pretrain' is not one of \['align', 'instruct'\]"),
+        (
+            {"stage": "pretrain"},
+            r"stage: 'pretrain' is not one of \['align', 'ground', 'instruct'\]",
+        ),
         ({"steps": "many"}, "steps: cannot read 'many' as int"),
     ],
 )
