@@ -131,8 +131,8 @@ def load_datasets(cfg: TrainConfig, policy_config: Any) -> tuple[Dataset, list[A
 class GoalOnly(Dataset):
     """The ground stage's samples: each episode's first frame (the arm at its start pose, the
     scene unoccluded), without actions and plans, so batches train the goal head alone (see
-    ``VLAPolicy.compute_loss``). On every frame the held-out goal error was still 9.7 cm after 2000
-    steps; on first frames it was 2.8 cm after 500."""
+    ``VLAPolicy.compute_loss``). On every frame the held-out goal error was still 9.7 cm
+    after 2000 steps; on first frames it was 2.8 cm after 500."""
 
     DROPPED = (ACTION, f"{ACTION}_is_pad", PLAN)
 
