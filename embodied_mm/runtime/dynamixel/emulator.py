@@ -8,8 +8,11 @@ position to the goal (instantly, or by at most ``max_step_ticks`` per answered r
 
 Faults can be injected for the next N packets: ``"crc"`` (a status packet with a wrong CRC),
 ``"timeout"`` (no answer), ``"hardware_error"`` (the alert bit in every status packet and the
-Hardware Error Status register set, until cleared). Useful for tests and for trying the CLI
-without an arm (``python -m embodied_mm.runtime.dynamixel.emulator``).
+Hardware Error Status register set, until cleared). A motor can also go silent for good
+(:meth:`MotorBusEmulator.silence`: a cut cable or a brown-out; it neither answers nor takes
+commands), and an obstacle can stop a motor short of its goal (:meth:`MotorBusEmulator.block`:
+an object in a gripper's jaws). Useful for tests and for trying the CLI without an arm
+(``python -m embodied_mm.runtime.dynamixel.emulator``).
 """
 
 from __future__ import annotations
@@ -82,6 +85,9 @@ class MotorBusEmulator:
         tty.setraw(self._slave)  # no echo, no line discipline: bytes pass untouched
         self.port = os.ttyname(self._slave)
         self._faults: dict[str, int] = {}
+        self._silent: set[int] = set()  # motors that no longer see the bus
+        # motor id -> (ticks it cannot move past, whether it is above them)
+        self._obstacles: dict[int, tuple[int, bool]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="dxl-emulator", daemon=True)
@@ -117,6 +123,23 @@ class MotorBusEmulator:
         """Latch a Hardware Error Status (e.g. 0x20 overload) on a motor; 0 clears it."""
         with self._lock:
             self.motors[motor_id].memory[ADDR_HW_ERROR] = bits
+
+    def silence(self, motor_id: int) -> None:
+        """The motor drops off the bus: no answers, and writes no longer reach its control
+        table (its torque and goal registers keep the values they had)."""
+        with self._lock:
+            self._silent.add(motor_id)
+
+    def block(self, motor_id: int, ticks: int | None) -> None:
+        """An obstacle at ``ticks``, on the side of the motor's goal: moving towards the goal,
+        the motor stops there (its goal register keeps the commanded target). The motor stays
+        on the side of ``ticks`` it is on now. None removes the obstacle."""
+        with self._lock:
+            if ticks is None:
+                self._obstacles.pop(motor_id, None)
+            else:
+                above = self.motors[motor_id].present >= ticks
+                self._obstacles[motor_id] = (int(ticks), above)
 
     def set_positions(self, ticks: dict[int, int]) -> None:
         """Move motors by hand (as a person does during calibration)."""
@@ -167,11 +190,17 @@ class MotorBusEmulator:
         delta = motor.goal - motor.present
         if self.max_step_ticks is not None:
             delta = max(-self.max_step_ticks, min(self.max_step_ticks, delta))
-        motor.set_present(motor.present + delta)
+        target = motor.present + delta
+        if motor.motor_id in self._obstacles:
+            obstacle, above = self._obstacles[motor.motor_id]
+            target = max(target, obstacle) if above else min(target, obstacle)
+        motor.set_present(target)
 
     def _handle(self, motor_id: int, inst: int, params: bytes) -> list[bytes]:
+        if motor_id in self._silent:
+            return []
         targets = list(self.motors) if motor_id == BROADCAST_ID else [motor_id]
-        targets = [t for t in targets if t in self.motors]
+        targets = [t for t in targets if t in self.motors and t not in self._silent]
         if inst == INST_PING:
             return [
                 self._status(self.motors[t], self.motors[t].read(ADDR_MODEL_NUMBER, 2) + b"\x2e")
@@ -197,7 +226,7 @@ class MotorBusEmulator:
             )
             replies = []
             for i in params[4:]:
-                if i in self.motors:
+                if i in self.motors and i not in self._silent:
                     self._advance(self.motors[i])
                     replies.append(self._status(self.motors[i], self.motors[i].read(addr, length)))
             return replies
@@ -209,7 +238,7 @@ class MotorBusEmulator:
             body = params[4:]
             for k in range(0, len(body) - length, length + 1):
                 i = body[k]
-                if i in self.motors:
+                if i in self.motors and i not in self._silent:
                     self.motors[i].write(addr, body[k + 1 : k + 1 + length])
             return []
         return []

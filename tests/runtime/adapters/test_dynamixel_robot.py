@@ -5,7 +5,7 @@ import pytest
 
 from embodied_mm.features import OBS_STATE
 from embodied_mm.runtime.adapters.dynamixel import DynamixelRobot
-from embodied_mm.runtime.dynamixel.bus import HardwareError
+from embodied_mm.runtime.dynamixel.bus import BusError, HardwareError
 from embodied_mm.runtime.dynamixel.calibration import Calibration, JointCalibration
 from embodied_mm.runtime.dynamixel.emulator import MotorBusEmulator
 
@@ -75,9 +75,62 @@ def test_hardware_error_surfaces(arm):
     emu.set_hardware_error(4, 0)
 
 
-def test_disconnect_disables_torque():
-    with MotorBusEmulator(list(range(1, 7))) as emu:
+def ticks(rad: float, motor_id: int) -> int:
+    """Goal register value of ``rad`` on the test calibration's motor ``motor_id``."""
+    direction = 1 if (motor_id - 1) % 2 == 0 else -1
+    return round(2048 + direction * rad * 4096 / (2 * np.pi))
+
+
+def test_disconnect_keeps_torque_on_and_holds_where_the_arm_is():
+    with MotorBusEmulator(list(range(1, 7)), max_step_ticks=5) as emu:
         robot = DynamixelRobot(emu.port, koch_calibration())
+        robot.connect()
+        robot.send_action(np.array([0.5, 0.0, 0.0, 0.0, 0.0, 0.0]))
+        robot.get_observation()  # the shoulder is on its way (5 ticks per read), not there
+        robot.disconnect()
+        assert all(m.torque for m in emu.motors.values())  # the arm does not fall
+        shoulder = emu.motors[1]
+        assert 2048 < shoulder.goal == shoulder.present < ticks(0.5, 1)  # stopped, held
+
+
+def test_release_on_disconnect_turns_torque_off():
+    with MotorBusEmulator(list(range(1, 7))) as emu:
+        robot = DynamixelRobot(emu.port, koch_calibration(), release_on_disconnect=True)
         robot.connect()
         robot.disconnect()
         assert not any(m.torque for m in emu.motors.values())
+
+
+def test_hold_keeps_the_gripper_target_when_an_object_blocks_it(arm):
+    emu, robot = arm
+    emu.block(6, 2048 - 100)  # an object in the jaws: the gripper stops 100 ticks in
+    robot.send_action(np.array([0.2, 0.0, 0.0, 0.0, 0.0, 0.5]))  # close (direction -1)
+    present = robot.get_observation().frame[OBS_STATE]
+    assert emu.motors[6].present == 2048 - 100
+    hold = robot.hold_action()
+    np.testing.assert_allclose(hold[:5], present[:5], rtol=1e-6)  # arm: where it is
+    assert hold[5] == 0.5  # gripper: still squeezing, not "where it is"
+    robot.safe_stop()
+    assert emu.motors[6].goal == ticks(0.5, 6) and emu.motors[6].present == 2048 - 100
+    assert emu.motors[1].goal == ticks(0.2, 1)
+
+
+def test_safe_stop_when_a_motor_stops_answering(arm):
+    emu, robot = arm
+    robot.send_action(np.array([0.3, 0.0, 0.0, 0.0, 0.0, 0.0]))
+    robot.get_observation()
+    emu.silence(4)
+    with pytest.raises(BusError):
+        robot.get_observation()
+    robot.safe_stop()  # the joints cannot be read: the motors keep their last goal
+    assert emu.motors[1].goal == ticks(0.3, 1)
+    robot.disconnect()
+    assert all(m.torque for m in emu.motors.values())  # no motor was let go
+
+
+def test_a_nonfinite_action_is_refused_before_the_bus(arm):
+    emu, robot = arm
+    goals = [m.goal for m in emu.motors.values()]
+    with pytest.raises(ValueError, match=r"NaN/inf in joints \[2\]"):
+        robot.send_action(np.array([0.1, 0.1, np.nan, 0.0, 0.0, 0.0]))
+    assert [m.goal for m in emu.motors.values()] == goals
