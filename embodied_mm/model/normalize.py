@@ -9,7 +9,11 @@ Statistics follow LeRobot's ``stats.json`` layout::
 Modes per feature:
 
 - ``identity``: unchanged.
-- ``mean_std``: ``(x - mean) / std`` (state: keeps outliers visible to the model).
+- ``mean_std``: ``(x - mean) / std`` (state: keeps outliers visible to the model). ``std`` is
+  clamped from below to ``STD_FLOOR_REL`` of the feature's widest per-dimension range
+  (``max - min``): a dimension that barely moves in the data (a quaternion component of the
+  shipped checkpoint has std 0.0013 where the joints span 2.6 rad) would otherwise turn a
+  millimetre-scale shift on another robot or engine into tens of standard deviations.
 - ``min_max`` / ``q01_q99``: maps ``[low, high]`` to ``[-1, 1]`` and clips (actions: the
   discrete head bins ``[-1, 1]`` and the clipping keeps every decoded action inside the bounds).
 """
@@ -24,6 +28,9 @@ from torch import nn
 
 NORM_MODES = ("identity", "mean_std", "min_max", "q01_q99")
 _EPS = 1e-6
+# Floor of a mean_std feature's std, as a fraction of its widest dimension's range: a shift of
+# 1% of that range is at most one standard deviation in any dimension.
+STD_FLOOR_REL = 0.01
 
 Stats = dict[str, dict[str, list[float]]]
 
@@ -50,6 +57,19 @@ def load_stats(path: str | Path) -> Stats:
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ValueError(f"normalisation stats {path} must map feature -> {{stat: [values]}}")
     return data
+
+
+def std_floor(feature_stats: dict[str, list[float]]) -> float:
+    """Lowest std a ``mean_std`` feature is divided by: ``STD_FLOOR_REL`` × its widest range.
+
+    Falls back to a tiny epsilon when the stats hold no ``min``/``max`` (or every dimension is
+    constant), so that a division by zero is still impossible.
+    """
+    low, high = feature_stats.get("min"), feature_stats.get("max")
+    if not low or not high:
+        return _EPS
+    widest = max(float(h) - float(lo) for lo, h in zip(low, high, strict=True))
+    return max(STD_FLOOR_REL * widest, _EPS)
 
 
 class Normalizer(nn.Module):
@@ -87,6 +107,8 @@ class Normalizer(nn.Module):
                         f"stats {feature}.{name} has shape {tuple(values.shape)}; "
                         f"expected ({dims[feature]},)"
                     )
+                if name == "std":
+                    values = values.clamp_min(std_floor(self.stats[feature]))
                 # Buffers follow the module across devices; the JSON copy is what gets saved.
                 self.register_buffer(f"{prefix}_{j}", values, persistent=False)
 
@@ -100,7 +122,7 @@ class Normalizer(nn.Module):
             return x
         a, b = self._pair(feature)
         if mode == "mean_std":
-            return (x - a) / (b + _EPS)
+            return (x - a) / b
         return (2.0 * (x - a) / (b - a).clamp_min(_EPS) - 1.0).clamp(-1.0, 1.0)
 
     def unnormalize(self, feature: str, y: torch.Tensor) -> torch.Tensor:
@@ -109,7 +131,7 @@ class Normalizer(nn.Module):
             return y
         a, b = self._pair(feature)
         if mode == "mean_std":
-            return y * (b + _EPS) + a
+            return y * b + a
         # Clamp first so the result lies inside [low, high] whatever the head produced.
         return (y.clamp(-1.0, 1.0) + 1.0) / 2.0 * (b - a) + a
 

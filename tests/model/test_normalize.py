@@ -3,7 +3,13 @@ import json
 import pytest
 import torch
 
-from embodied_mm.model.normalize import Normalizer, load_stats, unit_stats
+from embodied_mm.model.normalize import (
+    STD_FLOOR_REL,
+    Normalizer,
+    load_stats,
+    std_floor,
+    unit_stats,
+)
 from tests.model.helpers import ACTION_HIGH, ACTION_LOW, tiny_stats
 
 MODES = {"observation.state": "mean_std", "action": "q01_q99"}
@@ -70,3 +76,29 @@ def test_stats_file_round_trip_and_corrupt_file(tmp_path):
     path.write_text('{"action": {"q01": [1, 2')
     with pytest.raises(ValueError, match=r"stats\.json"):
         load_stats(path)
+
+
+def _state_stats(std: list[float], low: list[float], high: list[float]) -> dict:
+    return {"observation.state": {"mean": [0.0] * len(std), "std": std, "min": low, "max": high}}
+
+
+def test_tiny_std_is_clamped_relative_to_the_widest_range():
+    # As in the shipped checkpoint: joints span ~2.6 rad, a quaternion component has std 0.0013.
+    stats = _state_stats([0.46, 0.0013, 0.0], [-0.53, -0.0079, 0.2], [2.12, 0.0079, 0.2])
+    norm = Normalizer(stats, {"observation.state": "mean_std"}, {"observation.state": 3})
+    widest = 2.12 - (-0.53)
+    shift = torch.full((1, 3), STD_FLOOR_REL * widest)  # 1% of the widest range, every dim
+    z = norm.normalize("observation.state", shift)
+    assert z.abs().max() <= 1.0 + 1e-5  # was ~20 std in the quaternion dim before the floor
+    assert torch.isfinite(z).all()  # a constant dimension (std 0) divides by the floor
+    # A dimension above the floor keeps its own std, and the round trip stays exact.
+    assert z[0, 0] == pytest.approx(STD_FLOOR_REL * widest / 0.46, rel=1e-5)
+    x = torch.randn(8, 3)
+    assert torch.allclose(
+        norm.unnormalize("observation.state", norm.normalize("observation.state", x)), x, atol=1e-5
+    )
+
+
+def test_std_floor_without_min_max_is_a_tiny_epsilon():
+    assert std_floor({"mean": [0.0], "std": [0.0]}) == pytest.approx(1e-6)
+    assert std_floor({"min": [-1.0, 0.0], "max": [1.0, 0.5]}) == pytest.approx(2.0 * STD_FLOOR_REL)
