@@ -3,11 +3,16 @@
 Each stage is timed (p50/p99 in :class:`StageTimer`); a step whose busy time exceeds the
 control period counts as a deadline miss, and the loop then starts the next step at once
 instead of trying to catch up (catching up would send a burst of commands).
+
+An engaged e-stop skips inference (which can take up to the server timeout): the step goes
+straight to the hold. Things an operator must know at once (the policy became unavailable or
+came back, a stop and why) are passed to ``on_event`` as one line of text when they happen
+(logged as warnings without it).
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +26,8 @@ from embodied_mm.runtime.recording import RunRecorder
 from embodied_mm.runtime.robot import Robot, RobotObservation
 from embodied_mm.runtime.safety import FilteredAction, SafetyFilter
 from embodied_mm.runtime.timing import StageTimer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -45,7 +52,11 @@ class ControllerLoop:
         task: str | None = None,
         recorder: RunRecorder | None = None,
         on_step: Callable[[int, ControllerLoop], None] | None = None,
+        on_event: Callable[[str], None] | None = None,
+        policy_name: str = "policy",
     ) -> None:
+        """``on_event``: receives operator messages as they happen (see the module docstring).
+        ``policy_name``: how those messages name the policy, e.g. ``policy server ws://...``."""
         if hz <= 0:
             raise ValueError(f"hz must be positive, got {hz}")
         self.robot = robot
@@ -56,9 +67,12 @@ class ControllerLoop:
         self.task = task
         self.recorder = recorder
         self.on_step = on_step
+        self.on_event = on_event
+        self.policy_name = policy_name
         self.timer = StageTimer(self.period)
         self.step = 0
         self.error: str | None = None
+        self._policy_lost = False
 
     def run(self, max_steps: int) -> LoopResult:
         """Run until ``max_steps``, the end of a sim episode, an e-stop or a watchdog stop."""
@@ -75,14 +89,26 @@ class ControllerLoop:
                 # A robot that cannot be read or commanded (bus error, motor alert, camera gone)
                 # is brought to rest if it still can be; the error then ends the run.
                 self.error = f"{type(e).__name__}: {e}"
-                with contextlib.suppress(Exception):
+                held = True
+                try:
                     self.robot.safe_stop()
+                except Exception as stop_error:
+                    held = False
+                    log.warning("safe stop after %s failed: %s", self.error, stop_error)
+                self._event(
+                    f"error at step {self.step}: {self.error}; "
+                    + ("the robot is holding" if held else "no hold could be sent")
+                )
                 reason = "error"
                 break
             plan = self.executor.plan
             if plan and (not plans or plans[-1] != plan):
                 plans.append(plan)
-            self._record(obs.frame, raw, safe.action, [i.value for i in safe.interventions], plan)
+            # read once: the async executor's worker may change it at any moment
+            policy_error = self.executor.last_error
+            interventions = [i.value for i in safe.interventions]
+            self._record(obs.frame, raw, safe.action, interventions, plan, policy_error)
+            self._watch_policy(raw, policy_error)
             steps_run += 1
             self.step += 1
             self.timer.end_step(time.perf_counter() - t0)
@@ -90,6 +116,7 @@ class ControllerLoop:
                 self.on_step(self.step, self)
             if safe.stop:
                 reason = "estop" if self.safety.estop.engaged else "watchdog_stop"
+                self._event(self._stop_message(reason))
                 break
             if self.robot.episode_done:
                 reason = "episode_done"
@@ -120,7 +147,9 @@ class ControllerLoop:
             frame = dict(obs.frame)
             frame[TASK] = self.task if self.task is not None else (self.robot.task or "")
         with self.timer.stage("infer"):
-            raw = self.executor.next_action(frame)
+            # An e-stop engaged since the last step must not wait for an inference (up to the
+            # server timeout in open-loop mode): no action, and the filter holds and stops.
+            raw = None if self.safety.estop.engaged else self.executor.next_action(frame)
         with self.timer.stage("postprocess"):
             safe = self.safety.filter(raw, self.robot.hold_action(), obs.stamps)
         with self.timer.stage("act"):
@@ -130,6 +159,39 @@ class ControllerLoop:
                 self.robot.send_action(safe.action)
         return safe, raw, obs
 
+    def _event(self, message: str) -> None:
+        if self.on_event is not None:
+            self.on_event(message)
+        else:
+            log.warning("%s", message)
+
+    def _watch_policy(self, raw: np.ndarray | None, error: str | None) -> None:
+        """Report, at the step it happens, that the policy stopped answering (and what the
+        robot does meanwhile) or answers again."""
+        if error is not None and not self._policy_lost:
+            self._policy_lost = True
+            doing = (
+                "the robot is holding where it is"
+                if raw is None
+                else "the robot plays the actions already queued, then holds"
+            )
+            wait = self.safety.config.watchdog_stop_s
+            self._event(
+                f"{self.policy_name} lost at step {self.step} ({error}): {doing}; "
+                f"it stops after {wait:g} s without an action"
+            )
+        elif error is None and self._policy_lost and raw is not None:
+            self._policy_lost = False
+            self._event(f"{self.policy_name} answers again at step {self.step}")
+
+    def _stop_message(self, reason: str) -> str:
+        if reason == "estop":
+            why = f"e-stop ({self.safety.estop.reason or 'engaged'})"
+        else:
+            wait = self.safety.config.watchdog_stop_s
+            why = f"watchdog stop (no action for {wait:g} s)"
+        return f"{why} at step {self.step - 1}: the robot is holding where it is"
+
     def _record(
         self,
         frame: dict[str, Any],
@@ -137,6 +199,7 @@ class ControllerLoop:
         sent: np.ndarray,
         interventions: list[str],
         plan: str | None,
+        policy_error: str | None,
     ) -> None:
         if self.recorder is None:
             return
@@ -149,7 +212,7 @@ class ControllerLoop:
                 "interventions": interventions,
                 "plan": plan,
                 "infer_ms": self.executor.last_infer_ms,
-                "policy_error": self.executor.last_error,
+                "policy_error": policy_error,
                 "stage_ms": {k: v[-1] * 1e3 for k, v in self.timer.samples.items() if v},
             }
         )

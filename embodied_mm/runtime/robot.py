@@ -73,8 +73,9 @@ class Robot(abc.ABC):
         """(D,) the command that keeps the robot where it is now."""
 
     def safe_stop(self) -> None:
-        """Bring the robot to rest where it is (hold); the loop ends after this."""
-        self.send_action(self.hold_action())
+        """Bring the robot to rest where it is (hold); the loop ends after this. A hold with
+        NaN/inf in it is refused (ValueError) rather than sent."""
+        self.send_action(check_hold(self, self.hold_action()))
 
     def default_safety(self) -> SafetyConfig:
         """The robot's own limits (joint limits, gripper range, workspace)."""
@@ -104,3 +105,13 @@ def check_action(robot: Robot, action: np.ndarray) -> np.ndarray:
             f"{robot.name} takes actions of shape ({robot.action_dim},), got {a.shape}"
         )
     return a
+
+
+def check_hold(robot: Robot, hold: np.ndarray) -> np.ndarray:
+    """The hold command as float64 (D,), or a ValueError when it has NaN/inf (a broken sensor
+    reading must not become a motor command)."""
+    h = np.asarray(hold, dtype=np.float64)
+    if not np.isfinite(h).all():
+        bad = np.flatnonzero(~np.isfinite(h)).tolist()
+        raise ValueError(f"{robot.name}: the hold command has NaN/inf in dims {bad}; not sent")
+    return h

@@ -2,6 +2,9 @@
 
 Checks, in order (the first that decides "hold" wins; clipping checks all apply):
 
+0. the hold command itself has NaN or inf (a broken reading of the robot's own state) →
+   :class:`NonFiniteHold` is raised: there is no safe command to send, and the loop ends the
+   run as an error with nothing sent;
 1. e-stop engaged (SIGINT or :meth:`EStop.trigger`) → hold and stop;
 2. stale observation: a camera frame older than ``max_obs_age_s`` → hold;
 3. watchdog: no fresh action this step → hold; none for ``watchdog_stop_s`` → hold and stop;
@@ -11,8 +14,8 @@ Checks, in order (the first that decides "hold" wins; clipping checks all apply)
 7. workspace box: the end-effector position the action leads to lies outside → hold.
 
 "Hold" is the robot's own :meth:`Robot.hold_action` (its current position for
-position-controlled arms, a zero delta for end-effector-delta control), so a hold never moves
-the robot. Each intervention is counted in :attr:`SafetyFilter.counts` and logged, with the
+position-controlled arms, a zero delta for end-effector-delta control, the gripper at its last
+commanded target in both), so a hold never moves the robot nor loosens a grasp. Each intervention is counted in :attr:`SafetyFilter.counts` and logged, with the
 step and the reason, in :attr:`SafetyFilter.events`.
 """
 
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 
 
 class Intervention(str, enum.Enum):
+    NONFINITE_HOLD = "nonfinite_hold"
     ESTOP = "estop"
     STALE_OBS = "stale_observation"
     WATCHDOG_HOLD = "watchdog_hold"
@@ -43,6 +47,10 @@ class Intervention(str, enum.Enum):
     GRIPPER_LIMIT = "gripper_limit"
     MAX_DELTA = "max_delta"
     WORKSPACE = "workspace"
+
+
+class NonFiniteHold(ValueError):
+    """The robot's hold command has NaN/inf: nothing safe can be sent."""
 
 
 class EStop:
@@ -169,7 +177,8 @@ class SafetyFilter:
         """Decide what to send this step.
 
         ``action``: (D,) the policy's command, or None when no fresh action is available.
-        ``hold``: (D,) the command that keeps the robot where it is now.
+        ``hold``: (D,) the command that keeps the robot where it is now; NaN/inf in it raises
+        :class:`NonFiniteHold` (after counting the intervention).
         ``obs_stamps``: capture time per camera, on the same clock as ``clock``.
         """
         now = self.clock()
@@ -193,6 +202,11 @@ class SafetyFilter:
         cfg = self.config
         if self._last_fresh is None:
             self._last_fresh = now  # the watchdog starts with the episode
+        if not np.isfinite(hold).all():
+            bad = np.flatnonzero(~np.isfinite(hold)).tolist()
+            detail = f"the robot's hold command has NaN/inf in dims {bad}"
+            self._record(Intervention.NONFINITE_HOLD, detail, out)
+            raise NonFiniteHold(f"{detail}; nothing sent")
         if self.estop.engaged:
             self._record(Intervention.ESTOP, self.estop.reason or "engaged", out)
             out.stop = True

@@ -190,3 +190,90 @@ def test_camera_dropout_makes_the_arm_hold(arm_policy, tmp_path):
     assert stale.interventions == {"stale_observation": 5}
     assert held == moved  # the arm did not move while it could not see
     assert camera.failed_reads >= 1
+
+
+def test_an_engaged_estop_skips_inference(sim, tiny_policy, tmp_path):
+    """The e-stop pressed during a step is acted on at the next one without running the
+    policy first (an inference can take up to the server timeout)."""
+    sim.reset_episode(seed=5)
+    executor = TemporalEnsembleExecutor(LocalPolicy(tiny_policy))  # infers every step
+    safety = SafetyFilter(sim.default_safety(), 50.0, sim.ee_position_fn())
+    recorder = RunRecorder(tmp_path)
+    events: list[str] = []
+
+    def press_at_step_3(step, loop):
+        if step == 3:
+            safety.estop.trigger("operator")
+
+    loop = ControllerLoop(
+        sim, executor, safety, 50.0, recorder=recorder, on_step=press_at_step_3,
+        on_event=events.append,
+    )  # fmt: skip
+    try:
+        result = loop.run(20)
+    finally:
+        recorder.close()
+    assert result.stop_reason == "estop" and result.steps == 4
+    assert executor.step == 3  # steps 0-2 ran the policy, the e-stop step did not
+    last = json.loads((tmp_path / "run.jsonl").read_text().splitlines()[-1])
+    assert last["interventions"] == ["estop"] and last["raw_action"] is None
+    assert events == ["e-stop (operator) at step 3: the robot is holding where it is"]
+
+
+def test_watchdog_hold_keeps_the_grip_when_the_policy_server_goes(tmp_path):
+    """A gripper closed on an object stops short of its target; when the policy server
+    disappears, the watchdog holds keep squeezing (goal = last target, not the blocked
+    position), the operator is told at once, and the arm stays powered after the stop."""
+    from embodied_mm.deploy.client import PolicyClient, RemotePolicy
+    from embodied_mm.deploy.server import PolicyServer, ServerThread
+    from embodied_mm.runtime.adapters.dynamixel import DynamixelRobot
+    from embodied_mm.runtime.adapters.opencv_camera import OpenCVCamera
+    from embodied_mm.runtime.dynamixel.emulator import MotorBusEmulator
+    from tests.runtime import steady_arm
+
+    camera = OpenCVCamera(str(steady_arm.write_clip(tmp_path / "cam.mp4")), fps=30)
+    server = ServerThread(PolicyServer(LocalPolicy(steady_arm.steady_policy()), "127.0.0.1", 0))
+    events: list[str] = []
+    hold_goals: list[int] = []
+    running = [server.__enter__()]  # stopped mid-run below, like a crashed server
+
+    def stop_server():
+        if running:
+            running.pop().__exit__(None, None, None)
+
+    try:
+        with MotorBusEmulator(steady_arm.IDS) as emu:
+            emu.block(6, steady_arm.ticks(steady_arm.OBJECT_RAD))
+            client = PolicyClient(server.url, timeout_s=2.0, connect_timeout_s=0.5)
+            robot = DynamixelRobot(emu.port, steady_arm.calibration(), {"front": camera})
+            with robot:
+                cfg = dataclasses.replace(robot.default_safety(), watchdog_stop_s=0.5)
+                safety = SafetyFilter(cfg, 20.0)
+                executor = OpenLoopExecutor(RemotePolicy(client))  # a new chunk every 8 steps
+
+                def on_step(step, loop):
+                    if step == 6:  # the gripper has closed on the object; next chunk is due
+                        stop_server()
+                    if safety.events and safety.events[-1]["kind"] == "watchdog_hold":
+                        hold_goals.append(emu.motors[6].goal)
+
+                loop = ControllerLoop(
+                    robot, executor, safety, 20.0, "grasp", on_step=on_step,
+                    on_event=events.append, policy_name=f"policy server {server.url}",
+                )  # fmt: skip
+                result = loop.run(200)
+                client.close()
+            gripper, arm = emu.motors[6], [emu.motors[i] for i in steady_arm.IDS[:5]]
+            torque = [m.torque for m in emu.motors.values()]
+    finally:
+        stop_server()
+    assert result.stop_reason == "watchdog_stop", result
+    assert gripper.present == steady_arm.ticks(steady_arm.OBJECT_RAD)  # the object is there
+    target = steady_arm.ticks(steady_arm.TARGET[5])
+    assert hold_goals and set(hold_goals) == {target}  # every hold kept squeezing
+    assert gripper.goal == target and all(torque)  # and so does the arm after the stop
+    assert [m.goal for m in arm] == [steady_arm.ticks(r) for r in steady_arm.TARGET[:5]]
+    lost, stop = events
+    assert lost.startswith(f"policy server {server.url} lost at step 8 (")
+    assert lost.endswith("the robot is holding where it is; it stops after 0.5 s without an action")
+    assert stop.startswith("watchdog stop (no action for 0.5 s) at step ")

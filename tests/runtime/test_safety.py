@@ -6,7 +6,13 @@ import signal
 import numpy as np
 import pytest
 
-from embodied_mm.runtime.safety import EStop, Intervention, SafetyConfig, SafetyFilter
+from embodied_mm.runtime.safety import (
+    EStop,
+    Intervention,
+    NonFiniteHold,
+    SafetyConfig,
+    SafetyFilter,
+)
 
 
 class FakeClock:
@@ -58,6 +64,18 @@ def test_nan_and_inf_hold_current_position():
         np.testing.assert_array_equal(out.action, HOLD)
         assert out.interventions == [Intervention.NONFINITE]
     assert f.counts["nonfinite_action"] == 3
+
+
+@pytest.mark.parametrize("action", [None, np.zeros(4), np.array([0.0, np.nan, 0.0, 0.0])])
+def test_a_nonfinite_hold_is_never_returned(action):
+    """A hold is what every intervention sends; a broken state reading must not become one,
+    whatever the policy sent (no action, a good one, a NaN one) and even under an e-stop."""
+    f, _ = make(SafetyConfig(max_velocity=[1.0] * 4))
+    f.estop.trigger("operator")
+    bad_hold = np.array([0.1, np.inf, np.nan, 0.5])
+    with pytest.raises(NonFiniteHold, match=r"hold command has NaN/inf in dims \[1, 2\]"):
+        f.filter(action, bad_hold)
+    assert f.counts["nonfinite_hold"] == 1 and f.events[-1]["kind"] == "nonfinite_hold"
 
 
 def test_max_velocity_limits_step_from_last_command():
