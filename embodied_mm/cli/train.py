@@ -27,23 +27,49 @@ def train(
     ),
     config: Path = typer.Option(None, help="YAML file of TrainConfig fields."),
     resume: bool = typer.Option(False, help="Continue the run dir from its last checkpoint."),
+    overwrite: bool = typer.Option(
+        False, help="Move an existing run in the run dir aside (to RUN.replaced-TIME) first."
+    ),
 ) -> None:
     """Train a policy. Any other TrainConfig field is accepted as --field-name VALUE."""
-    from embodied_mm.train.config import TrainConfig, apply_overrides, parse_cli_overrides
+    from embodied_mm.dirlock import DirectoryLockedError
+    from embodied_mm.train.config import (
+        TrainConfig,
+        apply_overrides,
+        parse_cli_overrides,
+        read_yaml_values,
+    )
     from embodied_mm.train.run import run_training
+    from embodied_mm.train.rundir import RunDirError
 
-    cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
     named = {
         "policy": policy, "dataset": dataset, "out": out, "steps": steps,
         "batch_size": batch_size, "lr": lr, "lora_r": lora_r, "freeze": freeze, "stage": stage,
     }  # fmt: skip
     try:
+        cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
+        given = set(read_yaml_values(config)) if config else set()  # what --resume compares
         values = {k: v for k, v in named.items() if v is not None}
         values.update(parse_cli_overrides(list(ctx.args)))
         cfg = apply_overrides(cfg, values)
+        given |= set(values)
     except ValueError as err:
         raise typer.BadParameter(str(err)) from err
-    result = run_training(cfg, resume=resume)
+    try:
+        result = run_training(cfg, resume=resume, overwrite=overwrite, given=given)
+    except (DirectoryLockedError, RunDirError) as err:
+        from accelerate import PartialState
+
+        if PartialState().is_main_process:  # every rank raises it; say it once
+            typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from err
+    if result.already_complete:
+        typer.echo(
+            f"run {cfg.out} is already complete at step {result.step}: final checkpoint "
+            f"{result.checkpoint}; last logged loss {result.final_loss:.4f}. Nothing to train "
+            f"(pass a larger --steps to go on)"
+        )
+        return
     typer.echo(
         f"trained {result.step} steps on {result.num_processes} process(es); "
         f"{result.samples_per_s:.1f} samples/s; final loss {result.final_loss:.4f}; "

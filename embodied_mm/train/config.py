@@ -63,10 +63,15 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path: Path) -> TrainConfig:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of TrainConfig fields")
-        return apply_overrides(cls(), data, source=str(path))
+        return apply_overrides(cls(), read_yaml_values(path), source=str(path))
+
+
+def read_yaml_values(path: Path) -> dict[str, Any]:
+    """The field -> value mapping a YAML config file sets (only the fields it names)."""
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of TrainConfig fields")
+    return data
 
 
 def _field_types() -> dict[str, Any]:
@@ -145,7 +150,74 @@ def parse_cli_overrides(args: list[str]) -> dict[str, str]:
     return out
 
 
+# Fields a resumed run may change: they set how long the run goes on and what it logs and
+# keeps on disk, not what any step computes, so the resumed run still matches an
+# uninterrupted one step for step. (A longer run stretches the cosine schedule from here on.)
+RESUMABLE_FIELDS = ("steps", "log_every", "save_every", "keep_last")
+_NOT_TRAINING = ("out", *RESUMABLE_FIELDS)
+
+
 def config_digest(cfg: TrainConfig) -> str:
     """A stable fingerprint of the fields that change what is trained (for resume checks)."""
-    keep = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("steps", "out")}
+    keep = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_TRAINING}
     return json.dumps(keep, sort_keys=True)
+
+
+def digest_differences(saved_digest: str, cfg: TrainConfig) -> list[str]:
+    """The training fields on which ``cfg`` differs from a checkpoint's ``config_digest``.
+
+    Fields in :data:`RESUMABLE_FIELDS` are ignored, also in digests of older checkpoints,
+    which included them."""
+    saved = json.loads(saved_digest)
+    now = json.loads(config_digest(cfg))
+    names = (set(saved) | set(now)) - set(_NOT_TRAINING)
+    return sorted(n for n in names if saved.get(n) != now.get(n))
+
+
+@dataclass
+class ResumePlan:
+    """What ``--resume`` does with the options given beside it."""
+
+    config: TrainConfig  # the config the resumed run trains with
+    applied: list[tuple[str, Any, Any]]  # (field, saved value, new value), from RESUMABLE_FIELDS
+    kept: list[tuple[str, Any, Any]]  # (field, saved value, asked value): the saved one stays
+
+    def describe(self) -> list[str]:
+        """Lines for the user: what changed, what was kept and why."""
+        lines = []
+        if self.applied:
+            changes = ", ".join(f"{n} {old} -> {new}" for n, old, new in self.applied)
+            lines.append(f"resume: applied {changes}")
+        if self.kept:
+            kept = ", ".join(f"{n} {old!r} (asked {new!r})" for n, old, new in self.kept)
+            lines.append(
+                f"resume: kept the run's saved {kept}: a resumed run continues its saved "
+                f"optimiser, schedule and data order exactly, so it trains with the settings it "
+                f"started with; only {', '.join(RESUMABLE_FIELDS)} may change. To train with "
+                f"new settings, start a new run dir (or pass --overwrite)"
+            )
+        return lines
+
+
+def plan_resume(saved: TrainConfig, requested: TrainConfig, given: set[str] | None) -> ResumePlan:
+    """The resumed run's config: ``saved`` with the resumable fields of ``requested`` applied.
+
+    Args:
+        saved: the run directory's ``config.yaml``.
+        requested: the config built from this invocation's options.
+        given: the fields this invocation set explicitly (``None``: compare every field).
+    """
+    names = set(_field_types()) if given is None else {n.replace("-", "_") for n in given}
+    names.discard("out")
+    # the run dir is where its config was found, whatever path it was first given as
+    applied, kept, changes = [], [], {"out": requested.out}
+    for name in sorted(names):
+        old, new = getattr(saved, name), getattr(requested, name)
+        if old == new:
+            continue
+        if name in RESUMABLE_FIELDS:
+            applied.append((name, old, new))
+            changes[name] = new
+        else:
+            kept.append((name, old, new))
+    return ResumePlan(dataclasses.replace(saved, **changes), applied, kept)

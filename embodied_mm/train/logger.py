@@ -7,11 +7,25 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from embodied_mm.fsio import atomic_write_bytes
+
 
 class TrainLogger:
-    """Writes on the main process only (``enabled=False`` elsewhere)."""
+    """Writes on the main process only (``enabled=False`` elsewhere).
 
-    def __init__(self, run_dir: Path, total_steps: int, start_step: int, enabled: bool) -> None:
+    ``drop_after``: on resume, the step of the checkpoint the run continues from. Rows logged
+    after it describe steps the resumed run trains again, so they are dropped from
+    ``metrics.jsonl`` (else the file would hold those steps twice).
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        total_steps: int,
+        start_step: int,
+        enabled: bool,
+        drop_after: int | None = None,
+    ) -> None:
         self.run_dir = run_dir
         self.enabled = enabled
         self.history: list[dict[str, float]] = []
@@ -21,6 +35,8 @@ class TrainLogger:
             return
         from torch.utils.tensorboard import SummaryWriter
 
+        if drop_after is not None:
+            drop_rows_after(run_dir / "metrics.jsonl", drop_after)
         self._tb = SummaryWriter(str(run_dir / "tensorboard"))
         self._jsonl = open(run_dir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
         self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step")
@@ -49,6 +65,16 @@ class TrainLogger:
         self._tb.close()
         self._jsonl.close()
         plot_losses(self.run_dir / "metrics.jsonl", self.run_dir / "loss.png")
+
+
+def drop_rows_after(metrics_jsonl: Path, step: int) -> None:
+    """Keep the rows of ``metrics_jsonl`` up to ``step``; rewritten atomically."""
+    if not metrics_jsonl.is_file():
+        return
+    lines = metrics_jsonl.read_text().splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        atomic_write_bytes(metrics_jsonl, "".join(f"{line}\n" for line in kept).encode())
 
 
 def plot_losses(metrics_jsonl: Path, out_png: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,9 @@ import numpy as np
 from torch.utils.data import ConcatDataset, Dataset
 
 from embodied_mm.features import ACTION, OBS_STATE, PLAN, image_key
-from embodied_mm.train.config import TrainConfig
+from embodied_mm.train.checkpoint import latest_checkpoint, load_training_state
+from embodied_mm.train.config import TrainConfig, plan_resume
+from embodied_mm.train.rundir import CONFIG_NAME, last_logged_loss, own_run_dir
 from embodied_mm.train.trainer import TrainResult, train
 
 FREEZABLE = ("vision", "backbone", "proprio")
@@ -197,17 +198,65 @@ def make_evaluator(cfg: TrainConfig):
     return evaluate
 
 
-def run_training(cfg: TrainConfig, resume: bool = False) -> TrainResult:
-    """Check everything that can be checked, save the resolved config, then train."""
+def run_training(
+    cfg: TrainConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+    given: set[str] | None = None,
+) -> TrainResult:
+    """Own the run dir, check everything that can be checked, save the resolved config, then
+    train.
+
+    Args:
+        cfg: the requested config.
+        resume: continue the run in ``cfg.out`` from its last checkpoint, with its saved
+            config (see :func:`~embodied_mm.train.config.plan_resume` for what may change).
+        overwrite: move an existing run in ``cfg.out`` aside and start afresh.
+        given: the fields the user set explicitly (``None``: every field counts as set).
+
+    Raises:
+        DirectoryLockedError: another process is training in ``cfg.out``.
+        RunDirError: ``cfg.out`` holds a run and neither ``resume`` nor ``overwrite`` is set.
+    """
+    from embodied_mm.train.trainer import make_accelerator
+
+    run_dir = Path(cfg.out)
+    saved = run_dir / CONFIG_NAME
+    notes: list[str] = []
+    if resume and saved.is_file():
+        plan = plan_resume(TrainConfig.from_yaml(saved), cfg, given)
+        cfg, notes = plan.config, plan.describe()
+    accelerator = make_accelerator(cfg)
+    with own_run_dir(accelerator, run_dir, resume, overwrite) as moved:
+        if moved is not None:
+            accelerator.print(f"--overwrite: moved the old run in {run_dir} to {moved}")
+        for line in notes:
+            accelerator.print(line)
+        if resume:
+            done = _completed(cfg)
+            if done is not None:
+                return done
+        return _train_in(cfg, resume, accelerator)
+
+
+def _completed(cfg: TrainConfig) -> TrainResult | None:
+    """The result of a finished run (its last checkpoint reached ``cfg.steps``), else None."""
+    checkpoint = latest_checkpoint(Path(cfg.out))
+    if checkpoint is None:
+        return None
+    step = int(load_training_state(checkpoint)["step"])
+    if step < cfg.steps:
+        return None
+    loss = last_logged_loss(Path(cfg.out))
+    return TrainResult(step, loss, checkpoint, already_complete=True)
+
+
+def _train_in(cfg: TrainConfig, resume: bool, accelerator: Any) -> TrainResult:
+    from accelerate.utils import set_seed
+
     from embodied_mm.policies.recipes import recipe_config
 
     run_dir = Path(cfg.out)
-    saved = run_dir / "config.yaml"
-    if resume and saved.is_file():
-        # a resumed run keeps its own config; only the step budget may grow
-        cfg = dataclasses.replace(TrainConfig.from_yaml(saved), steps=cfg.steps)
-    from accelerate.utils import set_seed
-
     policy_config = recipe_config(cfg.policy, cfg.size, **cfg.policy_overrides)
     if cfg.stage == "align":
         from embodied_mm.train.captions import CaptionDataset
@@ -220,10 +269,12 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         stats = policy_stats(parts)
         if cfg.stage == "ground":
             dataset = GoalOnly(parts)
-    set_seed(cfg.seed)  # the initial weights are part of what a seed reproduces
+    set_seed(cfg.seed)  # the initial weights are part of what a seed reproduces (every rank)
     policy = build_policy(cfg, stats)
     if cfg.init_from:
         load_weights(policy, Path(cfg.init_from))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(saved)
-    return train(cfg, policy, dataset, resume=resume, evaluate=make_evaluator(cfg))
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(run_dir / CONFIG_NAME)
+    return train(cfg, policy, dataset, resume=resume, evaluate=make_evaluator(cfg),
+                 accelerator=accelerator)  # fmt: skip

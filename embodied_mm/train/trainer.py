@@ -1,10 +1,15 @@
 """The training loop: one script from one CPU to multi-GPU/multi-node through Accelerate.
 
-Accelerate places the model, wraps it in DDP/FSDP under ``accelerate launch``, runs bf16
+Accelerate places the model, wraps it in DDP under ``accelerate launch``, runs bf16
 autocast on CUDA and accumulates gradients. Data order is ours
 (:class:`~embodied_mm.train.sampler.ResumableShardSampler`), so a resumed run continues from
 the exact ``(epoch, batch)`` position and, with the RNG states restored from the
 checkpoint, reaches the same weights as an uninterrupted run (bitwise on the CPU).
+
+Every rank draws from its own RNG stream (seed + rank: flow noise, flow times, dropout
+masks and augmentation differ between ranks, as they would in one large batch), and a
+checkpoint holds every rank's RNG state. Sharded training (FSDP, DeepSpeed) is refused: a
+checkpoint is the main process's policy and optimiser, which under sharding hold one shard.
 """
 
 from __future__ import annotations
@@ -26,13 +31,33 @@ from embodied_mm.train.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from embodied_mm.train.config import TrainConfig, config_digest
+from embodied_mm.train.config import TrainConfig, config_digest, digest_differences
 from embodied_mm.train.logger import TrainLogger
 from embodied_mm.train.sampler import ResumableShardSampler
 
 
 class NonFiniteLossError(RuntimeError):
     """Training stopped on a NaN/inf loss; a checkpoint of the last good state was written."""
+
+
+# Accelerate's distributed types whose model or optimiser state is split across ranks.
+SHARDED_TYPES = ("FSDP", "DEEPSPEED", "MEGATRON_LM")
+
+
+def check_distributed_type(distributed_type: Any) -> None:
+    """Refuse the distributed types whose checkpoints this trainer would write wrongly.
+
+    Raises:
+        ValueError: ``distributed_type`` shards parameters or optimiser state.
+    """
+    name = getattr(distributed_type, "name", str(distributed_type))
+    if name in SHARDED_TYPES:
+        raise ValueError(
+            f"accelerate selected {name}, which this trainer does not support: its checkpoints "
+            f"save the main process's policy and optimiser, which under {name} hold only that "
+            f"rank's shard. Run one process or DDP (accelerate launch --multi_gpu); see "
+            f"docs/training.md"
+        )
 
 
 class _LossModule(nn.Module):
@@ -54,6 +79,7 @@ class TrainResult:
     num_processes: int = 1
     samples_per_s: float = 0.0  # all processes together, over this invocation's steps
     history: list[dict[str, float]] = field(default_factory=list)
+    already_complete: bool = False  # --resume found the run finished; nothing was trained
 
 
 def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
@@ -77,23 +103,10 @@ def _mixed_precision(cfg: TrainConfig) -> str:
     return cfg.mixed_precision
 
 
-def train(
-    cfg: TrainConfig,
-    policy: nn.Module,
-    dataset: Dataset,
-    resume: bool = False,
-    evaluate: Any = None,
-) -> TrainResult:
-    """Train ``policy`` on ``dataset`` for ``cfg.steps`` optimizer steps.
-
-    ``evaluate(policy, step) -> dict[str, float]``, when given, runs every ``cfg.eval_every``
-    steps on the main process; its numbers are logged with the losses.
-    """
+def make_accelerator(cfg: TrainConfig) -> Any:
+    """The run's Accelerator (one process, or DDP under ``accelerate launch``)."""
     from accelerate import Accelerator, DistributedDataParallelKwargs
-    from accelerate.utils import set_seed
-    from transformers import get_cosine_schedule_with_warmup
 
-    run_dir = Path(cfg.out)
     accelerator = Accelerator(
         mixed_precision=_mixed_precision(cfg),
         gradient_accumulation_steps=cfg.grad_accum,
@@ -101,7 +114,34 @@ def train(
         # Plan text is labelled in some batches only, so the LM head may sit out a step.
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
-    set_seed(cfg.seed)
+    check_distributed_type(accelerator.distributed_type)
+    return accelerator
+
+
+def train(
+    cfg: TrainConfig,
+    policy: nn.Module,
+    dataset: Dataset,
+    resume: bool = False,
+    evaluate: Any = None,
+    accelerator: Any = None,
+) -> TrainResult:
+    """Train ``policy`` on ``dataset`` for ``cfg.steps`` optimizer steps.
+
+    ``evaluate(policy, step) -> dict[str, float]``, when given, runs every ``cfg.eval_every``
+    steps on the main process; its numbers are logged with the losses. ``accelerator``:
+    from :func:`make_accelerator` (made here when not given).
+    """
+    from accelerate.utils import set_seed
+    from transformers import get_cosine_schedule_with_warmup
+
+    run_dir = Path(cfg.out)
+    if accelerator is None:
+        accelerator = make_accelerator(cfg)
+    rank = accelerator.process_index
+    # Each rank its own stream (nanoGPT's seed_offset): with one seed, every rank would draw
+    # the same flow noise, flow times and dropout masks for its shard of the batch.
+    set_seed(cfg.seed + rank)
     main = accelerator.is_main_process
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -123,12 +163,13 @@ def train(
     if resume:
         checkpoint = latest_checkpoint(run_dir)
         if checkpoint is not None:
-            step = _restore(checkpoint, cfg, policy, optimizer, scheduler)
+            step = _restore(checkpoint, cfg, policy, optimizer, scheduler, accelerator)
             accelerator.print(f"resumed from {checkpoint} at step {step}")
     # Not handed to prepare(): accelerate would step it once per process.
     model, optimizer = accelerator.prepare(_LossModule(policy), optimizer)
 
-    logger = TrainLogger(run_dir, total_steps=cfg.steps, start_step=step, enabled=main)
+    logger = TrainLogger(run_dir, total_steps=cfg.steps, start_step=step, enabled=main,
+                         drop_after=step if resume else None)  # fmt: skip
     micro_per_epoch = sampler.batches_per_epoch
     consumed = step * cfg.grad_accum
     last_loss = math.nan
@@ -148,16 +189,17 @@ def train(
                 collate_fn=collate,
                 # Own generator: otherwise each new loader draws its worker seed from the
                 # global RNG, and a resumed run (one extra loader) would drift from the
-                # uninterrupted one.
-                generator=torch.Generator().manual_seed(cfg.seed * 100_003 + epoch),
+                # uninterrupted one. Offset by rank like the global streams.
+                generator=torch.Generator().manual_seed((cfg.seed + rank) * 100_003 + epoch),
             )
             for batch in loader:
                 with accelerator.accumulate(model):
                     loss, metrics = model(_to_device(batch, accelerator.device))
-                    if not torch.isfinite(loss):
-                        raise NonFiniteLossError(
-                            f"loss is {loss.item()} at step {step + 1}; training stopped"
-                        )
+                    # Every rank learns every rank's loss before the backward pass, so a
+                    # non-finite loss anywhere stops all ranks at the same micro-batch (a rank
+                    # stopping alone would leave the others waiting in the gradient
+                    # all-reduce) and the checkpoint below is written by all of them together.
+                    _check_finite(accelerator, loss, step + 1)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -195,6 +237,17 @@ def train(
                        samples / seconds if seconds > 0 else 0.0, logger.history)  # fmt: skip
 
 
+def _check_finite(accelerator: Any, loss: torch.Tensor, step: int) -> None:
+    losses = accelerator.gather(loss.detach().float().reshape(1)).tolist()  # (num_processes,)
+    bad = [(r, v) for r, v in enumerate(losses) if not math.isfinite(v)]
+    if not bad:
+        return
+    if accelerator.num_processes == 1:
+        raise NonFiniteLossError(f"loss is {bad[0][1]} at step {step}; training stopped")
+    where = ", ".join(f"{v} on rank {r}" for r, v in bad)
+    raise NonFiniteLossError(f"loss is {where} at step {step}; all ranks stopped")
+
+
 def _save(
     accelerator: Any,
     run_dir: Path,
@@ -205,8 +258,11 @@ def _save(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
 ) -> Path:
+    from accelerate.utils import gather_object
+
     accelerator.wait_for_everyone()
     path = run_dir / "checkpoints" / f"step-{step:07d}"
+    rng_per_rank = gather_object([rng_state()])  # every rank's, in rank order (collective)
     if accelerator.is_main_process:
         state = {
             "step": step,
@@ -214,7 +270,7 @@ def _save(
             "config_digest": config_digest(cfg),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            "rng": rng_state(),
+            "rng": rng_per_rank,
             "saved_at": time.time(),
         }
         path = save_checkpoint(run_dir, step, policy, state, cfg.keep_last)
@@ -228,16 +284,19 @@ def _restore(
     policy: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
+    accelerator: Any,
 ) -> int:
     from safetensors.torch import load_model
 
     from embodied_mm.model.policy import WEIGHTS_FILE
 
     state = load_training_state(checkpoint)
-    if state["config_digest"] != config_digest(cfg):
+    differences = digest_differences(state["config_digest"], cfg)
+    if differences:
         raise ValueError(
-            f"{checkpoint} was written with a different training config; resume with the "
-            f"run's saved config ({Path(cfg.out) / 'config.yaml'}) or start a new run dir"
+            f"{checkpoint} was written with a different training config "
+            f"({', '.join(differences)}); resume with the run's saved config "
+            f"({Path(cfg.out) / 'config.yaml'}) or start a new run dir"
         )
     weights = checkpoint / "policy" / WEIGHTS_FILE
     try:
@@ -246,5 +305,20 @@ def _restore(
         raise ValueError(f"cannot load checkpoint weights {weights}: {err}") from err
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    set_rng_state(state["rng"])
+    _restore_rng(state["rng"], accelerator)
     return int(state["step"])
+
+
+def _restore_rng(saved: dict[str, Any] | list[dict[str, Any]], accelerator: Any) -> None:
+    """Give each rank back its own RNG stream from the checkpoint."""
+    if isinstance(saved, dict):  # checkpoints before per-rank streams: one state for all
+        set_rng_state(saved)
+        return
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if len(saved) != world:
+        accelerator.print(
+            f"warning: the checkpoint holds the RNG streams of {len(saved)} process(es) and "
+            f"this run has {world}: the resumed run will not match an uninterrupted one"
+        )
+    if rank < len(saved):
+        set_rng_state(saved[rank])
