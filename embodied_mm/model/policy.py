@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from embodied_mm.features import ACTION, FINAL_STATE, OBS_STATE, PLAN, batch_tasks, image_key
-from embodied_mm.fsio import sha256_file
+from embodied_mm.fsio import follow_umask, sha256_file
 from embodied_mm.model.backbone import Backbone, BackboneConfig
 from embodied_mm.model.config_io import config_from_dict, config_to_dict
 from embodied_mm.model.encoders import (
@@ -403,6 +403,7 @@ class VLAPolicy(nn.Module):
         weights = directory / WEIGHTS_FILE
         # save_model drops tied duplicates (e.g. a tied LM head) that save_file rejects.
         save_model(self, str(weights))
+        follow_umask(weights)  # safetensors creates it 0600 whatever the umask
         meta = {
             "format": FORMAT,
             "version": 1,
