@@ -73,8 +73,15 @@ def deploy(
     watchdog_stop_s: float = typer.Option(1.0, help="Stop after this long without an action."),
     max_obs_age_s: float = typer.Option(0.25, help="Hold when a camera frame is older."),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
+    release_on_exit: bool = typer.Option(
+        False,
+        "--release-on-exit",
+        help="Turn the arm's torque off at exit (it falls!); by default it holds, torque on.",
+    ),
 ) -> None:
-    """Run the perception-to-action loop on a robot, behind the safety filter."""
+    """Run the perception-to-action loop on a robot, behind the safety filter.
+
+    Every stop (Ctrl-C, watchdog, fault) leaves a real arm holding where it is, torque on."""
     from embodied_mm.deploy.session import DeployConfig, make_robot, result_dict, run_episodes
     from embodied_mm.runtime.safety import EStop
 
@@ -91,7 +98,9 @@ def deploy(
             image_size = tuple(meta["image_shape"])
         elif meta.get("policy_image_size"):
             image_size = (meta["policy_image_size"], meta["policy_image_size"])
-        bot = make_robot(robot, calibration, camera, image_size, seed, **sim_kwargs)
+        bot = make_robot(
+            robot, calibration, camera, image_size, seed, release_on_exit, **sim_kwargs
+        )
     except (ValueError, KeyError, FileNotFoundError, PermissionError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
@@ -113,9 +122,13 @@ def deploy(
             sys.stderr.write("\r" + loop.status_line()[:150])
             sys.stderr.flush()
 
+    def event(message: str) -> None:  # on a line of its own, below the status line
+        sys.stderr.write(f"\n{message}\n")
+        sys.stderr.flush()
+
     try:
         with bot:
-            results = run_episodes(bot, source, meta, cfg, estop, status)
+            results = run_episodes(bot, source, meta, cfg, estop, status, event)
     except (ValueError, ConnectionError) as e:
         typer.echo(f"\nerror: {e}", err=True)
         raise typer.Exit(2) from e
@@ -133,6 +146,12 @@ def deploy(
             f"{r['achieved_hz']} Hz, interventions={r['interventions']}"
         )
     typer.echo(f"run log and video under {out}")
+    if robot.startswith("dynamixel:"):
+        typer.echo(
+            "torque released (--release-on-exit)"
+            if release_on_exit
+            else "the arm holds its position with torque on (--release-on-exit turns it off)"
+        )
     if any(r["stop_reason"] in ("estop", "watchdog_stop", "error") for r in summary):
         raise typer.Exit(1)
 

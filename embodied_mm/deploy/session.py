@@ -4,7 +4,8 @@
 
 - ``sim:<env-id>``: a simulated task (``sim:pick_lift``, or a registered Gymnasium id);
 - ``dynamixel:<port>``: a Dynamixel arm (needs ``--calibration``), with ``--camera name=source``
-  OpenCV cameras (USB index, RTSP URL or video file).
+  OpenCV cameras (USB index, RTSP URL or video file). The arm is left holding with torque on
+  after the run unless ``release_on_exit`` (``--release-on-exit``) is given.
 """
 
 from __future__ import annotations
@@ -50,8 +51,11 @@ def make_robot(
     cameras: list[str] | None = None,
     image_size: tuple[int, int] | None = None,
     seed: int | None = 0,
+    release_on_exit: bool = False,
     **sim_kwargs: Any,
 ) -> Robot:
+    """The robot a ``--robot`` spec names (not connected yet). ``release_on_exit``: a real
+    arm turns torque off when it disconnects; by default it stays powered, holding."""
     kind, sep, target = spec.partition(":")
     if not sep or not target:
         raise ValueError(f"robot spec {spec!r} must be sim:<env-id> or dynamixel:<port>")
@@ -68,7 +72,10 @@ def make_robot(
                 "a dynamixel robot needs --calibration FILE (see `embodied-mm calibrate`)"
             )
         return DynamixelRobot(
-            target, Calibration.load(calibration), parse_cameras(cameras or [], image_size)
+            target,
+            Calibration.load(calibration),
+            parse_cameras(cameras or [], image_size),
+            release_on_disconnect=release_on_exit,
         )
     raise ValueError(f"unknown robot kind {kind!r} in {spec!r}; known: sim, dynamixel")
 
@@ -121,11 +128,14 @@ def run_episodes(
     cfg: DeployConfig,
     estop: EStop | None = None,
     on_step: Callable[[int, ControllerLoop], None] | None = None,
+    on_event: Callable[[str], None] | None = None,
 ) -> list[LoopResult]:
     """Run ``cfg.episodes`` episodes (the robot must be connected); stops early on an e-stop
-    or a safety stop, because those need an operator."""
+    or a safety stop, because those need an operator. ``on_event`` receives the loop's
+    operator messages (policy server lost or back, stops) when they happen."""
     check_compatible(robot, meta)
     estop = estop or EStop()
+    name = policy_name(source)
     results = []
     executor = make_executor(cfg.mode, source, cfg.refill_at)
     try:
@@ -139,7 +149,9 @@ def run_episodes(
             if cfg.out_dir is not None:
                 cam = cfg.video_camera if cfg.video_camera in meta["cameras"] else None
                 recorder = RunRecorder(Path(cfg.out_dir) / f"episode_{ep:03d}", cam, cfg.hz)
-            loop = ControllerLoop(robot, executor, safety, cfg.hz, cfg.task, recorder, on_step)
+            loop = ControllerLoop(
+                robot, executor, safety, cfg.hz, cfg.task, recorder, on_step, on_event, name
+            )
             result: LoopResult | None = None
             try:
                 result = loop.run(cfg.max_steps)
@@ -154,6 +166,15 @@ def run_episodes(
     finally:
         executor.close()
     return results
+
+
+def policy_name(source: ChunkSource) -> str:
+    """How operator messages name the policy: its server's URL, or "policy" in-process."""
+    from embodied_mm.deploy.client import RemotePolicy
+
+    if isinstance(source, RemotePolicy):
+        return f"policy server {source.client.url}"
+    return "policy"
 
 
 def result_dict(r: LoopResult) -> dict[str, Any]:

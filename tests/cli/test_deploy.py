@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -11,6 +13,8 @@ import pytest
 
 from embodied_mm.runtime.dynamixel.calibration import Calibration, get_profile
 from embodied_mm.runtime.dynamixel.emulator import MotorBusEmulator
+from tests.deploy.server_process import free_port, start_server
+from tests.runtime import steady_arm
 
 CLI = [sys.executable, "-m", "embodied_mm.cli.main"]
 
@@ -107,7 +111,8 @@ def test_deploy_in_process_and_sigint_is_an_estop(tmp_path):
 
 @pytest.mark.slow
 def test_deploy_dynamixel_arm_with_camera(tmp_path):
-    """`deploy --robot dynamixel:<pty>` with a calibration file and a video-file camera."""
+    """`deploy --robot dynamixel:<pty>` with a calibration file and a video-file camera; with
+    --release-on-exit the arm is let go at the end."""
     import cv2
 
     from embodied_mm.policies import make_policy
@@ -132,7 +137,7 @@ def test_deploy_dynamixel_arm_with_camera(tmp_path):
             [*CLI, "deploy", "--robot", f"dynamixel:{emu.port}", "--calibration", str(cal),
              "--camera", f"front={video}", "--checkpoint", str(ckpt), "--task", "wave",
              "--steps", "20", "--hz", "15", "--mode", "async", "--max-obs-age-s", "1.0",
-             "--out", str(out)],
+             "--out", str(out), "--release-on-exit"],
             capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"},
         )  # fmt: skip
         goals = [m.goal for m in emu.motors.values()]
@@ -143,7 +148,100 @@ def test_deploy_dynamixel_arm_with_camera(tmp_path):
     assert goals != [2048] * 6 and all(
         abs(g - 2048) <= 327 for g in goals
     )  # moved, within ±0.5 rad
-    assert not any(torque)  # disconnect turned torque off
+    assert not any(torque) and "torque released" in r.stdout  # asked for: torque off at exit
     cap = cv2.VideoCapture(str(out / "episode_000" / "front.mp4"))
     assert (cap.get(cv2.CAP_PROP_FRAME_HEIGHT), cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == (128, 128)
     cap.release()
+
+
+@pytest.fixture(scope="module")
+def steady_checkpoint(tmp_path_factory):
+    """A saved policy for the steady arm rig: every action is ``steady_arm.TARGET``."""
+    path = tmp_path_factory.mktemp("steady")
+    steady_arm.steady_policy().save_pretrained(path)
+    return path
+
+
+def wait_for_steps(log, proc, n, timeout_s=180.0):
+    """Until the run log holds ``n`` steps (the file is written in buffered blocks)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        if log.exists() and log.read_text().count("\n") >= n:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"deploy did not reach {n} steps (exit code {proc.poll()})")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", ["estop", "watchdog_stop", "bus_fault"])
+def test_every_stop_leaves_the_arm_holding_with_torque_on(stop, steady_checkpoint, tmp_path):
+    """`deploy` on the emulated arm, its gripper closed on an object, ended by Ctrl-C, by the
+    policy server dying, or by a motor dropping off the bus: afterwards every motor is still
+    powered, the arm is held where it is and the gripper still squeezes (goal = its target,
+    past the object)."""
+    clip = steady_arm.write_clip(tmp_path / "front.mp4")
+    cal = tmp_path / "koch.json"
+    steady_arm.calibration().save(cal)
+    out = tmp_path / "run"
+    server = None
+    if stop == "watchdog_stop":
+        port = free_port()
+        server = start_server(steady_checkpoint, port)
+        policy = ["--server", f"ws://127.0.0.1:{port}"]
+    else:
+        policy = ["--checkpoint", str(steady_checkpoint)]
+    stdout_path, stderr_path = tmp_path / "stdout.txt", tmp_path / "stderr.txt"
+    try:
+        with (
+            MotorBusEmulator(steady_arm.IDS) as emu,
+            stdout_path.open("w") as stdout_file,
+            stderr_path.open("w") as stderr_file,
+        ):
+            emu.block(6, steady_arm.ticks(steady_arm.OBJECT_RAD))
+            proc = subprocess.Popen(
+                [*CLI, "deploy", "--robot", f"dynamixel:{emu.port}", "--calibration", str(cal),
+                 "--camera", f"front={clip}", *policy, "--task", "grasp", "--steps", "100000",
+                 "--hz", "15", "--max-obs-age-s", "1.0", "--out", str(out)],
+                stdout=stdout_file, stderr=stderr_file, text=True,
+                env={**os.environ, "OMP_NUM_THREADS": "1"},
+            )  # fmt: skip
+            try:
+                wait_for_steps(out / "episode_000" / "run.jsonl", proc, 10)  # gripper closed
+                if stop == "estop":
+                    proc.send_signal(signal.SIGINT)
+                elif stop == "watchdog_stop":
+                    server.send_signal(signal.SIGKILL)
+                    server.wait(timeout=30)
+                else:
+                    emu.silence(3)
+                proc.wait(timeout=120)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+            motors = {i: (m.torque, m.goal, m.present) for i, m in emu.motors.items()}
+    finally:
+        if server is not None and server.poll() is None:
+            server.kill()
+            server.wait(timeout=30)
+    stdout, stderr = stdout_path.read_text(), stderr_path.read_text()
+    assert proc.returncode == 1, stderr[-3000:]
+    (summary,) = json.loads((out / "summary.json").read_text())
+    assert summary["stop_reason"] == ("error" if stop == "bus_fault" else stop), summary
+    assert all(torque for torque, _, _ in motors.values()), motors  # nothing went limp
+    target = [steady_arm.ticks(r) for r in steady_arm.TARGET]
+    assert [goal for _, goal, _ in motors.values()] == target, motors  # held; still squeezing
+    assert motors[6][2] == steady_arm.ticks(steady_arm.OBJECT_RAD)  # the object is still held
+    assert "the arm holds its position with torque on" in stdout
+    said = {
+        "estop": "e-stop (SIGINT) at step ",
+        "watchdog_stop": "watchdog stop (no action for 1 s) at step ",
+        "bus_fault": "BusError: sync read of [1, 2, 3, 4, 5, 6]",
+    }[stop]
+    assert said in stderr and "the robot is holding" in stderr
+    if stop == "watchdog_stop":
+        # said at the step the policy server went, not only in the final summary
+        rows = (out / "episode_000" / "run.jsonl").read_text().splitlines()[:-1]
+        first_failed = next(r["step"] for r in map(json.loads, rows) if r["policy_error"])
+        lost = re.search(rf"policy server ws://127.0.0.1:{port} lost at step (\d+) ", stderr)
+        assert lost is not None, stderr[-3000:]
+        assert int(lost.group(1)) == first_failed and lost.start() < stderr.index(said)
