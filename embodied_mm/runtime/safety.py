@@ -15,8 +15,9 @@ Checks, in order (the first that decides "hold" wins; clipping checks all apply)
 
 "Hold" is the robot's own :meth:`Robot.hold_action` (its current position for
 position-controlled arms, a zero delta for end-effector-delta control, the gripper at its last
-commanded target in both), so a hold never moves the robot nor loosens a grasp. Each intervention is counted in :attr:`SafetyFilter.counts` and logged, with the
-step and the reason, in :attr:`SafetyFilter.events`.
+commanded target in both), so a hold never moves the robot nor loosens a grasp. Each
+intervention is counted in :attr:`SafetyFilter.counts` and logged, with the step and the
+reason, in :attr:`SafetyFilter.events`.
 """
 
 from __future__ import annotations
