@@ -41,12 +41,13 @@ def test_dataset_and_policy_files_follow_the_umask(tmp_path: Path, umask: int) -
     modes = _modes(tmp_path)
     files = {k: m for k, m in modes.items() if (tmp_path / k).is_file()}
     dirs = {k: m for k, m in modes.items() if (tmp_path / k).is_dir()}
-    # what was written: parquet + json metadata, packed videos, weights, tokenizer
+    # what was written: parquet + json metadata, packed videos, the lock, weights, tokenizer
     for name in (
         "ds/meta/info.json",
         "ds/meta/episodes/chunk-000/file-000.parquet",
         "ds/data/chunk-000/file-000.parquet",
         "ds/videos/observation.images.front/chunk-000/file-000.mp4",
+        "ds/.lock",
         "policy/model.safetensors",
         "policy/config.json",
     ):

@@ -31,6 +31,7 @@ def record(
     import embodied_mm.envs  # noqa: F401  (registers the env ids)
     from embodied_mm.data.recorder import gym_expert_source
     from embodied_mm.data.recorder import record as run_record
+    from embodied_mm.dirlock import DirectoryLockedError
     from embodied_mm.registry import UnknownNameError
 
     if env not in gym.registry:
@@ -47,6 +48,10 @@ def record(
             seed=seed,
             codec=codec,
         )
+    except DirectoryLockedError as e:
+        # Not a usage mistake: one line naming the holder, and the other run is untouched.
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from e
     except (FileExistsError, ValueError, RuntimeError, UnknownNameError) as e:
         raise typer.BadParameter(str(e)) from e
     rate = 1 - summary.failures / max(summary.attempts, 1)

@@ -29,9 +29,9 @@ def make_bench_dataset(root: Path, episodes: int, length: int, fps: int = 20) ->
         fps=fps,
         codec="h264",
     )
-    writer = DatasetWriter.create(root, features, fps, robot_type="synthetic")
-    for e in range(episodes):
-        writer.add_episode(synthetic_episode(length, seed=e))
+    with DatasetWriter.create(root, features, fps, robot_type="synthetic") as writer:
+        for e in range(episodes):
+            writer.add_episode(synthetic_episode(length, seed=e))
     return root
 
 

@@ -7,7 +7,7 @@ v3.0 (written here)::
     meta/info.json                                   codebase_version "v3.0", fps, features, ...
     meta/stats.json                                  {feature: {"mean": [...], "std": ..., ...}}
     meta/tasks.parquet                               index: task text, column task_index
-    meta/episodes/chunk-000/file-000.parquet         one row per episode (lengths, files, stats)
+    meta/episodes/chunk-XXX/file-XXX.parquet         one row per episode (lengths, files, stats)
     data/chunk-XXX/file-XXX.parquet                  one row per frame
     videos/<video_key>/chunk-XXX/file-XXX.mp4        one stream per camera
 

@@ -9,6 +9,10 @@ With ``workers > 1`` every worker process builds its own source (env, renderer, 
 after it starts: the pool uses the "spawn" start method, because an EGL context or a
 simulator created before a fork does not survive in the child. Workers also encode the
 videos, so the parent only renames files and rewrites metadata.
+
+The recorder holds the dataset's exclusive lock (:mod:`embodied_mm.dirlock`) from before it
+looks at ``out`` until it returns, so a second ``record`` on the same directory fails at once
+instead of interleaving commits (or wiping the first one's staging area).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +33,14 @@ from typing import Any, Protocol
 from embodied_mm.data import lerobot_format as fmt
 from embodied_mm.data.episode import Episode, EpisodeBuffer
 from embodied_mm.data.video import DEFAULT_CODEC
-from embodied_mm.data.writer import DatasetWriter, StagedEpisode, stage_episode
+from embodied_mm.data.writer import (
+    STAGING_DIR,
+    DatasetWriter,
+    StagedEpisode,
+    refuse_to_overwrite,
+    stage_episode,
+)
+from embodied_mm.dirlock import exclusive_lock
 from embodied_mm.features import ACTION, OBS_STATE, camera_of, env_obs_to_frame
 
 # Give up when this many attempts in a row produced nothing to keep (a broken expert).
@@ -180,59 +192,78 @@ def record(
     """Record until the dataset at ``out`` holds ``episodes`` episodes.
 
     ``resume`` continues a dataset (after a crash or to grow it) from the seed after the last
-    committed one; without it ``out`` must not hold a dataset yet.
+    committed one; one that already holds ``episodes`` is left as it is. Without ``resume``,
+    ``out`` must not hold a dataset yet. Either way a directory with files but no
+    ``meta/info.json`` is refused (FileExistsError naming it), never overwritten.
+
+    Raises:
+        DirectoryLockedError: another process is writing to ``out``.
     """
     from tqdm import tqdm
 
     if episodes < 1 or workers < 1:
         raise ValueError(f"episodes and workers must be >= 1, got {episodes}, {workers}")
     out = Path(out)
-    exists = (out / fmt.INFO_PATH).exists()
-    if exists and not resume:
-        raise FileExistsError(f"{out} already holds a dataset; pass --resume to continue it")
-    writer = DatasetWriter.open_for_resume(out) if exists else None
-    start_seed = seed
-    if writer is not None and writer.episode_rows:
-        # Datasets not recorded by us have no seed column: start after the given seed.
-        start_seed = max(max(int(r.get("seed", -1)) for r in writer.episode_rows) + 1, seed)
-    have = writer.num_episodes if writer else 0
-    staging = out / ".staging"
-    staging.mkdir(parents=True, exist_ok=True)
-    summary = RecordSummary(out, have, 0, 0, 0)
-    bar = tqdm(total=episodes, initial=have, desc=f"record {out.name}", disable=not progress)
-    consecutive_failures = 0
-    results = _results(factory, staging, codec, workers, start_seed, keep_failures)
-    try:
-        for result in results:
-            summary.attempts += 1
-            if not result.success:
-                summary.failures += 1
-            if result.staged is None:
-                consecutive_failures += 1
-                if consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
-                    raise RuntimeError(
-                        f"{consecutive_failures} episodes in a row failed (last seed "
-                        f"{result.seed}); the expert is not solving this task"
-                    )
-                continue
-            consecutive_failures = 0
-            if writer is None:
-                writer = DatasetWriter.create(
-                    out, _features(result, codec), result.fps, robot_type=result.robot_type
+    with ExitStack() as held:
+        held.enter_context(exclusive_lock(out, "dataset"))  # before anything reads or writes
+        writer: DatasetWriter | None = None
+        if (out / fmt.INFO_PATH).exists():
+            if not resume:
+                raise FileExistsError(
+                    f"{out} already holds a dataset; pass --resume to continue it"
                 )
-            index = writer.commit(result.staged)
-            summary.recorded += 1
-            summary.episodes = writer.num_episodes
-            bar.update(1)
-            bar.set_postfix(failures=summary.failures)
-            if on_commit is not None:
-                on_commit(index)
-            if writer.num_episodes >= episodes:
-                break
-    finally:
-        results.close()  # stops the workers before their staging files are removed
-        bar.close()
-        shutil.rmtree(staging, ignore_errors=True)
+            writer = held.enter_context(DatasetWriter.open_for_resume(out, lock=False))
+        else:
+            refuse_to_overwrite(out)  # files without metadata are not a fresh start
+        start_seed = seed
+        if writer is not None and writer.episode_rows:
+            # Datasets not recorded by us have no seed column: start after the given seed.
+            start_seed = max(max(int(r.get("seed", -1)) for r in writer.episode_rows) + 1, seed)
+        have = writer.num_episodes if writer else 0
+        summary = RecordSummary(out, have, 0, 0, 0)
+        if have >= episodes:
+            return summary  # already as large as asked: nothing to record
+        staging = out / STAGING_DIR
+        staging.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=episodes, initial=have, desc=f"record {out.name}", disable=not progress)
+        consecutive_failures = 0
+        results = _results(factory, staging, codec, workers, start_seed, keep_failures)
+        try:
+            for result in results:
+                summary.attempts += 1
+                if not result.success:
+                    summary.failures += 1
+                if result.staged is None:
+                    consecutive_failures += 1
+                    if consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
+                        raise RuntimeError(
+                            f"{consecutive_failures} episodes in a row failed (last seed "
+                            f"{result.seed}); the expert is not solving this task"
+                        )
+                    continue
+                consecutive_failures = 0
+                if writer is None:
+                    writer = DatasetWriter.create(
+                        out,
+                        _features(result, codec),
+                        result.fps,
+                        robot_type=result.robot_type,
+                        lock=False,
+                    )
+                    held.enter_context(writer)
+                index = writer.commit(result.staged)
+                summary.recorded += 1
+                summary.episodes = writer.num_episodes
+                bar.update(1)
+                bar.set_postfix(failures=summary.failures)
+                if on_commit is not None:
+                    on_commit(index)
+                if writer.num_episodes >= episodes:
+                    break
+        finally:
+            results.close()  # stops the workers before their staging files are removed
+            bar.close()
+            shutil.rmtree(staging, ignore_errors=True)
     return summary
 
 

@@ -78,28 +78,28 @@ def import_robomimic(
             state_names=state_names,
             with_plan=False,
         )
-        writer = DatasetWriter.create(out, features, fps, robot_type=env_name)
-        for name in demos:
-            demo = data[name]
-            t = int(demo["actions"].shape[0])
-            state = np.concatenate(
-                [np.asarray(demo["obs"][k], dtype=np.float32).reshape(t, -1) for k in low_dim],
-                axis=1,
-            )  # (T, S)
-            writer.add_episode(
-                Episode(
-                    task=instruction,
-                    state=state,
-                    action=np.asarray(demo["actions"], dtype=np.float32),
-                    images={
-                        image_key(_camera(k)): np.asarray(demo["obs"][k], dtype=np.uint8)
-                        for k in cams
-                    },
-                    plan=None,
-                    seed=_demo_order(name)[0] if name.startswith("demo_") else -1,
+        with DatasetWriter.create(out, features, fps, robot_type=env_name) as writer:
+            for name in demos:
+                demo = data[name]
+                t = int(demo["actions"].shape[0])
+                state = np.concatenate(
+                    [np.asarray(demo["obs"][k], dtype=np.float32).reshape(t, -1) for k in low_dim],
+                    axis=1,
+                )  # (T, S)
+                writer.add_episode(
+                    Episode(
+                        task=instruction,
+                        state=state,
+                        action=np.asarray(demo["actions"], dtype=np.float32),
+                        images={
+                            image_key(_camera(k)): np.asarray(demo["obs"][k], dtype=np.uint8)
+                            for k in cams
+                        },
+                        plan=None,
+                        seed=_demo_order(name)[0] if name.startswith("demo_") else -1,
+                    )
                 )
-            )
-        return writer.num_episodes
+            return writer.num_episodes
 
 
 def _is_image(ds) -> bool:

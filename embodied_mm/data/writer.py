@@ -5,17 +5,35 @@ current ``data/chunk-XXX/file-XXX.parquet`` and ``videos/<key>/chunk-XXX/file-XX
 a file would exceed ``data_files_size_in_mb`` / ``video_files_size_in_mb``, then the next file
 index starts (and the next chunk after ``chunks_size`` files).
 
-The commit protocol (why a reader never sees a partly written episode):
+The episodes table is chunked the same way: ``meta/episodes/chunk-XXX/file-XXX.parquet`` holds
+``episodes_per_file`` rows (100 by default) and then the next file starts, so a commit
+rewrites at most that many rows however many episodes the dataset holds.
+
+The commit protocol (why a reader never sees a partly written episode, and why a power loss
+cannot leave a committed episode pointing at data that never reached the disk):
 
 1. ``stage``: the episode's videos are encoded under ``<root>/.staging/`` (this can run in a
    recording worker process), and its image stats computed.
-2. ``commit``: the new version of each data/video file (old content + this episode) is
-   written under a temporary name and renamed over the old one, so every file is either
-   its old or its new version. Rows and frames past the committed episodes are invisible:
-   readers take the rows of committed episodes and the frames in their timestamp spans.
-3. The metadata is rewritten, each file atomically (temp + fsync + rename): tasks, the
-   episodes table, stats, and **last** ``meta/info.json``, whose ``total_episodes`` is the
-   commit point. Readers take only episodes below ``total_episodes``.
+2. ``commit`` writes, in this order, each step on disk before the next begins:
+
+   a. the data file: the new version (old rows + this episode's) goes to a temporary file,
+      which is fsynced, renamed over the old one, and its directory fsynced;
+   b. each camera's video: a new file is the staged mp4 itself, whose **contents are
+      fsynced before it is renamed** into place (then its directory is fsynced); an append
+      is remuxed into a temporary file, fsynced, renamed, directory fsynced;
+   c. the metadata, each file atomically (temp + fsync + rename + directory fsync):
+      ``tasks.parquet`` (only when the task is new), the open episodes-table file, stats,
+      and **last** ``meta/info.json``, whose ``total_episodes`` is the commit point.
+
+   Every file is thus either its old or its new version, and everything an episode refers
+   to is durable before ``info.json`` counts it. Rows and frames past the committed
+   episodes are invisible: readers take only episodes below ``total_episodes``, and only
+   their rows and the frames in their timestamp spans.
+
+A writer holds the dataset's exclusive lock (``<root>/.lock``, :mod:`embodied_mm.dirlock`)
+from ``create``/``open_for_resume`` until :meth:`DatasetWriter.close`: a second writer fails
+at once with an error naming the holder's pid and host. Readers take no lock and ignore the
+file (LeRobot reads only the paths info.json and the episodes table name).
 
 ``open_for_resume`` removes the staging area, files no committed episode uses, and rows or
 frames of an uncommitted episode left at the end of a file, then rewrites the metadata.
@@ -28,6 +46,7 @@ import io
 import os
 import shutil
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from embodied_mm import fsio
 from embodied_mm.data import lerobot_format as fmt
 from embodied_mm.data.episode import Episode
 from embodied_mm.data.stats import (
@@ -56,9 +76,14 @@ from embodied_mm.data.video import (
     count_frames,
     encode_video,
 )
+from embodied_mm.dirlock import LOCK_NAME, exclusive_lock
 from embodied_mm.features import ACTION, OBS_STATE, PLAN, camera_of
 
 STAGING_DIR = ".staging"
+# Rows per meta/episodes file: a commit rewrites the open file, so this bounds its cost.
+DEFAULT_EPISODES_PER_FILE = 100
+# What a writer keeps in the dataset root besides LeRobot's files.
+WRITER_FILES = (LOCK_NAME, STAGING_DIR)
 
 
 @dataclass
@@ -108,12 +133,44 @@ def stage_episode(
     )
 
 
-class DatasetWriter:
-    """Appends episodes to a v3.0 dataset directory (see the module docstring)."""
+def refuse_to_overwrite(root: Path) -> None:
+    """Raise unless ``root`` is missing or empty (the writer's own lock and staging aside).
 
-    def __init__(self, root: Path, info: dict[str, Any]) -> None:
+    A directory with files but no ``meta/info.json`` is never a fresh start: its metadata
+    may be lost or unreadable, and a new dataset would overwrite its episodes.
+    """
+    root = Path(root)
+    if (root / fmt.INFO_PATH).exists():
+        raise FileExistsError(f"{root} already holds a dataset (use resume to continue it)")
+    if not root.is_dir():
+        return
+    found = sorted(p.name for p in root.iterdir() if p.name not in WRITER_FILES)
+    if found:
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise FileExistsError(
+            f"{root} holds files ({shown}) but no {fmt.INFO_PATH}: not a dataset that can be "
+            "resumed, and a new one would overwrite them; restore its meta/info.json or "
+            "choose an empty directory"
+        )
+
+
+class DatasetWriter:
+    """Appends episodes to a v3.0 dataset directory (see the module docstring).
+
+    Use as a context manager, or call :meth:`close`, to release the dataset's lock.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        info: dict[str, Any],
+        episodes_per_file: int = DEFAULT_EPISODES_PER_FILE,
+    ) -> None:
+        if episodes_per_file < 1:
+            raise ValueError(f"episodes_per_file must be >= 1, got {episodes_per_file}")
         self.root = Path(root)
         self.info = info
+        self.episodes_per_file = episodes_per_file
         self.fps: int = int(info["fps"])
         self.features: dict[str, dict[str, Any]] = info["features"]
         self.video_keys = fmt.video_keys(self.features)
@@ -125,8 +182,23 @@ class DatasetWriter:
         self.episode_rows: list[dict[str, Any]] = []
         # Running aggregates, so that a commit costs the same at episode 10 and 10_000.
         self._stats = StatsAccumulator()
-        self._episodes_table: pa.Table | None = None
+        self._frames = 0
+        # The rows of the last meta/episodes file (the only one a commit rewrites).
+        self._open_episodes: pa.Table | None = None
         self.tasks: dict[str, int] = {}
+        self._tasks_written = 0  # len(self.tasks) as of the last tasks.parquet write
+        self._lock = ExitStack()
+
+    # --- lock ----------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the dataset's lock; the dataset on disk is complete after every commit."""
+        self._lock.close()
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # --- opening -------------------------------------------------------------------------
     @classmethod
@@ -138,53 +210,87 @@ class DatasetWriter:
         robot_type: str,
         data_files_size_in_mb: float = fmt.DEFAULT_DATA_FILES_SIZE_MB,
         video_files_size_in_mb: float = fmt.DEFAULT_VIDEO_FILES_SIZE_MB,
+        *,
+        lock: bool = True,
+        episodes_per_file: int = DEFAULT_EPISODES_PER_FILE,
     ) -> DatasetWriter:
-        """Start a new dataset; refuses a directory that already holds one."""
+        """Start a new dataset in a missing or empty directory (see :func:`refuse_to_overwrite`).
+
+        ``lock=False``: the caller already holds ``exclusive_lock(root)`` (the recorder takes
+        it before it stages anything) and releases it itself.
+        """
         root = Path(root)
-        if (root / fmt.INFO_PATH).exists():
-            raise FileExistsError(f"{root} already holds a dataset (use resume to continue it)")
         for key in (OBS_STATE, ACTION):
             if key not in features:
                 raise ValueError(f"features lack {key!r}")
-        info = fmt.build_info(features=features, fps=fps, robot_type=robot_type)
-        info["data_files_size_in_mb"] = data_files_size_in_mb
-        info["video_files_size_in_mb"] = video_files_size_in_mb
-        writer = cls(root, info)
-        root.mkdir(parents=True, exist_ok=True)
-        writer._write_metadata()
+        with ExitStack() as held:
+            if lock:
+                held.enter_context(exclusive_lock(root, "dataset"))
+            refuse_to_overwrite(root)  # under the lock: nobody creates one meanwhile
+            info = fmt.build_info(features=features, fps=fps, robot_type=robot_type)
+            info["data_files_size_in_mb"] = data_files_size_in_mb
+            info["video_files_size_in_mb"] = video_files_size_in_mb
+            writer = cls(root, info, episodes_per_file)
+            fsio.make_dirs(root)
+            writer._write_metadata()
+            writer._lock = held.pop_all()
         return writer
 
     @classmethod
-    def open_for_resume(cls, root: Path) -> DatasetWriter:
-        """Continue a v3.0 dataset written by us: drop uncommitted leftovers, keep the rest."""
+    def open_for_resume(
+        cls,
+        root: Path,
+        *,
+        lock: bool = True,
+        episodes_per_file: int = DEFAULT_EPISODES_PER_FILE,
+    ) -> DatasetWriter:
+        """Continue a v3.0 dataset written by us: drop uncommitted leftovers, keep the rest.
+
+        Raises :class:`~embodied_mm.data.lerobot_format.DatasetFormatError` naming the file
+        when ``meta/info.json`` or the episodes table is missing or unreadable. ``lock`` as
+        in :meth:`create`.
+        """
         root = Path(root)
+        if not root.is_dir():
+            raise fmt.DatasetFormatError(f"{root}: no such dataset directory")
+        with ExitStack() as held:
+            if lock:
+                held.enter_context(exclusive_lock(root, "dataset"))
+            writer = cls._load(root, episodes_per_file)
+            writer._remove_uncommitted()
+            writer._write_metadata()
+            writer._lock = held.pop_all()
+        return writer
+
+    @classmethod
+    def _load(cls, root: Path, episodes_per_file: int) -> DatasetWriter:
         info = fmt.load_info(root)
         if info["codebase_version"] != fmt.CODEBASE_VERSION:
             raise fmt.DatasetFormatError(
                 f"{root / fmt.INFO_PATH}: can only append to {fmt.CODEBASE_VERSION} datasets"
             )
-        writer = cls(root, info)
+        writer = cls(root, info, episodes_per_file)
         n = int(info["total_episodes"])
-        if n:
-            table = pd.concat(
-                [pd.read_parquet(p) for p in sorted(root.glob("meta/episodes/*/*.parquet"))]
+        if not n:
+            return writer
+        files = sorted(root.glob("meta/episodes/chunk-*/file-*.parquet"))
+        if not files:
+            raise fmt.DatasetFormatError(f"{root / 'meta/episodes'}: no episode tables")
+        table = pd.concat([pd.read_parquet(p) for p in files])
+        rows = table[table["episode_index"] < n].sort_values("episode_index")
+        writer.episode_rows = [_plain_row(r) for r in rows.to_dict("records")]
+        if len(writer.episode_rows) != n:
+            raise fmt.DatasetFormatError(
+                f"{root}: info.json says {n} episodes, the episodes table has "
+                f"{len(writer.episode_rows)}"
             )
-            rows = table[table["episode_index"] < n].sort_values("episode_index")
-            writer.episode_rows = [_plain_row(r) for r in rows.to_dict("records")]
-            for r in writer.episode_rows:
-                writer._stats.add(unflatten_episode_stats(r))
-            writer._episodes_table = pa.Table.from_pylist(writer.episode_rows)
-            if len(writer.episode_rows) != n:
-                raise fmt.DatasetFormatError(
-                    f"{root}: info.json says {n} episodes, the episodes table has "
-                    f"{len(writer.episode_rows)}"
-                )
-            tasks = pd.read_parquet(root / fmt.TASKS_PATH)
-            writer.tasks = {
-                str(t): int(i) for t, i in zip(tasks.index, tasks["task_index"], strict=True)
-            }
-        writer._remove_uncommitted()
-        writer._write_metadata()
+        for r in writer.episode_rows:
+            writer._stats.add(unflatten_episode_stats(r))
+        writer._frames = sum(int(r["length"]) for r in writer.episode_rows)
+        tasks = pd.read_parquet(root / fmt.TASKS_PATH)
+        writer.tasks = {
+            str(t): int(i) for t, i in zip(tasks.index, tasks["task_index"], strict=True)
+        }
         return writer
 
     def _remove_uncommitted(self) -> None:
@@ -192,9 +298,10 @@ class DatasetWriter:
         for tmp in self.root.glob("**/.*.tmp"):
             tmp.unlink()
         used = {self._data_path(*loc) for loc in self._locations("data")}
+        used |= {self._episodes_path(*loc) for loc in self._locations("meta/episodes")}
         for key in self.video_keys:
             used |= {self._video_path(key, *loc) for loc in self._locations(f"videos/{key}")}
-        patterns = ["data/chunk-*/file-*.parquet"] + [
+        patterns = ["data/chunk-*/file-*.parquet", "meta/episodes/chunk-*/file-*.parquet"] + [
             f"videos/{k}/chunk-*/file-*.mp4" for k in self.video_keys
         ]
         for pattern in patterns:
@@ -211,6 +318,14 @@ class DatasetWriter:
         if pc.max(table["episode_index"]).as_py() >= n:
             kept = table.filter(pc.less(table["episode_index"], n))
             self._write_parquet(path, kept)
+        path = self._episodes_path(
+            last["meta/episodes/chunk_index"], last["meta/episodes/file_index"]
+        )
+        table = pq.read_table(path)
+        kept = table.filter(pc.less(table["episode_index"], n))
+        if len(kept) < len(table):
+            self._write_parquet(path, kept)
+        self._open_episodes = kept
         for key in self.video_keys:
             path = self._video_path(
                 key, last[f"videos/{key}/chunk_index"], last[f"videos/{key}/file_index"]
@@ -231,6 +346,15 @@ class DatasetWriter:
     def _video_path(self, key: str, chunk: int, file: int) -> Path:
         return self.root / fmt.VIDEO_PATH.format(video_key=key, chunk_index=chunk, file_index=file)
 
+    def _episodes_path(self, chunk: int, file: int) -> Path:
+        return self.root / fmt.EPISODES_PATH.format(chunk_index=chunk, file_index=file)
+
+    def _next_file(self, chunk: int, file: int) -> tuple[int, int]:
+        file += 1
+        if file >= int(self.info["chunks_size"]):
+            chunk, file = chunk + 1, 0
+        return chunk, file
+
     def _place(
         self, prefix: str, path_of, new_bytes: int, limit_mb: float
     ) -> tuple[int, int, bool]:
@@ -242,10 +366,18 @@ class DatasetWriter:
         path = path_of(chunk, file)
         if path.stat().st_size + new_bytes <= limit_mb * 1024 * 1024:
             return chunk, file, True
-        file += 1
-        if file >= int(self.info["chunks_size"]):
-            chunk, file = chunk + 1, 0
-        return chunk, file, False
+        return (*self._next_file(chunk, file), False)
+
+    def _place_episode_row(self) -> tuple[int, int, bool]:
+        """(chunk, file, append?) in meta/episodes for the next episode's row."""
+        if not self.episode_rows:
+            return 0, 0, False
+        last = self.episode_rows[-1]
+        chunk = int(last["meta/episodes/chunk_index"])
+        file = int(last["meta/episodes/file_index"])
+        if self._open_episodes is not None and len(self._open_episodes) < self.episodes_per_file:
+            return chunk, file, True
+        return (*self._next_file(chunk, file), False)
 
     def _write_parquet(self, path: Path, table: pa.Table) -> None:
         buf = io.BytesIO()
@@ -253,12 +385,20 @@ class DatasetWriter:
         pq.write_table(table, buf, write_page_checksum=True)
         fmt.atomic_write_bytes(path, buf.getvalue())
 
+    def _move_into_place(self, staged: Path, dst: Path) -> None:
+        """Rename a staged file into the dataset, durably: its contents reach the disk before
+        the rename (else a power loss could leave the new name on an empty file), and the
+        directory entry after it."""
+        fsio.fsync_file(staged)
+        fsio.make_dirs(dst.parent)
+        os.replace(staged, dst)
+        fsio.fsync_dir(dst.parent)
+
     def _replace_video(self, path: Path, parts: list[tuple[Path, int | None]]) -> None:
         tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
         try:
             concat_videos(parts, tmp, self.fps)
-            with open(tmp, "rb") as f:
-                os.fsync(f.fileno())
+            fsio.fsync_file(tmp)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -275,7 +415,7 @@ class DatasetWriter:
 
     @property
     def num_frames(self) -> int:
-        return sum(int(r["length"]) for r in self.episode_rows)
+        return self._frames
 
     def add_episode(self, episode: Episode) -> int:
         """Stage and commit in this process; returns the new episode's index."""
@@ -319,38 +459,36 @@ class DatasetWriter:
                 float(self.info["video_files_size_in_mb"]),
             )
             dst = self._video_path(key, chunk, file)
-            dst.parent.mkdir(parents=True, exist_ok=True)
             if append:
                 from_ts = float(self.episode_rows[-1][f"{prefix}/to_timestamp"])
                 self._replace_video(dst, [(dst, round(from_ts * self.fps)), (staged_path, None)])
                 staged_path.unlink()
             else:
                 from_ts = 0.0
-                os.replace(staged_path, dst)
-                fmt.fsync_dir(dst.parent)
+                self._move_into_place(staged_path, dst)
             row[f"{prefix}/chunk_index"] = chunk
             row[f"{prefix}/file_index"] = file
             row[f"{prefix}/from_timestamp"] = from_ts
             row[f"{prefix}/to_timestamp"] = from_ts + length / self.fps
-        row["meta/episodes/chunk_index"] = 0
-        row["meta/episodes/file_index"] = 0
+        chunk, file, append = self._place_episode_row()
+        row["meta/episodes/chunk_index"] = chunk
+        row["meta/episodes/file_index"] = file
         stats = {k: vector_stats(v) for k, v in columns.items() if k != PLAN}
         stats.update(staged.image_stats)
         row.update(flatten_episode_stats(stats))
         row["seed"] = int(staged.seed)
         row["success"] = bool(staged.success)
+        schema = self._open_episodes.schema if self._open_episodes is not None else None
+        new = pa.Table.from_pylist([row], schema=schema)
+        # Only the open file's rows (at most episodes_per_file) are rewritten. One chunk: a
+        # table of many one-row chunks writes ~50x slower.
+        self._open_episodes = (
+            pa.concat_tables([self._open_episodes, new]).combine_chunks() if append else new
+        )
         self.episode_rows.append(row)
+        self._frames += length
         self._stats.add(stats)
-        new = pa.Table.from_pylist(
-            [row], schema=self._episodes_table.schema if self._episodes_table else None
-        )
-        # One chunk: a table of many one-row chunks writes ~50x slower.
-        self._episodes_table = (
-            new
-            if self._episodes_table is None
-            else pa.concat_tables([self._episodes_table, new]).combine_chunks()
-        )
-        self._write_metadata()
+        self._write_metadata(episodes_file=self._episodes_path(chunk, file))
         return ep
 
     def _check(self, state: np.ndarray, action: np.ndarray, cameras: list[str]) -> None:
@@ -364,9 +502,11 @@ class DatasetWriter:
             )
 
     # --- metadata ------------------------------------------------------------------------
-    def _write_metadata(self) -> None:
+    def _write_metadata(self, episodes_file: Path | None = None) -> None:
+        """Tasks (when there is a new one), ``episodes_file`` (the open episodes-table file,
+        when a row was added to it), stats, then info.json: the commit point."""
         n = self.num_episodes
-        if self.tasks:
+        if self.tasks and (len(self.tasks) != self._tasks_written or episodes_file is None):
             tasks = pd.DataFrame(
                 {"task_index": list(self.tasks.values())},
                 index=pd.Index(list(self.tasks), name="task"),
@@ -374,11 +514,11 @@ class DatasetWriter:
             buf = io.BytesIO()
             tasks.to_parquet(buf)
             fmt.atomic_write_bytes(self.root / fmt.TASKS_PATH, buf.getvalue())
+            self._tasks_written = len(self.tasks)
+        if episodes_file is not None:
+            assert self._open_episodes is not None
+            self._write_parquet(episodes_file, self._open_episodes)
         if n:
-            buf = io.BytesIO()
-            pq.write_table(self._episodes_table, buf)
-            path = self.root / fmt.EPISODES_PATH.format(chunk_index=0, file_index=0)
-            fmt.atomic_write_bytes(path, buf.getvalue())
             stats = self._stats.result()
             fmt.atomic_write_json(self.root / fmt.STATS_PATH, stats_to_json(stats))
         self.info.update(

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
+
 import pytest
 from typer.testing import CliRunner
 
 from embodied_mm.cli.main import app
-from tests.data.conftest import write_synthetic
+from embodied_mm.data.check import check_dataset
+from tests.data.conftest import episodes_table, write_synthetic
 from tests.data.test_robomimic import make_robomimic
 
 runner = CliRunner()
+CLI = [sys.executable, "-m", "embodied_mm.cli.main"]
 
 
 @pytest.fixture
@@ -82,3 +89,77 @@ def test_record_names_unknown_env_and_engine(tmp_path):
                               "--episodes", "1", "--out", str(tmp_path / "b")])  # fmt: skip
     assert out.exit_code != 0 and "unknown engine 'foo'" in out.output
     assert not (tmp_path / "b/meta/info.json").exists()
+
+
+# A recorder that stops after its first commit, holding the dataset, until told to go on.
+RECORD_AND_WAIT = """
+import sys, time
+from pathlib import Path
+from embodied_mm.data.recorder import record
+from tests.data.synthetic_source import synthetic_factory
+root, go = Path(sys.argv[1]), Path(sys.argv[2])
+def wait_for_go(index):
+    while not go.exists():
+        time.sleep(0.05)
+record(synthetic_factory(), root, 3, progress=False, on_commit=wait_for_go)
+"""
+
+
+def _committed(root) -> int:
+    try:
+        return json.loads((root / "meta/info.json").read_text())["total_episodes"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
+def _files(root) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+@pytest.mark.slow
+def test_a_second_record_on_the_same_out_fails_at_once_and_the_first_finishes_intact(tmp_path):
+    root, go = tmp_path / "ds", tmp_path / "go"
+    first = subprocess.Popen(
+        [sys.executable, "-c", RECORD_AND_WAIT, str(root), str(go)], stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while _committed(root) < 1:  # it holds the lock and waits in on_commit
+            assert first.poll() is None, first.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the first recorder made no progress"
+            time.sleep(0.05)
+        before = _files(root)
+        second = subprocess.run(
+            [*CLI, "record", "--env", "embodied_mm/PickLift-v0", "--episodes", "5",
+             "--out", str(root), "--resume"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert second.returncode == 1, second.stderr[-2000:]
+        (line,) = second.stderr.strip().splitlines()  # one line, naming the holder
+        assert line.startswith(f"error: dataset {root} is in use by pid {first.pid} on host")
+        assert _files(root) == before  # nothing of the first's touched
+        go.touch()
+        assert first.wait(timeout=120) == 0, first.stderr.read().decode()[-2000:]
+    finally:
+        first.kill()
+        first.wait()
+        first.stderr.close()
+    report = check_dataset(root)
+    assert report.ok and report.episodes == 3, report.errors
+    assert episodes_table(root)["seed"].tolist() == [0, 1, 2]
+
+
+def test_record_resume_on_files_without_metadata_names_the_directory(tmp_path):
+    root = tmp_path / "ds"
+    write_synthetic(root, [5, 6])
+    (root / "meta/info.json").unlink()
+    before = _files(root)
+    out = runner.invoke(app, ["record", "--env", "embodied_mm/PickLift-v0", "--episodes", "3",
+                              "--out", str(root), "--resume"])  # fmt: skip
+    assert out.exit_code != 0
+    assert "meta/info.json" in out.output and "holds files" in out.output
+    assert _files(root) == before

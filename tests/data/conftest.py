@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from embodied_mm.data import synthetic
@@ -32,13 +33,20 @@ def synthetic_features(fps: int = FPS) -> dict:
 
 
 def write_synthetic(root: Path, lengths: list[int], tasks: list[str] | None = None) -> list:
-    writer = DatasetWriter.create(root, synthetic_features(), FPS, robot_type="synthetic")
     episodes = []
-    for i, n in enumerate(lengths):
-        ep = synthetic_episode(n, seed=i, task=tasks[i] if tasks else "lift the red cube")
-        writer.add_episode(ep)
-        episodes.append(ep)
+    with DatasetWriter.create(root, synthetic_features(), FPS, robot_type="synthetic") as writer:
+        for i, n in enumerate(lengths):
+            ep = synthetic_episode(n, seed=i, task=tasks[i] if tasks else "lift the red cube")
+            writer.add_episode(ep)
+            episodes.append(ep)
     return episodes
+
+
+def episodes_table(root: Path) -> pd.DataFrame:
+    """Every row of every meta/episodes file, committed or not, in episode order."""
+    files = sorted(Path(root).glob("meta/episodes/chunk-*/file-*.parquet"))
+    table = pd.concat([pd.read_parquet(p) for p in files], ignore_index=True)
+    return table.sort_values("episode_index", ignore_index=True)
 
 
 @pytest.fixture

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from embodied_mm.data.check import check_dataset
 from embodied_mm.data.reader import DatasetMeta, load_frames
 from embodied_mm.features import ACTION, OBS_STATE
+from tests.data.conftest import episodes_table
 from tests.data.synthetic_source import SyntheticSource
 
 RECORD = """
@@ -64,7 +64,7 @@ def test_repeated_kill_9_during_commits_never_corrupts(tmp_path: Path):
     # every committed episode is exactly the one its seed produces (nothing torn or mixed)
     meta = DatasetMeta(root)
     cols = load_frames(meta).columns
-    eps = pd.read_parquet(root / "meta/episodes/chunk-000/file-000.parquet")
+    eps = episodes_table(root)
     # a row past total_episodes is an episode whose commit the last kill interrupted
     eps = eps[eps["episode_index"] < len(meta.episodes)].sort_values("episode_index")
     source = SyntheticSource()

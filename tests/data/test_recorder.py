@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -15,13 +16,14 @@ from embodied_mm.data.reader import DatasetMeta, load_frames
 from embodied_mm.data.recorder import record
 from embodied_mm.data.video import count_frames
 from embodied_mm.data.writer import DatasetWriter
+from embodied_mm.dirlock import LOCK_NAME, DirectoryLockedError, exclusive_lock
 from embodied_mm.features import ACTION, OBS_STATE
-from tests.data.conftest import FPS, synthetic_episode, synthetic_features
+from tests.data.conftest import FPS, episodes_table, synthetic_episode, synthetic_features
 from tests.data.synthetic_source import SyntheticSource, synthetic_factory
 
 
 def _episodes_table(root):
-    return pd.read_parquet(root / "meta/episodes/chunk-000/file-000.parquet")
+    return episodes_table(root)
 
 
 def test_keeps_successes_in_seed_order(tmp_path):
@@ -90,6 +92,7 @@ def test_commit_cut_short_before_info_json_is_invisible_and_resumable(tmp_path, 
     with pytest.raises(KeyboardInterrupt):
         w.add_episode(synthetic_episode(6, 1))
     monkeypatch.undo()
+    w.close()  # the crashed process is gone: its lock with it
 
     data = root / "data/chunk-000/file-000.parquet"
     video = root / "videos/observation.images.front/chunk-000/file-000.mp4"
@@ -103,3 +106,50 @@ def test_commit_cut_short_before_info_json_is_invisible_and_resumable(tmp_path, 
     info = json.loads((root / "meta/info.json").read_text())
     assert (info["total_episodes"], info["total_frames"]) == (2, 12)
     assert check_dataset(root).ok
+
+
+def _files(root) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != LOCK_NAME
+    }
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_files_without_info_json_are_an_error_never_a_fresh_start(tmp_path, resume):
+    root = tmp_path / "ds"
+    record(synthetic_factory(), root, 3, progress=False)
+    (root / "meta/info.json").unlink()
+    before = _files(root)
+    with pytest.raises(FileExistsError, match=re.escape(f"{root} holds files")) as err:
+        record(synthetic_factory(), root, 5, resume=resume, progress=False)
+    assert "meta/info.json" in str(err.value)
+    assert _files(root) == before  # the three episodes are untouched
+
+
+def test_resume_of_a_dataset_that_is_already_large_enough_records_nothing(tmp_path):
+    root = tmp_path / "ds"
+    record(synthetic_factory(), root, 3, progress=False)
+    before = _files(root)
+    for target in (3, 2):
+        summary = record(synthetic_factory(), root, target, resume=True, progress=False)
+        assert (summary.recorded, summary.episodes, summary.attempts) == (0, 3, 0)
+    assert _files(root) == before
+    assert len(DatasetMeta(root).episodes) == 3
+
+
+def test_the_recorder_holds_the_lock_from_before_it_looks_at_the_directory(tmp_path):
+    root = tmp_path / "ds"
+    record(synthetic_factory(), root, 2, progress=False)
+    in_flight = root / ".staging" / "x-front.mp4"  # what the holder is about to commit
+    in_flight.parent.mkdir()
+    in_flight.write_bytes(b"staged")
+    before = _files(root)
+    with (
+        exclusive_lock(root, "dataset"),  # as another recorder would hold it
+        pytest.raises(DirectoryLockedError, match=f"pid {os.getpid()}"),
+    ):
+        record(synthetic_factory(), root, 4, resume=True, progress=False)
+    assert _files(root) == before  # the holder's staging area is left alone
+    assert record(synthetic_factory(), root, 4, resume=True, progress=False).recorded == 2

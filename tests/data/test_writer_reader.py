@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,12 +13,21 @@ import pyarrow.parquet as pq
 import pytest
 
 from embodied_mm.data import lerobot_format as fmt
+from embodied_mm.data import writer as writer_mod
+from embodied_mm.data.check import check_dataset
 from embodied_mm.data.reader import DatasetMeta, load_frames
 from embodied_mm.data.stats import vector_stats
 from embodied_mm.data.torch_dataset import LeRobotWindowDataset
-from embodied_mm.data.writer import DatasetWriter
+from embodied_mm.data.writer import DatasetWriter, stage_episode
+from embodied_mm.dirlock import LOCK_NAME, DirectoryLockedError
 from embodied_mm.features import ACTION, OBS_STATE, PLAN, image_key
-from tests.data.conftest import FPS, synthetic_episode, synthetic_features
+from tests.data.conftest import (
+    FPS,
+    episodes_table,
+    synthetic_episode,
+    synthetic_features,
+    write_synthetic,
+)
 
 # yuv420p + crf 20 on our smooth synthetic frames: mean error a few levels of 255.
 CODEC_MEAN_TOL = 6.0
@@ -126,6 +138,7 @@ def test_writer_rejects_mismatched_episode_and_existing_dataset(tmp_path):
     bad.state = bad.state[:, :3]
     with pytest.raises(ValueError, match=r"observation\.state"):
         w.add_episode(bad)
+    w.close()
     with pytest.raises(FileExistsError, match="already holds a dataset"):
         DatasetWriter.create(root, synthetic_features(), FPS, "synthetic")
 
@@ -174,3 +187,163 @@ def test_packed_videos_round_trip_per_codec(tmp_path, codec):
             img = ds[i][image_key("front")].permute(1, 2, 0).numpy() * 255
             assert np.abs(img - ep.images[image_key("front")][t]).mean() < CODEC_MEAN_TOL
             i += 1
+
+
+def test_a_second_writer_fails_at_once_naming_the_holder_and_readers_ignore_the_lock(tmp_path):
+    root = tmp_path / "ds"
+    with DatasetWriter.create(root, synthetic_features(), FPS, "synthetic") as w:
+        w.add_episode(synthetic_episode(5, 0))
+        for second in (
+            lambda: DatasetWriter.open_for_resume(root),
+            lambda: DatasetWriter.create(root, synthetic_features(), FPS, "synthetic"),
+        ):
+            with pytest.raises(DirectoryLockedError, match=f"pid {os.getpid()} on host"):
+                second()
+        assert (root / LOCK_NAME).is_file()
+        report = check_dataset(root)  # readers take no lock, and skip the lock file
+        assert report.ok and report.episodes == 1, report.errors
+        w.add_episode(synthetic_episode(6, 1))  # the holder goes on undisturbed
+    with DatasetWriter.open_for_resume(root) as resumed:  # released on close
+        assert resumed.num_episodes == 2
+    assert check_dataset(root).ok
+
+
+def test_create_refuses_a_directory_with_files_but_no_info_json(tmp_path):
+    root = tmp_path / "ds"
+    write_synthetic(root, [5, 6])
+    (root / fmt.INFO_PATH).unlink()  # lost metadata: the episodes are still there
+    before = _snapshot(root)
+    with pytest.raises(
+        FileExistsError, match=re.escape(f"{root} holds files (data, meta, videos)")
+    ):
+        DatasetWriter.create(root, synthetic_features(), FPS, "synthetic")
+    assert _snapshot(root) == before  # nothing overwritten or removed
+    with pytest.raises(fmt.DatasetFormatError, match=r"meta/info\.json: missing"):
+        DatasetWriter.open_for_resume(root)
+    assert _snapshot(root) == before
+
+
+def _snapshot(root: Path) -> dict[str, bytes]:
+    """Every LeRobot file's bytes (the writer's lock file aside)."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != LOCK_NAME
+    }
+
+
+class _SyscallLog:
+    """Wraps the real os.fsync / os.replace and records what they were applied to."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.events: list[tuple[str, Path, Path | None]] = []
+        real_fsync, real_replace = os.fsync, os.replace
+
+        def fsync(fd):
+            self.events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}")), None))
+            return real_fsync(fd)
+
+        def replace(src, dst, **kw):
+            real_replace(src, dst, **kw)
+            self.events.append(("replace", Path(src).resolve(), Path(dst).resolve()))
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+
+    def index(self, kind: str, path: Path, dst: Path | None = None) -> int:
+        for i, (k, p, d) in enumerate(self.events):
+            if k == kind and (p == path or (dst is not None and d == dst)):
+                return i
+        raise AssertionError(f"no {kind} of {path or dst} in {self.events}")
+
+
+def test_commit_makes_videos_durable_before_renaming_them_and_info_json_last(tmp_path, monkeypatch):
+    """The order a power loss cannot break: a staged video's contents are fsynced before the
+    rename that puts it in the dataset, its directory after, and info.json comes last."""
+    root = (tmp_path / "ds").resolve()
+    w = DatasetWriter.create(
+        root, synthetic_features(), FPS, "synthetic", video_files_size_in_mb=1e-6
+    )  # every episode opens new video files: the rename path
+    w.add_episode(synthetic_episode(4, 0))
+    staged = stage_episode(synthetic_episode(5, 1), w.staging_dir, FPS)
+    log = _SyscallLog(monkeypatch)
+    w.commit(staged)
+    monkeypatch.undo()
+    w.close()
+
+    info_commit = log.index("replace", None, dst=root / fmt.INFO_PATH)
+    for key, src in staged.videos.items():
+        dst = root / fmt.VIDEO_PATH.format(video_key=key, chunk_index=0, file_index=1)
+        moved = log.index("replace", src.resolve(), dst=dst)
+        assert log.index("fsync", src.resolve()) < moved  # contents first
+        synced_dir = [
+            i for i, (k, p, _) in enumerate(log.events) if k == "fsync" and p == dst.parent
+        ]
+        assert any(moved < i < info_commit for i in synced_dir)  # then the directory entry
+    data = root / "data/chunk-000/file-000.parquet"  # appended to (data size limit)
+    assert log.index("replace", None, dst=data) < info_commit
+    assert info_commit == len(log.events) - 2  # the last rename, then its directory's fsync
+    assert log.events[-1] == ("fsync", root / "meta", None)
+    assert check_dataset(root).ok
+
+
+def _inodes(directory: Path) -> dict[Path, int]:
+    return {p: p.stat().st_ino for p in directory.glob("chunk-*/file-*.parquet")}
+
+
+def test_a_commit_rewrites_a_bounded_number_of_episodes_rows_whatever_the_size(tmp_path):
+    """The episodes table is chunked: a commit rewrites only the open file, at most
+    ``episodes_per_file`` rows, however many episodes came before (not all of them)."""
+    root = tmp_path / "ds"
+    meta = root / "meta/episodes"
+    rewritten = []  # rows in the files each commit replaced (an atomic write = a new inode)
+    with DatasetWriter.create(
+        root, synthetic_features(), FPS, "synthetic", episodes_per_file=4
+    ) as w:
+        before = _inodes(meta)
+        for seed in range(11):
+            w.add_episode(synthetic_episode(3, seed))
+            after = _inodes(meta)
+            changed = [p for p, ino in after.items() if before.get(p) != ino]
+            rewritten.append(sum(pq.read_metadata(p).num_rows for p in changed))
+            before = after
+    assert rewritten == [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3]
+    assert [pq.read_metadata(p).num_rows for p in sorted(_inodes(meta))] == [4, 4, 3]
+    eps = episodes_table(root)
+    assert eps["meta/episodes/file_index"].tolist() == [0] * 4 + [1] * 4 + [2] * 3
+    assert eps["episode_index"].tolist() == list(range(11))
+    report = check_dataset(root)
+    assert report.ok and report.episodes == 11, report.errors
+    with DatasetWriter.open_for_resume(root, episodes_per_file=4) as w:  # goes on in file 2
+        w.add_episode(synthetic_episode(3, 11))
+        w.add_episode(synthetic_episode(3, 12))
+    assert episodes_table(root)["meta/episodes/file_index"].tolist()[-2:] == [2, 3]
+    assert len(LeRobotWindowDataset(root)) == 13 * 3
+
+
+def test_resume_drops_an_episodes_file_a_cut_short_commit_started(tmp_path, monkeypatch):
+    root = tmp_path / "ds"
+    w = DatasetWriter.create(root, synthetic_features(), FPS, "synthetic", episodes_per_file=2)
+    w.add_episode(synthetic_episode(3, 0))
+    w.add_episode(synthetic_episode(3, 1))
+    real = writer_mod.fmt.atomic_write_json
+
+    def crash_on_info(path, obj):
+        if path.name == "info.json":
+            raise KeyboardInterrupt("simulated crash at the commit point")
+        real(path, obj)
+
+    monkeypatch.setattr(writer_mod.fmt, "atomic_write_json", crash_on_info)
+    with pytest.raises(KeyboardInterrupt):
+        w.add_episode(synthetic_episode(4, 2))
+    monkeypatch.undo()
+    w.close()
+    started = root / "meta/episodes/chunk-000/file-001.parquet"
+    assert started.is_file()  # the interrupted commit's row, invisible to readers:
+    assert check_dataset(root).ok and len(DatasetMeta(root).episodes) == 2
+    with DatasetWriter.open_for_resume(root, episodes_per_file=2) as resumed:
+        assert not started.exists()
+        resumed.add_episode(synthetic_episode(5, 3))
+    assert pq.read_table(started)["length"].to_pylist() == [5]
+    report = check_dataset(root)
+    assert report.ok and report.episodes == 3 and report.frames == 11, report.errors
