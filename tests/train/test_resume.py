@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -45,6 +46,11 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_dataset, tmp_path):
         assert proc.poll() is None, "training ended before it could be killed"
         assert time.time() < deadline
         time.sleep(0.05)
+    # let it log past the checkpoint, so the metrics hold rows the resumed run trains again
+    while '"step": 5' not in (killed / "metrics.jsonl").read_text():
+        assert proc.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (killed / "checkpoints" / f"step-{STEPS:07d}").exists()
@@ -55,3 +61,6 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_dataset, tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+    # rows the killed run logged after its last checkpoint were replaced, not repeated
+    rows = [json.loads(x) for x in (killed / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, STEPS + 1))
