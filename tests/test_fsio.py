@@ -23,6 +23,9 @@ from embodied_mm.policies import make_policy
 from tests.data.synthetic_source import synthetic_factory
 record(synthetic_factory(), root / "ds", 3, progress=False)
 make_policy("vla-chunk", size="tiny").save_pretrained(root / "policy")
+import torch
+from embodied_mm.train.tree_io import save_tree
+save_tree({"step": 1, "weights": torch.zeros(3)}, root / "policy", "training_state")
 """
 
 
@@ -50,6 +53,7 @@ def test_dataset_and_policy_files_follow_the_umask(tmp_path: Path, umask: int) -
         "ds/.lock",
         "policy/model.safetensors",
         "policy/config.json",
+        "policy/training_state.safetensors",
     ):
         assert name in files, sorted(files)
     assert {k: m for k, m in files.items() if m != 0o666 & ~umask} == {}

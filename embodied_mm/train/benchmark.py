@@ -38,9 +38,9 @@ def _write_dataset(root: Path, episodes: int, length: int) -> None:
     hw = (128, 128)
     features = build_features(state_dim=15, action_dim=7, cameras={"front": hw, "wrist": hw},
                               fps=20, codec="h264")  # fmt: skip
-    writer = DatasetWriter.create(root, features, 20, robot_type="synthetic")
-    for i in range(episodes):
-        writer.add_episode(synthetic.synthetic_episode(length, seed=i, hw=hw))
+    with DatasetWriter.create(root, features, 20, robot_type="synthetic") as writer:
+        for i in range(episodes):
+            writer.add_episode(synthetic.synthetic_episode(length, seed=i, hw=hw))
 
 
 def _bare_loop(policy: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, steps: int) -> float:

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from embodied_mm.fsio import follow_umask
+
 _TENSOR, _ITEMS, _TUPLE, _NDARRAY = "__tensor__", "__items__", "__tuple__", "__ndarray__"
 
 
@@ -73,6 +75,7 @@ def save_tree(obj: Any, directory: Path, name: str) -> None:
         os.fsync(f.fileno())
     st_path = directory / f"{name}.safetensors"
     save_file(tensors, str(st_path))
+    follow_umask(st_path)  # safetensors creates its files 0600 whatever the umask
     with open(st_path, "rb") as f:
         os.fsync(f.fileno())
 

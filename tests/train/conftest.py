@@ -18,12 +18,12 @@ def write_dataset(root: Path, lengths: list[int], action_dim: int = 7) -> Path:
         state_dim=15, action_dim=action_dim, cameras={"front": HW, "wrist": HW}, fps=20,
         codec="h264",
     )  # fmt: skip
-    writer = DatasetWriter.create(root, features, 20, robot_type="synthetic")
-    for i, n in enumerate(lengths):
-        writer.add_episode(
-            synthetic.synthetic_episode(n, seed=i, action_dim=action_dim, hw=HW,
-                                        task=f"pick up the {'red' if i % 2 else 'blue'} cube")
-        )  # fmt: skip
+    with DatasetWriter.create(root, features, 20, robot_type="synthetic") as writer:
+        for i, n in enumerate(lengths):
+            writer.add_episode(
+                synthetic.synthetic_episode(n, seed=i, action_dim=action_dim, hw=HW,
+                                            task=f"pick up the {'red' if i % 2 else 'blue'} cube")
+            )  # fmt: skip
     return root
 
 
