@@ -53,6 +53,8 @@ DEFAULT_DATASETS = $(shell echo $(DEFAULT_TASKS) | sed 's#embodied_mm/\([A-Za-z]
 DEFAULT_TRAIN = OMP_NUM_THREADS=1 $(VENV)/bin/embodied-mm train --policy vla-chunk \
 	  --dataset $(DEFAULT_DATASETS) --num-workers 1 --policy-overrides '$(DEFAULT_OVERRIDES)'
 
+# Re-running continues where it stopped: record and both train stages run with --resume
+# (a finished stage says so and moves on).
 .PHONY: default-policy
 default-policy: $(STAMP)
 	for env in $(DEFAULT_TASKS); do \
@@ -60,9 +62,9 @@ default-policy: $(STAMP)
 	  $(VENV)/bin/embodied-mm record --env $$env --episodes $(DEFAULT_DEMOS) --workers 2 \
 	    --out runs/demos/$$name --resume || exit 1; \
 	done
-	$(DEFAULT_TRAIN) --stage ground --out $(DEFAULT_RUN)/ground --steps $(DEFAULT_GROUND_STEPS) \
+	$(DEFAULT_TRAIN) --stage ground --out $(DEFAULT_RUN)/ground --resume --steps $(DEFAULT_GROUND_STEPS) \
 	  --batch-size 64 --lr 1e-3 --warmup-steps 50 --save-every 500
-	$(DEFAULT_TRAIN) --out $(DEFAULT_RUN)/instruct --steps $(DEFAULT_STEPS) --batch-size 32 \
+	$(DEFAULT_TRAIN) --out $(DEFAULT_RUN)/instruct --resume --steps $(DEFAULT_STEPS) --batch-size 32 \
 	  --lr 5e-4 --warmup-steps 200 --save-every 1000 \
 	  --init-from $(DEFAULT_RUN)/ground/checkpoints/step-$$(printf %07d $(DEFAULT_GROUND_STEPS))/policy
 	$(VENV)/bin/embodied-mm eval --checkpoint $(DEFAULT_RUN)/instruct/checkpoints/step-$$(printf %07d $(DEFAULT_STEPS))/policy \
