@@ -185,14 +185,17 @@ class VLAPolicy(nn.Module):
 
     def _encode_tasks(self, tasks: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Instructions → left-padded ids (B, L) and mask (B, L), None when nothing is padded."""
-        rows = []
+        rows: list[list[int]] = []
         for task in tasks:
-            if task not in self._task_ids:
+            # One lookup, then only the local: a reset() (or the bound below) clearing the
+            # cache from another thread between a check and a second lookup cannot lose it.
+            ids = self._task_ids.get(task)
+            if ids is None:
                 if len(self._task_ids) > 1024:  # bound the cache for long-running servers
                     self._task_ids.clear()
-                ids = self.tokenizer(task, add_special_tokens=False)["input_ids"]
-                self._task_ids[task] = ids[: self.config.max_text_tokens]
-            rows.append(self._task_ids[task])
+                encoded = self.tokenizer(task, add_special_tokens=False)["input_ids"]
+                ids = self._task_ids[task] = encoded[: self.config.max_text_tokens]
+            rows.append(ids)
         width = max(1, max(len(r) for r in rows))
         if all(len(r) == width for r in rows):  # the usual control-loop case: skip the mask
             return torch.tensor(rows, dtype=torch.long).to(self.device), None
@@ -390,7 +393,8 @@ class VLAPolicy(nn.Module):
 
     def reset(self) -> None:
         """Start a new episode: drops the cached instruction tokens (the policy keeps no other
-        state between calls; action queues live in the runtime)."""
+        state between calls; action queues live in the runtime). Safe while another thread is
+        inside an inference: that inference still encodes its instruction."""
         self._task_ids.clear()
 
     # ------------------------------------------------------------------ persistence

@@ -1,11 +1,15 @@
 """The policy API contract: inputs in either layout, history dims, clear errors, plans, reset."""
 
+import threading
+import time
+
 import pytest
 import torch
 
 from embodied_mm.model.heads import PlanText
 from embodied_mm.model.policy import PolicyConfig, VLAPolicy, shipped_tokenizer_dir
 from tests.model.helpers import CHUNK, STATE_DIM, make_batch, obs_only, tiny_config, tiny_stats
+from tests.preemption import pausing_inside
 
 
 @pytest.fixture(scope="module")
@@ -169,3 +173,28 @@ def test_goal_dims_choose_what_the_goal_head_predicts():
     assert policy.goal_head[-1].out_features == 2
     with pytest.raises(ValueError, match=r"goal_dims must be state dims in \[0, 5\)"):
         VLAPolicy(tiny_config(goal_loss_weight=1.0, goal_dims=[7]), device="cpu")
+
+
+def test_reset_from_another_thread_never_breaks_an_inference(policy):
+    """A reset() (the control loop, a server's other client) clearing the instruction cache
+    while another thread is inside an inference; the trace pause lets the reset land between
+    any two lines of the encoding."""
+    obs = obs_only(make_batch(4))  # 4 different instructions
+    errors: list[BaseException] = []
+
+    def infer() -> None:
+        try:
+            for _ in range(10):
+                policy.predict_chunk(obs)
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    with pausing_inside(VLAPolicy._encode_tasks.__code__):
+        worker = threading.Thread(target=infer)
+        worker.start()
+    while worker.is_alive():
+        policy.reset()
+        time.sleep(0.0005)
+    worker.join()
+    assert not errors, repr(errors[0])
+    assert policy.predict_chunk(obs).shape == (4, CHUNK, 3)
