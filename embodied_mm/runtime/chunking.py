@@ -11,18 +11,30 @@
 
 Every executor returns None from :meth:`next_action` when it has no fresh action (the policy
 failed, or the async queue ran dry); the safety filter's watchdog turns that into a hold.
+
+Episodes (:meth:`ChunkExecutor.reset`): nothing of one episode reaches the next. The first
+step of an episode always plays an action of a chunk computed from that step's observation:
+every executor infers it there, and the async one waits for it (up to
+``first_chunk_timeout_s``) even when a request of the previous episode is still running; that
+request's chunk, or its failure, is discarded (a failure is logged). The async executor
+calls the source (``infer`` and ``reset``) from its worker thread only, so a reset never runs
+while the policy is inside an inference.
 """
 
 from __future__ import annotations
 
 import abc
+import logging
 import threading
 from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from embodied_mm.runtime.inference import ChunkResult, ChunkSource, PolicyUnavailable
+
+log = logging.getLogger(__name__)
 
 
 class ChunkExecutor(abc.ABC):
@@ -36,9 +48,15 @@ class ChunkExecutor(abc.ABC):
         self.last_infer_ms: float | None = None
 
     def reset(self) -> None:
+        """Start a new episode (also resets the source)."""
+        self._reset_episode_state()
+        self.source.reset()
+
+    def _reset_episode_state(self) -> None:
         self.step = 0
         self.plan = None
-        self.source.reset()
+        self.last_error = None  # the previous episode's outage is not this one's
+        self.last_infer_ms = None
 
     def next_action(self, frame: dict[str, Any]) -> np.ndarray | None:
         """(D,) action for the current step, or None when none is available."""
@@ -56,11 +74,14 @@ class ChunkExecutor(abc.ABC):
         except PolicyUnavailable as e:
             self.last_error = str(e)
             return None
+        self._record(result)
+        return result
+
+    def _record(self, result: ChunkResult) -> None:
         self.last_error = None
         self.last_infer_ms = result.infer_ms
         if result.plan is not None:
             self.plan = result.plan
-        return result
 
     def close(self) -> None:  # noqa: B027 (only the async executor owns a thread)
         """Release worker threads."""
@@ -111,56 +132,138 @@ class TemporalEnsembleExecutor(ChunkExecutor):
         return (weights[:, None] * preds).sum(0) / weights.sum()
 
 
+@dataclass
+class _Request:
+    step: int  # the step whose observation ``frame`` is
+    frame: dict[str, Any]
+
+
+@dataclass
+class _Answer:
+    step: int  # the step whose observation the chunk was computed from
+    result: ChunkResult | None  # None when the source was unavailable
+    unavailable: str | None = None  # the PolicyUnavailable message: hold, ask again
+
+
 class AsyncExecutor(ChunkExecutor):
-    """Overlaps inference with execution.
+    """Overlaps inference with execution; the source is only ever called from one worker
+    thread, so it needs no locking of its own.
 
     ``refill_at``: request the next chunk when this many actions (or fewer) are left queued;
     it should cover the policy's latency in steps, so the queue never runs dry.
+    ``first_chunk_timeout_s``: how long the first step of an episode waits for the chunk
+    computed from its own observation (None: as long as the source takes). The wait covers
+    the rest of a request still running from the previous episode, the source's reset and
+    one inference; past it the step holds and the chunk is played from the step it arrives.
+
+    Episodes are generations: :meth:`reset` starts a new one, and an answer or failure of an
+    older generation's request is discarded (and logged) instead of reaching this episode.
     """
 
-    def __init__(self, source: ChunkSource, refill_at: int = 4) -> None:
+    def __init__(
+        self,
+        source: ChunkSource,
+        refill_at: int = 4,
+        first_chunk_timeout_s: float | None = 10.0,
+    ) -> None:
         super().__init__(source)
         self.refill_at = refill_at
+        self.first_chunk_timeout_s = first_chunk_timeout_s
         self._queue: deque[tuple[int, np.ndarray]] = deque()  # (step, (D,))
         self._lock = threading.Lock()
-        self._ready: tuple[int, ChunkResult] | None = None
-        self._busy = False
-        self._wake = threading.Condition(self._lock)
-        self._request: tuple[int, dict[str, Any]] | None = None
-        self._generation = 0  # bumped by reset so a chunk from the last episode is dropped
-        self._failure: BaseException | None = None  # raised in the loop thread by _next
+        self._has_work = threading.Condition(self._lock)  # the worker waits on it
+        self._has_answer = threading.Condition(self._lock)  # the first step waits on it
+        self._generation = 0
+        self._reset_pending = False  # source.reset() is due before the next inference
+        self._request: _Request | None = None  # posted, not yet taken by the worker
+        self._in_flight = False  # a request of this generation is posted or running
+        self._answer: _Answer | None = None  # of this generation, not yet consumed
+        self._failure: Exception | None = None  # of this generation, raised by the loop thread
         self._closed = False
         self._worker = threading.Thread(target=self._work, name="async-inference", daemon=True)
         self._worker.start()
 
+    # ---------------------------------------------------------------- worker thread
     def _work(self) -> None:
         while True:
-            with self._wake:
-                while self._request is None and not self._closed:
-                    self._wake.wait()
+            with self._has_work:
+                while not (self._closed or self._reset_pending or self._request is not None):
+                    self._has_work.wait()
                 if self._closed:
                     return
-                step, frame = self._request  # type: ignore[misc]
-                self._request = None
+                # Taken together: a request posted after a reset always finds that reset
+                # still pending or already done, so the source is reset before it infers.
+                do_reset, self._reset_pending = self._reset_pending, False
+                request, self._request = self._request, None
                 generation = self._generation
-            failure: BaseException | None = None
-            try:
-                result = self._infer(frame)
-            except Exception as e:  # not a transient outage: hand it to the loop thread
-                result, failure = None, e
+            answer, failure = self._serve(do_reset, request)
             with self._lock:
-                self._busy = False
-                self._failure = failure
-                if result is not None and generation == self._generation:
-                    self._ready = (step, result)
+                if generation != self._generation:  # the episode it was for is over
+                    if failure is not None:
+                        _log_discarded(failure, "a request of a finished episode failed")
+                    continue
+                if failure is not None and self._failure is None:
+                    self._failure = failure
+                if request is not None:
+                    self._answer = answer
+                    self._in_flight = False
+                self._has_answer.notify_all()
 
+    def _serve(
+        self, do_reset: bool, request: _Request | None
+    ) -> tuple[_Answer | None, Exception | None]:
+        """Reset the source and/or answer one request, on the worker thread."""
+        step = request.step if request is not None else 0
+        try:
+            if do_reset:
+                self.source.reset()
+            if request is None:
+                return None, None
+            return _Answer(step, self.source.infer(request.frame)), None
+        except PolicyUnavailable as e:
+            return _Answer(step, None, unavailable=str(e)), None
+        except Exception as e:  # not a transient outage: hand it to the loop thread
+            return None, e
+
+    # ---------------------------------------------------------------- loop thread
     def reset(self) -> None:
+        """Start a new episode. Returns at once: the source's reset runs on the worker after
+        any inference still in flight and before the next one (several resets with nothing
+        inferred in between reset the source once)."""
         with self._lock:
-            self._queue.clear()
-            self._ready = None
-            self._request = None
+            if self._closed:
+                raise RuntimeError("this AsyncExecutor is closed; make a new one")
+            if self._failure is not None:
+                _log_discarded(self._failure, "the policy failed as the episode ended")
             self._generation += 1
-        super().reset()
+            self._queue.clear()
+            self._answer = None
+            self._failure = None
+            self._request = None
+            self._in_flight = False  # one still running belongs to the old generation
+            self._reset_pending = True
+            self._has_work.notify()
+        self._reset_episode_state()
+
+    def _post(self, frame: dict[str, Any]) -> None:
+        """Request a chunk from ``frame`` (the lock is held)."""
+        self._request = _Request(self.step, frame)
+        self._in_flight = True
+        self._has_work.notify()
+
+    def _consume_answer(self) -> None:
+        """Raise this generation's failure, or merge its answer into the queue (lock held)."""
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        answer, self._answer = self._answer, None
+        if answer is None:
+            return
+        if answer.result is None:
+            self.last_error = answer.unavailable
+            return
+        self._record(answer.result)
+        self._merge(answer.step, answer.result.actions)
 
     def _merge(self, start: int, actions: np.ndarray) -> None:
         """Put a chunk computed from the observation at step ``start`` into the queue."""
@@ -177,33 +280,34 @@ class AsyncExecutor(ChunkExecutor):
         self._queue = merged
 
     def _next(self, frame: dict[str, Any]) -> np.ndarray | None:
-        if self.step == 0 and not self._queue and self._ready is None and not self._busy:
-            # Episode start: nothing to overlap with yet, so wait for the first chunk here
-            # rather than holding still for the policy's latency.
-            first = self._infer(frame)
-            if first is not None:
-                with self._lock:
-                    self._merge(0, first.actions)
-        with self._wake:
-            if self._failure is not None:
-                failure, self._failure = self._failure, None
-                raise failure
-            if self._ready is not None:
-                start, result = self._ready
-                self._ready = None
-                self._merge(start, result.actions)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this AsyncExecutor is closed; make a new one")
+            if self.step == 0 and not self._queue and self._answer is None:
+                # Episode start: nothing to overlap with yet, so wait for the chunk of this
+                # observation rather than holding still for the policy's latency.
+                if not self._in_flight:
+                    self._post(frame)
+                self._has_answer.wait_for(
+                    lambda: not self._in_flight or self._failure is not None or self._closed,
+                    self.first_chunk_timeout_s,
+                )
+            self._consume_answer()
             while self._queue and self._queue[0][0] < self.step:
                 self._queue.popleft()
-            if len(self._queue) <= self.refill_at and not self._busy:
-                self._busy = True
-                self._request = (self.step, frame)
-                self._wake.notify()
+            if len(self._queue) <= self.refill_at and not self._in_flight:
+                self._post(frame)
             if self._queue and self._queue[0][0] == self.step:
                 return self._queue.popleft()[1]
         return None
 
     def close(self) -> None:
-        with self._wake:
+        with self._lock:
             self._closed = True
-            self._wake.notify()
+            self._has_work.notify()
+            self._has_answer.notify_all()
         self._worker.join(timeout=5.0)
+
+
+def _log_discarded(failure: Exception, what: str) -> None:
+    log.warning("%s (discarded by reset): %s: %s", what, type(failure).__name__, failure)

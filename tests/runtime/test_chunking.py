@@ -1,36 +1,92 @@
 """Chunk executors. ``RampSource`` is a deterministic policy whose chunk predicts "the action at
-step t is t" (it reads the step from the state), so alignment errors show up as wrong numbers."""
+step t is t" (it reads the step from the state), so alignment errors show up as wrong numbers.
+Episodes use frames far apart (episode e starts at t = 100 e or 1000 e), so an action of the
+wrong episode shows up as a wrong number too."""
 
+import threading
 import time
 
 import numpy as np
 import pytest
 
 from embodied_mm.deploy.client import PolicyClient, RemotePolicy
-from embodied_mm.features import OBS_STATE
+from embodied_mm.deploy.server import PolicyServer, ServerThread
+from embodied_mm.features import OBS_STATE, TASK, image_key
+from embodied_mm.model.policy import VLAPolicy
 from embodied_mm.runtime.chunking import AsyncExecutor, OpenLoopExecutor, TemporalEnsembleExecutor
-from embodied_mm.runtime.inference import ChunkResult
+from embodied_mm.runtime.inference import ChunkResult, LocalPolicy, PolicyUnavailable
+from tests.preemption import pausing_inside
 
 
 class RampSource:
+    """Also checks the source contract of the async executor: ``reset`` never runs while an
+    ``infer`` does, and :attr:`log` has every call in order."""
+
     def __init__(self, k: int = 4, delay_s: float = 0.0, offset_per_call: float = 0.0) -> None:
         self.k, self.delay_s, self.offset_per_call = k, delay_s, offset_per_call
         self.calls = 0
         self.resets = 0
+        self.inferring = False
+        self.resets_during_infer = 0
+        self.log: list[str] = []  # "reset", "infer <t>", "failed"
 
     def infer(self, frame):
-        time.sleep(self.delay_s)
-        t = float(frame[OBS_STATE][0])
-        offset = self.offset_per_call * self.calls
+        call = self.calls
         self.calls += 1
-        return ChunkResult(np.arange(t, t + self.k, dtype=np.float32)[:, None] + offset)  # (K, 1)
+        self.inferring = True
+        try:
+            self.during(call)
+            time.sleep(self.delay_s)
+            t = float(frame[OBS_STATE][0])
+            self.log.append(f"infer {t:g}")
+            chunk = np.arange(t, t + self.k, dtype=np.float32)[:, None]  # (K, 1)
+            return ChunkResult(chunk + self.offset_per_call * call)
+        finally:
+            self.inferring = False
+
+    def during(self, call: int) -> None:
+        """Runs inside call number ``call``; subclasses block or fail here."""
 
     def reset(self):
+        if self.inferring:
+            self.resets_during_infer += 1
         self.resets += 1
+        self.log.append("reset")
+
+
+class HeldCall(RampSource):
+    """Call number ``held`` blocks until :attr:`release` is set, then answers or raises
+    ``error``: an inference still running (or about to fail) when the episode is reset."""
+
+    def __init__(self, k: int, held: int, error: Exception | None = None) -> None:
+        super().__init__(k)
+        self.held, self.error = held, error
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def during(self, call: int) -> None:
+        if call != self.held:
+            return
+        self.entered.set()
+        assert self.release.wait(30), "the test never released the held call"
+        if self.error is not None:
+            self.log.append("failed")
+            raise self.error
 
 
 def frame(t: int):
     return {OBS_STATE: np.array([t], np.float32)}
+
+
+def first(action) -> float | None:
+    return None if action is None else float(action[0])
+
+
+def release_later(event: threading.Event, delay_s: float = 0.3) -> threading.Timer:
+    """Set ``event`` from another thread while this one is blocked in the executor."""
+    timer = threading.Timer(delay_s, event.set)
+    timer.start()
+    return timer
 
 
 def test_open_loop_plays_each_chunk_then_infers_again():
@@ -80,7 +136,7 @@ def test_async_crossfades_the_overlap():
     try:
         first = ex.next_action(frame(0))[0]  # warm start (call 0), then a refill is requested
         deadline = time.monotonic() + 5
-        while ex._ready is None and time.monotonic() < deadline:
+        while ex._answer is None and time.monotonic() < deadline:
             time.sleep(0.005)
         a1 = ex.next_action(frame(1))[0]
         # step 1: the old chunk says 1, the new one (call 1, from step 0) says 101; 7 steps
@@ -122,3 +178,192 @@ def test_async_reraises_a_policy_bug_in_the_loop_thread():
                 time.sleep(0.01)
     finally:
         ex.close()
+
+
+def test_first_step_after_a_reset_during_a_slow_inference_plays_a_fresh_chunk():
+    src = HeldCall(k=4, held=1)
+    ex = AsyncExecutor(src, refill_at=4)
+    timer = None
+    try:
+        assert first(ex.next_action(frame(0))) == 0  # call 0; the refill (call 1) is posted
+        assert src.entered.wait(10)
+        ex.reset()  # episode 1's refill is still running
+        timer = release_later(src.release)
+        out = [first(ex.next_action(frame(100 + t))) for t in range(4)]
+        # No hold at step 0 and nothing of episode 1's chunk (0..3): episode 2 starts on the
+        # chunk of its own first observation, computed after the source was reset.
+        assert out == [100, 101, 102, 103]
+        assert src.log[:4] == ["infer 0", "infer 0", "reset", "infer 100"]
+        assert src.resets_during_infer == 0
+    finally:
+        src.release.set()
+        if timer is not None:
+            timer.join()
+        ex.close()
+
+
+@pytest.mark.parametrize(
+    "error", [RuntimeError("bug hit in episode 1"), PolicyUnavailable("server gone in episode 1")]
+)
+def test_a_failure_of_the_previous_episodes_request_stays_there(error, caplog):
+    src = HeldCall(k=4, held=1, error=error)
+    ex = AsyncExecutor(src, refill_at=4)
+    timer = None
+    try:
+        ex.next_action(frame(0))
+        assert src.entered.wait(10)
+        ex.reset()  # episode 1's refill will fail after the reset
+        timer = release_later(src.release)
+        out = [first(ex.next_action(frame(100 + t))) for t in range(4)]
+        assert out == [100, 101, 102, 103] and ex.last_error is None
+        assert src.log[:4] == ["infer 0", "failed", "reset", "infer 100"]  # it failed before
+        for t in range(4, 20):  # ... and never surfaces in this episode
+            ex.next_action(frame(100 + t))
+            assert ex.last_error is None
+        if not isinstance(error, PolicyUnavailable):  # a bug is not dropped silently
+            assert "bug hit in episode 1" in caplog.text
+    finally:
+        src.release.set()
+        if timer is not None:
+            timer.join()
+        ex.close()
+
+
+def test_a_failure_of_the_episodes_own_first_request_is_raised_at_its_first_step():
+    src = HeldCall(k=4, held=0, error=RuntimeError("shape mismatch in the model"))
+    src.release.set()
+    ex = AsyncExecutor(src)
+    try:
+        with pytest.raises(RuntimeError, match="shape mismatch"):
+            ex.next_action(frame(0))
+        ex.reset()
+        assert first(ex.next_action(frame(100))) == 100  # the next episode works again
+    finally:
+        ex.close()
+
+
+def test_first_step_holds_when_the_first_chunk_is_later_than_the_timeout():
+    src = HeldCall(k=4, held=0)
+    ex = AsyncExecutor(src, refill_at=0, first_chunk_timeout_s=0.05)
+    try:
+        assert ex.next_action(frame(0)) is None  # still held: the step holds
+        src.release.set()
+        deadline = time.monotonic() + 10
+        while ex._in_flight and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert first(ex.next_action(frame(1))) == 1  # the late chunk, minus the passed step
+    finally:
+        src.release.set()
+        ex.close()
+
+
+def test_many_rapid_resets_with_inference_in_flight():
+    src = RampSource(k=4, delay_s=0.01)
+    ex = AsyncExecutor(src, refill_at=4)  # every step keeps a refill in flight
+    try:
+        out = []
+        for ep in range(1, 25):
+            ex.reset()
+            out.append([first(ex.next_action(frame(1000 * ep + t))) for t in range(2)])
+            ex.reset()  # an episode cut short at once: nothing of it may leak either
+        assert out == [[1000 * ep, 1000 * ep + 1] for ep in range(1, 25)]
+        assert src.resets_during_infer == 0
+        # The source is reset between the inferences of two episodes, never in the middle.
+        episode_of_last, reset_since = None, False
+        for entry in src.log:
+            if entry == "reset":
+                reset_since = True
+                continue
+            episode = int(float(entry.split()[1])) // 1000
+            assert episode == episode_of_last or reset_since, src.log
+            episode_of_last, reset_since = episode, False
+    finally:
+        ex.close()
+
+
+def _policy_frame(policy: VLAPolicy, task: str) -> dict:
+    cfg = policy.config
+    size = cfg.image_size
+    out = {image_key(c): np.full((size, size, 3), 128, np.uint8) for c in cfg.cameras}
+    out[OBS_STATE] = np.linspace(-0.5, 0.5, cfg.state_dim, dtype=np.float32)
+    out[TASK] = task
+    return out
+
+
+def test_resets_racing_a_real_policys_inference(tiny_policy):
+    """The old executor reset the policy from the loop thread while the worker was inside
+    ``VLAPolicy._encode_tasks``, whose cache reset() clears (a KeyError ended the run). The
+    trace pause lets a reset land between any two lines of that function."""
+    tasks = ["pick up the red cube", "lift the blue block", "reach the green ball"]
+    local = LocalPolicy(tiny_policy)
+    expected = {task: local.infer(_policy_frame(tiny_policy, task)).actions[0] for task in tasks}
+    assert not np.allclose(expected[tasks[0]], expected[tasks[1]])  # the check has teeth
+    with pausing_inside(VLAPolicy._encode_tasks.__code__):
+        ex = AsyncExecutor(local, refill_at=tiny_policy.config.chunk_size)
+    starts = []  # (task, the first action of its episode)
+    try:
+        for ep in range(12):
+            task = tasks[ep % len(tasks)]
+            ex.reset()
+            obs = _policy_frame(tiny_policy, task)
+            starts.append((task, ex.next_action(obs)))  # ... and the refill goes in flight
+            ex.next_action(obs)  # a KeyError in the worker would be raised here
+            for _ in range(3):  # resets while that refill is inside the policy
+                time.sleep(0.002)
+                ex.reset()
+        assert ex.last_error is None
+    finally:
+        ex.close()
+    for ep, (task, action) in enumerate(starts):
+        assert action is not None, f"episode {ep} started with a hold"
+        np.testing.assert_allclose(action, expected[task], rtol=1e-5, atol=1e-6)
+
+
+class HeldServerPolicy(LocalPolicy):
+    """The real policy behind a real server; batch number ``held`` waits for :attr:`release`.
+    :attr:`log` has "reset" and "infer" in the order the server called them."""
+
+    def __init__(self, policy: VLAPolicy, held: int) -> None:
+        super().__init__(policy)
+        self.held = held
+        self.batches = 0
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.log: list[str] = []
+
+    def reset(self) -> None:
+        self.log.append("reset")
+        super().reset()
+
+    def infer_batch(self, frames):
+        n = self.batches
+        self.batches += 1
+        if n == self.held:
+            self.entered.set()
+            assert self.release.wait(30), "the test never released the held batch"
+        self.log.append("infer")
+        return super().infer_batch(frames)
+
+
+def test_a_reset_during_a_remote_request_reaches_the_server(tiny_policy):
+    """RemotePolicy sends a reset with its next request; the old executor called reset() while
+    a request was in flight, whose reply then cleared the flag: the server never saw it."""
+    served = HeldServerPolicy(tiny_policy, held=1)
+    obs = _policy_frame(tiny_policy, "pick up the red cube")
+    with ServerThread(PolicyServer(served, "127.0.0.1", 0)) as st:
+        client = PolicyClient(st.url, timeout_s=30.0)
+        ex = AsyncExecutor(RemotePolicy(client), refill_at=tiny_policy.config.chunk_size)
+        timer = None
+        try:
+            assert ex.next_action(obs) is not None  # request 0; request 1 goes in flight
+            assert served.entered.wait(10)
+            ex.reset()
+            timer = release_later(served.release)
+            assert ex.next_action(obs) is not None  # episode 2's first step: no hold
+            assert served.log[:4] == ["reset", "infer", "infer", "reset"]
+        finally:
+            served.release.set()
+            if timer is not None:
+                timer.join()
+            ex.close()
+            client.close()
