@@ -4,7 +4,9 @@
 synchronously, because the controller loop is synchronous. Every call has a timeout; a dropped
 or timed-out connection is closed and re-opened on the next call (one attempt per call, so a
 dead server costs the loop at most ``connect_timeout_s`` per step, and the safety watchdog
-decides when to stop). :class:`RemotePolicy` adapts it to the runtime's ``ChunkSource``.
+decides when to stop); one the server closed between calls (its idle timeout) is re-opened
+before sending, so that costs no request. :class:`RemotePolicy` adapts it to the runtime's
+``ChunkSource``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 
 from embodied_mm.deploy.wire import WireError, packb, unpackb
@@ -87,6 +90,8 @@ class PolicyClient:
         """Send one observation, return the reply map; :class:`PolicyUnavailable` on transport
         failure (the connection is re-opened on the next call), :class:`ServerError` when the
         server rejects the request."""
+        if self._ws is not None and self._ws.protocol.state is not State.OPEN:
+            self.close()  # the server closed it since the last call (e.g. idle timeout)
         if self._ws is None:
             self._ws = self._connect()
         try:

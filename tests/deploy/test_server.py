@@ -16,22 +16,12 @@ from embodied_mm.deploy.client import PolicyClient, RemotePolicy
 from embodied_mm.deploy.server import PolicyServer, ServerThread
 from embodied_mm.deploy.wire import packb, unpackb
 from embodied_mm.runtime.inference import LocalPolicy, PolicyUnavailable
+from tests.deploy.clients import obs
 
 
 @pytest.fixture(scope="module")
 def policy(tiny_checkpoint):
     return LocalPolicy.from_checkpoint(tiny_checkpoint, device="cpu")
-
-
-def obs(h=128, w=128, state_dim=15, **over):
-    o = {
-        "observation.images.front": np.zeros((h, w, 3), np.uint8),
-        "observation.images.wrist": np.full((h, w, 3), 80, np.uint8),
-        "observation.state": np.linspace(-1, 1, state_dim).astype(np.float32),
-        "task": "pick up the cube",
-    }
-    o.update(over)
-    return o
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +73,8 @@ def test_healthz(server):
             "sides must be",
         ),
         (packb(obs(task=7)), "task must be a string"),
-        (packb(obs(task="x" * 5000)), "5000 characters"),
+        (packb(obs(task="x" * 2000)), "2000 characters"),
+        (packb(obs(task="x" * 5000)), "a string of 5000 bytes; the limit is"),
         (
             msgpack.packb(
                 {

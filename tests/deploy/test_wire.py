@@ -1,10 +1,13 @@
 """msgpack-numpy encoding: round trips, openpi byte compatibility, and strict decoding."""
 
+import tracemalloc
+
 import msgpack
 import numpy as np
 import pytest
 
-from embodied_mm.deploy.wire import WireError, packb, unpackb
+from embodied_mm.deploy.schema import ObsSchema
+from embodied_mm.deploy.wire import DecodeLimits, WireError, packb, unpackb
 
 
 @pytest.mark.parametrize(
@@ -75,3 +78,69 @@ def test_rejects_unencodable_objects():
         packb(np.array([object()]))
     with pytest.raises(WireError, match="set"):
         packb({1, 2})
+
+
+# --- bounded decoding: what one hostile message can cost -------------------------------------
+REQUEST_LIMITS = ObsSchema(cameras=("front", "wrist"), state_dim=15).decode_limits(16 << 20)
+
+
+def _nested(fanout: int, depth: int) -> bytes:
+    """A full tree of arrays, ``fanout`` children each, empty arrays at the leaves."""
+    node = b"\x90"
+    for _ in range(depth):
+        node = bytes([0x90 | fanout]) + node * fanout
+    return node
+
+
+def _decode_peak_bytes(blob: bytes, match: str) -> int:
+    """Peak memory allocated while decoding ``blob``, which must fail with ``match``."""
+    tracemalloc.start()
+    try:
+        with pytest.raises(WireError, match=match):
+            unpackb(blob, 16 << 20, REQUEST_LIMITS)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    ("blob", "match"),
+    [
+        # 15 MB of empty containers: one array announcing 15 M elements
+        (
+            b"\xdd" + (15_000_000).to_bytes(4, "big") + b"\x90" * 15_000_000,
+            "an array of 15000000 elements; the limit is 16",
+        ),
+        # the same count hidden in a tree of arrays that each pass the per-array limit
+        (_nested(15, 5), "more than 22 maps and arrays"),
+        # depth: every level is a container
+        (b"\x91" * 500 + b"\x90", "more than 22 maps and arrays"),
+        # 1000 levels that each announce the most elements allowed (pre-allocation bait)
+        (b"\xdc\x00\x10" * 1000, "malformed"),
+        (msgpack.packb({str(i): i for i in range(100)}), "a map of 100 entries; the limit is"),
+        (msgpack.packb("x" * 10_000), "a string of 10000 bytes; the limit is 4160"),
+    ],
+    ids=["empty-containers", "tree", "deep", "lying-headers", "wide-map", "long-string"],
+)
+def test_request_limits_stop_hostile_messages_early(blob, match):
+    assert _decode_peak_bytes(blob, match) < 1 << 20  # nothing message-sized was ever built
+
+
+def test_a_valid_request_fits_the_request_limits():
+    request = {
+        "observation.images.front": np.zeros((128, 128, 3), np.uint8),
+        "observation.images.wrist": np.zeros((128, 128, 3), np.uint8),
+        "observation.state": np.zeros(15, np.float32),
+        "task": "é" * 1024,  # the longest task, in 2-byte characters
+        "reset": True,
+    }
+    out = unpackb(packb(request), 16 << 20, REQUEST_LIMITS)
+    assert out["task"] == request["task"] and out["observation.state"].shape == (15,)
+
+
+def test_container_count_is_per_message_not_global():
+    limits = DecodeLimits(max_containers=3)
+    for _ in range(5):  # each message gets its own budget
+        assert unpackb(msgpack.packb([[1], [2]]), limits=limits) == [[1], [2]]
+    with pytest.raises(WireError, match="more than 3 maps and arrays"):
+        unpackb(msgpack.packb([[1], [2], [3]]), limits=limits)

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from embodied_mm.deploy.schema import ObsSchema, SchemaError
 from embodied_mm.deploy.wire import WireError, packb, unpackb
 
-SCHEMA = ObsSchema(cameras=("front", "wrist"), state_dim=15)
+SCHEMA = ObsSchema(
+    cameras=("front", "wrist"), state_dim=15, state_low=(-3.0,) * 15, state_high=(3.0,) * 15
+)
 VALID = packb(
     {
         "observation.images.front": np.zeros((16, 16, 3), np.uint8),
@@ -28,7 +30,7 @@ def _peak_bytes(blob: bytes) -> int:
     tracemalloc.start()
     try:
         with contextlib.suppress(WireError, SchemaError):
-            SCHEMA.validate(unpackb(blob, max_bytes=1 << 20))
+            SCHEMA.validate(unpackb(blob, 1 << 20, SCHEMA.decode_limits(1 << 20)))
         return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
