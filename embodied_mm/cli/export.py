@@ -17,7 +17,12 @@ def export_cmd(
     format: str = typer.Option("onnx", "--format", help="Export format: onnx."),
     out: Path = typer.Option(..., help="Export directory (model, manifest.json, tokenizer/)."),
     quantize: str | None = typer.Option(
-        None, help="Also write a dynamically quantised model and make it the default: int8."
+        None, help="Also write a quantised model and make it the default: int8."
+    ),
+    calibration_dataset: Path | None = typer.Option(
+        None,
+        help="LeRobot dataset whose frames form the int8 model's calibration batch (stored "
+        "in the export, re-checked on load); default: seeded random observations.",
     ),
     batch: int | None = typer.Option(
         None,
@@ -32,15 +37,23 @@ def export_cmd(
     from embodied_mm.export.onnx_export import export_checkpoint
 
     try:
-        manifest = export_checkpoint(checkpoint, out, quantize, batch)
+        manifest = export_checkpoint(
+            checkpoint, out, quantize, batch, calibration_dataset=calibration_dataset
+        )
     except (ValueError, OSError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
     for precision, files in manifest.models.items():
         names = ", ".join(str(out / f.file) for f in files.values())
         typer.echo(f"{precision}: {names} ({manifest.total_bytes(precision) / 1e6:.2f} MB)")
-    if manifest.int8_tolerance is not None:
-        typer.echo(f"int8 vs fp32: max |diff| {manifest.int8_tolerance:.4g} (robot units)")
+    check = manifest.int8_check
+    if check is not None:
+        verdict = "within" if check.measured <= check.tolerance else "OVER"
+        typer.echo(
+            f"int8 vs fp32 on {check.observations} calibration observations ({check.source}): "
+            f"max error {check.measured:.3g} normalised action units, {verdict} the tolerance "
+            f"{check.tolerance:g} (scheme {check.scheme})"
+        )
     typer.echo(f"wrote {out / 'manifest.json'} (default precision {manifest.default_precision})")
 
 
@@ -60,3 +73,21 @@ def bench_export(
     from embodied_mm.export.benchmark import run
 
     typer.echo(run(recipes, size, iters, threads or None, out))
+
+
+@bench_app.command("int8")
+def bench_int8(
+    recipes: list[str] = typer.Option(["vla-chunk", "vla-flow"], "--recipe", help="Repeatable."),
+    checkpoints: list[Path] = typer.Option(
+        [], "--checkpoint", help="Also study this trained policy (repeatable)."
+    ),
+    dataset: Path | None = typer.Option(
+        None, help="LeRobot dataset: evaluate (and calibrate static schemes) on its frames too."
+    ),
+    iters: int = typer.Option(50, help="Timed calls per model for the speed-up."),
+    out: Path | None = typer.Option(None, help="Also write the markdown table here."),
+) -> None:
+    """Every int8 scheme's error with and without VNNI (QEMU, if installed) and speed-up."""
+    from embodied_mm.export.int8_study import run
+
+    typer.echo(run(recipes, checkpoints, dataset, iters, out))

@@ -7,7 +7,9 @@ flow heads, ``prefill`` / ``step`` / ``actions`` for the discrete head), the pol
 normalisation stats and action bounds (already applied inside the graph; kept for the
 runtime's safety layer and for audit), and the sha256 of every model file and of the source
 checkpoint. :func:`check_session` compares a loaded onnxruntime session with it, so a
-manifest from another export fails loudly instead of producing wrong actions.
+manifest from another export fails loudly instead of producing wrong actions. An int8 export
+also lists its calibration batch (:class:`Int8Check`): a few observations and their fp32
+actions, which ``OrtPolicy`` replays through the int8 model on load.
 """
 
 from __future__ import annotations
@@ -54,6 +56,24 @@ class ModelFile:
 
 
 @dataclass
+class Int8Check:
+    """The int8 model's accuracy contract and the data to re-check it on another CPU.
+
+    Error: max |int8 - fp32| over the calibration batch's actions, divided per action
+    dimension by ``scale`` (robot units per normalised unit: half the bounds' range, or the
+    std of a mean_std action), i.e. in normalised action units.
+    """
+
+    tolerance: float  # the documented bound (quantize.INT8_TOLERANCE), normalised units
+    measured: float  # the error measured at export, on the exporting machine's CPU
+    scale: list[float]  # (D,) robot units per normalised action unit
+    scheme: str  # quantisation scheme (quantize.SCHEMES)
+    observations: int  # calibration batch size
+    source: str  # where the observations came from ("random (seed 1)", "dataset <path>")
+    calibration: ModelFile  # .npz: the graph inputs and "reference_actions" (B, K, D) fp32
+
+
+@dataclass
 class Manifest:
     head: str  # action head kind of the source policy
     cameras: list[str]
@@ -72,7 +92,7 @@ class Manifest:
     action_bounds: dict[str, list[float]] | None  # {"low": [...], "high": [...]} robot units
     source: dict[str, Any]  # checkpoint path, weights_sha256, config_sha256
     exporter: dict[str, Any]  # exporter name, opset, torch / onnx versions
-    int8_tolerance: float | None = None  # measured max |int8 - fp32| at export, robot units
+    int8_check: Int8Check | None = None  # int8 exports of the chunk and flow heads
     format: str = FORMAT
     version: int = VERSION
     extra: dict[str, Any] = field(default_factory=dict)
@@ -103,6 +123,12 @@ class Manifest:
                 prec: {name: ModelFile(**f) for name, f in files.items()}
                 for prec, files in data["models"].items()
             }
+            # Exports before the calibration batch recorded a bare measured error.
+            data.pop("int8_tolerance", None)
+            if data.get("int8_check") is not None:
+                check = dict(data["int8_check"])
+                check["calibration"] = ModelFile(**check["calibration"])
+                data["int8_check"] = Int8Check(**check)
             return cls(**data)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ManifestError(f"cannot read {path}: {err}") from err
@@ -122,20 +148,21 @@ class Manifest:
             raise ManifestError(
                 f"the {precision} models {sorted(files)} are not the graphs {sorted(self.graphs)}"
             )
-        return {name: _checked(Path(directory), entry) for name, entry in files.items()}
+        return {name: checked_file(Path(directory), entry) for name, entry in files.items()}
 
     def total_bytes(self, precision: str) -> int:
         return sum(f.bytes for f in self.models[precision].values())
 
 
-def _checked(directory: Path, entry: ModelFile) -> Path:
-    path = directory / entry.file
+def checked_file(directory: Path, entry: ModelFile, what: str = "model file") -> Path:
+    """``entry``'s file in ``directory``, verified against its sha256 (else ManifestError)."""
+    path = Path(directory) / entry.file
     if not path.is_file():
-        raise ManifestError(f"model file {path} named by the manifest is missing")
+        raise ManifestError(f"{what} {path} named by the manifest is missing")
     if sha256_file(path) != entry.sha256:
         raise ManifestError(
-            f"model file {path} does not match the manifest (sha256 differs): the files "
-            "come from different exports or the model was modified"
+            f"{what} {path} does not match the manifest (sha256 differs): the files "
+            f"come from different exports or the {what} was modified"
         )
     return path
 

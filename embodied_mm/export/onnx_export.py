@@ -31,12 +31,15 @@ from embodied_mm.export.graph import (
 )
 from embodied_mm.export.manifest import (
     BATCH,
+    MANIFEST_FILE,
     TOKENIZER_DIR,
     GraphSpec,
+    Int8Check,
     Manifest,
     TensorSpec,
     model_file,
 )
+from embodied_mm.export.quantize import DEFAULT_SCHEME
 from embodied_mm.features import ACTION
 from embodied_mm.fsio import sha256_file
 from embodied_mm.model.policy import CONFIG_FILE, WEIGHTS_FILE, VLAPolicy
@@ -44,6 +47,9 @@ from embodied_mm.model.policy import CONFIG_FILE, WEIGHTS_FILE, VLAPolicy
 OPSET = 17
 QUANTIZE = ("int8",)
 PRECISIONS = ("fp32", *QUANTIZE)
+CALIBRATION_FILE = "calibration.npz"  # the int8 check's observations and fp32 actions
+CHECK_OBSERVATIONS = 4  # calibration batch stored in the export (small: it runs on each load)
+STATIC_CALIBRATION_OBSERVATIONS = 32  # a static scheme's activation-range calibration
 
 
 def graph_file(graph: str, precision: str) -> str:
@@ -178,13 +184,92 @@ def export_graphs(
     return specs
 
 
-def _max_abs_diff(directory: Path, batch: int = 4) -> float:
-    """Largest |int8 - fp32| of the exported actions on random observations (robot units)."""
-    from embodied_mm.export.ort_policy import OrtPolicy, random_observation
+def action_scale(policy: VLAPolicy) -> list[float]:
+    """Robot units per normalised action unit, per dimension (D,): half the bounds' range for
+    bounded modes, the (clamped) std for mean_std, 1 for identity."""
+    d = policy.config.action_dim
+    with torch.no_grad():
+        one = policy.normalizer.unnormalize(ACTION, torch.ones(d))
+        zero = policy.normalizer.unnormalize(ACTION, torch.zeros(d))
+    return (one - zero).tolist()
 
-    fp32, int8 = (OrtPolicy(directory, precision=p) for p in ("fp32", "int8"))
-    obs = random_observation(fp32.config, batch, seed=1)
-    return float(np.abs(fp32.predict_chunk(obs) - int8.predict_chunk(obs)).max())
+
+def _add_int8(
+    manifest: Manifest,
+    policy: VLAPolicy,
+    directory: Path,
+    scheme: str,
+    calibration_dataset: str | Path | None,
+) -> Manifest:
+    """Quantise the fp32 graphs in ``directory`` (a complete fp32 export) and, for the chunk
+    and flow heads, store the calibration batch and the error measured on it."""
+    from embodied_mm.export import calibration
+    from embodied_mm.export.ort_policy import REFERENCE, OrtPolicy, int8_error
+    from embodied_mm.export.quantize import INT8_TOLERANCE, get_scheme, quantize_int8
+
+    chosen = get_scheme(scheme)
+    graph_head = "model" in manifest.graphs
+    if chosen.static and not graph_head:
+        raise ValueError(
+            f"int8 scheme {scheme!r} is static: supported for the chunk and flow heads only"
+        )
+    fp32 = OrtPolicy(directory, precision="fp32")
+    static_feeds = []
+    if chosen.static:
+        obs, _ = calibration.observations(
+            fp32.config, STATIC_CALIBRATION_OBSERVATIONS, calibration_dataset, seed=2
+        )
+        feeds = fp32.feeds(obs)
+        n = manifest.batch or len(feeds["state"])  # a fixed-batch graph takes exactly n
+        static_feeds = [
+            {k: v[i : i + n] for k, v in feeds.items()} for i in range(0, len(feeds["state"]), n)
+        ]
+    for name in manifest.graphs:
+        quantize_int8(
+            directory / graph_file(name, "fp32"),
+            directory / graph_file(name, "int8"),
+            scheme,
+            static_feeds,
+        )
+    manifest.models["int8"] = {
+        g: model_file(directory, graph_file(g, "int8")) for g in manifest.graphs
+    }
+    manifest.default_precision = "int8"
+    manifest.save(directory)
+    if graph_head:
+        obs, source = calibration.observations(
+            fp32.config, CHECK_OBSERVATIONS, calibration_dataset, seed=1
+        )
+        feeds = fp32.feeds(obs)
+        reference = fp32.run_feeds(feeds)  # (B, K, D) robot units
+        np.savez(directory / CALIBRATION_FILE, **feeds, **{REFERENCE: reference})
+        scale = action_scale(policy)
+        int8 = OrtPolicy(directory, precision="int8", check_int8=False)
+        manifest.int8_check = Int8Check(
+            tolerance=INT8_TOLERANCE,
+            measured=int8_error(int8, feeds, reference, scale),
+            scale=scale,
+            scheme=scheme,
+            observations=len(reference),
+            source=source,
+            calibration=model_file(directory, CALIBRATION_FILE),
+        )
+    manifest.save(directory)
+    return manifest
+
+
+def _install(built: Path, out: Path) -> None:
+    """Move a complete export from ``built`` into ``out``, replacing an earlier export's files;
+    the manifest last, so it never names files that are not there yet."""
+    for stale in [*out.glob("*.onnx"), out / CALIBRATION_FILE]:  # other head, int8 ...
+        stale.unlink(missing_ok=True)
+    for f in [*built.glob("*.onnx"), *built.glob(CALIBRATION_FILE)]:
+        f.replace(out / f.name)
+    tok_dir = out / TOKENIZER_DIR
+    if tok_dir.exists():
+        shutil.rmtree(tok_dir)
+    (built / TOKENIZER_DIR).replace(tok_dir)
+    (built / MANIFEST_FILE).replace(out / MANIFEST_FILE)
 
 
 def export_checkpoint(
@@ -192,45 +277,57 @@ def export_checkpoint(
     out: str | Path,
     quantize: str | None = None,
     batch: int | None = None,
+    int8_scheme: str = DEFAULT_SCHEME,
+    calibration_dataset: str | Path | None = None,
 ) -> Manifest:
     """Export a ``save_pretrained`` directory to ``out`` (created; existing model files are
-    replaced). ``quantize="int8"`` also writes the dynamically quantised model and makes it
-    the default the runtime loads."""
+    replaced). ``quantize="int8"`` also writes the int8 model (``int8_scheme``, see
+    ``quantize.SCHEMES``) and makes it the default the runtime loads; its calibration batch
+    (and a static scheme's calibration data) come from ``calibration_dataset`` (a LeRobot
+    dataset) or, without one, from seeded random observations."""
     import onnx
 
     if quantize is not None and quantize not in QUANTIZE:
         raise ValueError(f"unknown quantisation {quantize!r}; known: {', '.join(QUANTIZE)}")
     if batch is not None and batch < 1:
         raise ValueError(f"a fixed batch size must be >= 1, got {batch}")
+    if calibration_dataset is not None and quantize is None:
+        raise ValueError("a calibration dataset is for int8 exports: add --quantize int8")
     checkpoint, out = Path(checkpoint), Path(out)
     policy = VLAPolicy.from_pretrained(checkpoint, device="cpu").eval()
+    if calibration_dataset is not None:  # a wrong path fails before the export's work
+        from embodied_mm.data.reader import DatasetMeta
+
+        DatasetMeta(Path(calibration_dataset))
     out.mkdir(parents=True, exist_ok=True)
-    # Write into a temporary directory first: a failed export leaves no half-written model
-    # beside an old manifest.
+    # Build the whole export in a temporary directory first: a failed export leaves no
+    # half-written model beside an old manifest.
     with tempfile.TemporaryDirectory(dir=out) as tmp:
         tmp_dir = Path(tmp)
         graphs = export_graphs(policy, tmp_dir, batch)
-        precisions = ["fp32", *([quantize] if quantize else [])]
         for name in graphs:
             onnx.checker.check_model(str(tmp_dir / graph_file(name, "fp32")))
-            if quantize == "int8":
-                from embodied_mm.export.quantize import quantize_int8
+        policy.tokenizer.save_pretrained(str(tmp_dir / TOKENIZER_DIR))
+        manifest = _fp32_manifest(policy, checkpoint, graphs, batch, tmp_dir)
+        manifest.save(tmp_dir)
+        if quantize == "int8":
+            manifest = _add_int8(manifest, policy, tmp_dir, int8_scheme, calibration_dataset)
+        _install(tmp_dir, out)
+    return manifest
 
-                quantize_int8(
-                    tmp_dir / graph_file(name, "fp32"), tmp_dir / graph_file(name, "int8")
-                )
-        for stale in out.glob("*.onnx"):  # files of an earlier export (other head, int8)
-            stale.unlink()
-        for f in tmp_dir.glob("*.onnx"):
-            f.replace(out / f.name)
-    tok_dir = out / TOKENIZER_DIR
-    if tok_dir.exists():
-        shutil.rmtree(tok_dir)
-    policy.tokenizer.save_pretrained(str(tok_dir))
+
+def _fp32_manifest(
+    policy: VLAPolicy,
+    checkpoint: Path,
+    graphs: dict[str, GraphSpec],
+    batch: int | None,
+    directory: Path,
+) -> Manifest:
+    import onnx
 
     cfg = policy.config
     bounds = policy.normalizer.bounds(ACTION)
-    manifest = Manifest(
+    return Manifest(
         head=cfg.head.kind,
         cameras=list(cfg.cameras),
         image_size=cfg.image_size,
@@ -241,8 +338,8 @@ def export_checkpoint(
         pad_id=policy.pad_id,
         batch=batch,
         graphs=graphs,
-        models={p: {g: model_file(out, graph_file(g, p)) for g in graphs} for p in precisions},
-        default_precision=quantize or "fp32",
+        models={"fp32": {g: model_file(directory, graph_file(g, "fp32")) for g in graphs}},
+        default_precision="fp32",
         norm_modes=dict(cfg.norm_modes),
         stats=policy.normalizer.stats,
         action_bounds=None
@@ -260,8 +357,3 @@ def export_checkpoint(
             "onnx": onnx.__version__,
         },
     )
-    manifest.save(out)
-    if quantize == "int8":  # measured on the files as the runtime loads them
-        manifest.int8_tolerance = _max_abs_diff(out)
-    manifest.save(out)
-    return manifest

@@ -2,19 +2,37 @@
 inference API (``predict_chunk``, ``reset``, ``config``), so the runtime's ``LocalPolicy``,
 the chunk executors and the policy server run it unchanged. Needs numpy, onnxruntime and
 tokenizers only: no torch.
+
+An int8 model is re-checked on load: the export's calibration batch (a few observations and
+their fp32 actions, listed in the manifest) runs through it, and an error above the manifest's
+tolerance raises an :class:`Int8AccuracyWarning` naming both. int8 accuracy depends on the CPU's
+integer kernels (see ``quantize.py``), so the export machine's figure does not carry over.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from embodied_mm.export.manifest import TOKENIZER_DIR, Manifest, ManifestError, check_session
+from embodied_mm.export.manifest import (
+    TOKENIZER_DIR,
+    Manifest,
+    ManifestError,
+    check_session,
+    checked_file,
+)
 from embodied_mm.features import OBS_STATE, batch_tasks, image_key
+
+REFERENCE = "reference_actions"  # key of the fp32 actions in the calibration batch file
+
+
+class Int8AccuracyWarning(UserWarning):
+    """The int8 model's error on this CPU exceeds the export's documented tolerance."""
 
 
 @dataclass
@@ -56,9 +74,12 @@ class OrtPolicy:
         precision: str | None = None,
         threads: int | None = None,
         seed: int = 0,
+        check_int8: bool = True,
     ) -> None:
         """``precision``: "fp32" or "int8" (default: the export's default). ``seed`` seeds
-        the start noise of a flow policy exported with ``noise_seed=None``."""
+        the start noise of a flow policy exported with ``noise_seed=None``. ``check_int8``:
+        replay the calibration batch through an int8 model (chunk and flow heads) and warn
+        when its error exceeds the manifest's tolerance (sets :attr:`int8_error`)."""
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -90,6 +111,38 @@ class OrtPolicy:
         self._input_names = [s.name for s in graph.inputs]
         self._rng = np.random.default_rng(seed)
         self._task_ids: dict[str, list[int]] = {}
+        # Max |int8 - fp32| on the calibration batch on this CPU, normalised action units.
+        self.int8_error: float | None = None
+        if check_int8 and self.precision == "int8" and "model" in self.sessions:
+            self._check_int8()
+
+    def _check_int8(self) -> None:
+        """Replay the calibration batch; warn when the error exceeds the manifest's tolerance."""
+        check = self.manifest.int8_check
+        if check is None:
+            warnings.warn(
+                f"{self.export_dir}: this int8 export has no calibration batch, so its error "
+                "on this CPU is unchecked (int8 accuracy depends on the CPU's integer kernels); "
+                "re-export it with --quantize int8",
+                Int8AccuracyWarning,
+                stacklevel=3,
+            )
+            return
+        path = checked_file(self.export_dir, check.calibration, "calibration batch")
+        with np.load(path) as data:
+            feeds = {name: data[name] for name in self._input_names}
+            reference = data[REFERENCE]  # (B, K, D) fp32 actions
+        self.int8_error = int8_error(self, feeds, reference, check.scale)
+        if self.int8_error > check.tolerance:
+            warnings.warn(
+                f"{self.export_dir}: the int8 model's actions are off by {self.int8_error:.3g} "
+                f"(max |int8 - fp32| in normalised action units over the export's "
+                f"{check.observations} calibration observations) on this CPU, over the "
+                f"manifest's tolerance {check.tolerance:g} (measured {check.measured:.3g} at "
+                "export); use precision='fp32' or an export without --quantize",
+                Int8AccuracyWarning,
+                stacklevel=3,
+            )
 
     # ------------------------------------------------------------------ inputs
     def encode_tasks(self, tasks: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -150,7 +203,10 @@ class OrtPolicy:
     # ------------------------------------------------------------------ the API
     def predict_chunk(self, obs: dict[str, Any]) -> np.ndarray:
         """Action chunk (B, K, D) float32 in robot units, inside the export's action bounds."""
-        feeds = self.feeds(obs)
+        return self.run_feeds(self.feeds(obs))
+
+    def run_feeds(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Actions (B, K, D) of graph inputs as :meth:`feeds` builds them, any batch size."""
         run = self._run_graph if "model" in self.sessions else self._decode_discrete
         n, b = self.manifest.batch, feeds["state"].shape[0]
         if n is None or n == b:
@@ -199,6 +255,15 @@ class OrtPolicy:
     def reset(self) -> None:
         """New episode: drops cached instruction ids (the graph itself keeps no state)."""
         self._task_ids.clear()
+
+
+def int8_error(
+    policy: OrtPolicy, feeds: dict[str, np.ndarray], reference: np.ndarray, scale: list[float]
+) -> float:
+    """Max |policy - reference| over the actions of ``feeds``, divided per action dimension by
+    ``scale`` (robot units per normalised unit): the error in normalised action units."""
+    actions = policy.run_feeds(feeds)  # (B, K, D) robot units
+    return float((np.abs(actions - reference) / np.asarray(scale, dtype=np.float32)).max())
 
 
 def random_observation(config: Any, batch: int, seed: int) -> dict[str, Any]:

@@ -36,11 +36,12 @@ class Exported:
     export: Path
 
 
-def export_with_cli(checkpoint: Path, out: Path, *extra: str) -> None:
+def export_with_cli(checkpoint: Path, out: Path, *extra: str) -> str:
     result = CliRunner().invoke(
         app, ["export", "--checkpoint", str(checkpoint), "--out", str(out), *extra]
     )
     assert result.exit_code == 0, result.output
+    return result.output
 
 
 @pytest.fixture(scope="session", params=EXPORTABLE)
