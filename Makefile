@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench clean qemu-user
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -15,12 +15,24 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) qemu-user
+
+# QEMU's user-mode emulator runs the int8 tests on a CPU without VNNI whatever the host
+# (tests/export/test_cpu_kernels.py). Installed when make runs as root with apt-get; otherwise
+# those tests are skipped, saying why.
+qemu-user:
+	@command -v qemu-x86_64 >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q qemu-user) \
+	      || echo "could not install qemu-user: the non-VNNI int8 tests will be skipped"; \
+	  else \
+	    echo "qemu-x86_64 missing (as root: apt-get install qemu-user): the non-VNNI int8 tests will be skipped"; \
+	  fi; }
 
 demo: $(STAMP)
 	$(VENV)/bin/embodied-mm demo --out outputs/demo
 
-test: $(STAMP)
+test: $(STAMP) qemu-user
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest -n 2 --timeout 900
