@@ -348,6 +348,7 @@ class PolicyServer:
             self._decoder.shutdown(wait=True, cancel_futures=True)
 
     def run(self) -> None:
+        """Serve in this process until interrupted (``embodied-mm serve``)."""
         asyncio.run(self.serve())
 
 
