@@ -27,6 +27,9 @@ def serve(
     max_message_mb: float = typer.Option(16.0, help="Largest accepted request, MiB."),
     device: str | None = typer.Option(None, help="torch device (default: cuda if available)."),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
+    max_clients: int = typer.Option(64, help="Open connections at most."),
+    max_clients_per_address: int = typer.Option(16, help="Open connections from one IP at most."),
+    idle_timeout: float = typer.Option(30.0, help="Close a connection idle this many seconds."),
 ) -> None:
     """Serve a policy over websocket + msgpack (openpi's protocol), batching concurrent clients."""
     import logging
@@ -40,7 +43,14 @@ def serve(
     try:
         policy = _local_policy(checkpoint, backend, plan, device)
         server = PolicyServer(
-            policy, host, port, token, max_message_bytes=int(max_message_mb * 1024 * 1024)
+            policy,
+            host,
+            port,
+            token,
+            max_message_bytes=int(max_message_mb * 1024 * 1024),
+            max_clients=max_clients,
+            max_clients_per_address=max_clients_per_address,
+            idle_timeout_s=idle_timeout,
         )
     except (ValueError, OSError) as e:
         typer.echo(f"error: {e}", err=True)

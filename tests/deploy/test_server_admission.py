@@ -8,15 +8,18 @@ import asyncio
 import socket
 
 import pytest
+from typer.testing import CliRunner
 from websockets.asyncio.client import connect as async_connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from embodied_mm.cli.main import app
 from embodied_mm.deploy.client import PolicyClient
 from embodied_mm.deploy.server import IDLE_CLOSE_CODE, PolicyServer, ServerThread
 from embodied_mm.deploy.wire import packb, unpackb
 from embodied_mm.runtime.inference import LocalPolicy
 from tests.deploy.clients import Robot, obs, wait_until
+from tests.deploy.server_process import free_port, start_server
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +154,32 @@ def test_concurrent_handshakes_never_exceed_max_clients(policy):
 def test_bad_limits_are_refused(policy, kwargs, match):
     with pytest.raises(ValueError, match=match):
         PolicyServer(policy, "127.0.0.1", 0, **kwargs)
+
+
+@pytest.mark.slow
+def test_serve_cli_applies_the_limits(tiny_checkpoint):
+    port = free_port()
+    server = start_server(
+        tiny_checkpoint, port, "--max-clients-per-address", "1", "--idle-timeout", "1"
+    )
+    try:
+        url = f"ws://127.0.0.1:{port}"
+        first = open_idle(url, "127.0.0.1")
+        assert open_idle(url, "127.0.0.1") == 503  # one per address
+        other = open_idle(url, "127.0.0.2")  # another host still gets in
+        for ws in (first, other):
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=30)
+            assert closed.value.rcvd.code == IDLE_CLOSE_CODE
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    log = server.stderr.read()
+    assert "refused 127.0.0.1" in log and "per address" in log and "Traceback" not in log
+
+
+def test_serve_cli_refuses_a_bad_limit(tiny_checkpoint):
+    result = CliRunner().invoke(
+        app, ["serve", "--checkpoint", str(tiny_checkpoint), "--idle-timeout", "0"]
+    )
+    assert result.exit_code == 2 and "idle_timeout_s must be a positive" in result.output
