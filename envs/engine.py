@@ -24,6 +24,9 @@ from typing import Literal
 
 import numpy as np
 
+from embodied_mm.envs import ik
+from embodied_mm.envs.robot import JOINT_LIMITS
+
 Shape = Literal["box", "cylinder", "sphere"]
 TableTexture = Literal["plain", "checker", "noise"]
 TABLE_TEXTURES: tuple[TableTexture, ...] = ("plain", "checker", "noise")
@@ -152,9 +155,21 @@ class Engine(abc.ABC):
         """Both fingers touch the object."""
 
     # --- kinematics ----------------------------------------------------------------------
+    # The arm's joint limits (7, 2) rad, as the IK sees them (envs/ik.py's Kinematics).
+    joint_limits: np.ndarray = JOINT_LIMITS
+
     @abc.abstractmethod
+    def tcp_pose_and_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """At arm joints ``q`` (7,), on a kinematic copy of the robot (the simulated state is
+        left alone): TCP position (3,), quaternion (4,) wxyz, and the world-frame Jacobian
+        (6, 7), linear rows first."""
+
     def solve_ik(self, pos: np.ndarray, quat: np.ndarray, q_init: np.ndarray) -> np.ndarray:
-        """(7,) joint positions within limits that put the TCP at ``pos``/``quat``."""
+        """(7,) joint positions within limits that put the TCP at ``pos``/``quat``, starting
+        from ``q_init``: :func:`embodied_mm.envs.ik.solve_ik` on this engine's kinematics, the
+        same solver and settings on every engine. An unreachable target gives the closest
+        pose found."""
+        return ik.solve_ik(self, pos, quat, q_init).q
 
     # --- rendering -----------------------------------------------------------------------
     @abc.abstractmethod

@@ -33,7 +33,6 @@ from embodied_mm.envs.engine import (
 from embodied_mm.envs.robot import (
     FINGER_TRAVEL,
     HOME_Q,
-    JOINT_LIMITS,
     N_ARM_JOINTS,
     WRIST_CAMERA_EYE,
     WRIST_CAMERA_LOOK_AT,
@@ -81,7 +80,6 @@ class MujocoEngine(Engine):
         scene: SceneSpec,
         control_hz: float = 20.0,
         physics_dt: float = 0.002,
-        ik_damping: float = 0.01,
         robot_xml: str | Path | None = None,
     ) -> None:
         """``robot_xml``: an MJCF robot to use instead of ``sim_assets/robots/panda.xml`` (it
@@ -89,11 +87,10 @@ class MujocoEngine(Engine):
         self.physics_dt = physics_dt
         self.robot_xml = Path(robot_xml) if robot_xml is not None else asset_path(ROBOT_ASSET)
         super().__init__(scene, control_hz)
-        self.ik_damping = ik_damping
         self.model = self._build_model(scene)
         self.model.opt.timestep = physics_dt
         self.data = mujoco.MjData(self.model)
-        self._ik_data = mujoco.MjData(self.model)  # scratch state so IK never disturbs physics
+        self._ik_data = mujoco.MjData(self.model)  # scratch state: IK never disturbs physics
         m = self.model
         self._arm_qadr = np.array([m.joint(j).qposadr[0] for j in ARM_JOINTS])
         self._arm_dadr = np.array([m.joint(j).dofadr[0] for j in ARM_JOINTS])
@@ -308,46 +305,15 @@ class MujocoEngine(Engine):
         return all(touching)
 
     # --- kinematics ------------------------------------------------------------------------
-    def solve_ik(
-        self,
-        pos: np.ndarray,
-        quat: np.ndarray,
-        q_init: np.ndarray,
-        max_iters: int = 30,
-        tol_pos: float = 1e-4,
-        tol_rot: float = 1e-3,
-    ) -> np.ndarray:
-        """Damped least squares on the TCP site, with a weak pull towards the home pose in the
-        Jacobian's null space so redundant joints do not wander over many calls."""
+    def tcp_pose_and_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         m, d = self.model, self._ik_data
-        q = np.clip(np.asarray(q_init, dtype=float), JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1])
-        target_q = np.asarray(quat, dtype=float) / np.linalg.norm(quat)
+        d.qpos[self._arm_qadr] = q
+        mujoco.mj_kinematics(m, d)
+        mujoco.mj_comPos(m, d)  # mj_jacSite reads the com-based quantities this computes
+        pos, quat = self._site_pose(d)
         jacp, jacr = np.zeros((3, m.nv)), np.zeros((3, m.nv))
-        err_quat, cur_neg, rot_err = np.zeros(4), np.zeros(4), np.zeros(3)
-        lam2 = self.ik_damping**2
-        for _ in range(max_iters):
-            d.qpos[self._arm_qadr] = q
-            mujoco.mj_kinematics(m, d)
-            mujoco.mj_comPos(m, d)
-            cur_pos, cur_quat = self._site_pose(d)
-            pos_err = np.asarray(pos) - cur_pos
-            mujoco.mju_negQuat(cur_neg, cur_quat)
-            mujoco.mju_mulQuat(err_quat, target_q, cur_neg)  # world-frame rotation error
-            if err_quat[0] < 0:
-                err_quat *= -1
-            mujoco.mju_quat2Vel(rot_err, err_quat, 1.0)
-            if np.linalg.norm(pos_err) < tol_pos and np.linalg.norm(rot_err) < tol_rot:
-                break
-            mujoco.mj_jacSite(m, d, jacp, jacr, self._tcp)
-            jac = np.vstack([jacp[:, self._arm_dadr], jacr[:, self._arm_dadr]])  # (6, 7)
-            err = np.concatenate([pos_err, rot_err])  # (6,)
-            jjt = jac @ jac.T + lam2 * np.eye(6)
-            dq = jac.T @ np.linalg.solve(jjt, err)
-            null = np.eye(N_ARM_JOINTS) - jac.T @ np.linalg.solve(jjt, jac)
-            dq += null @ (0.1 * (HOME_Q - q))
-            scale = max(1.0, np.abs(dq).max() / 0.3)  # at most 0.3 rad per iteration
-            q = np.clip(q + dq / scale, JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1])
-        return q
+        mujoco.mj_jacSite(m, d, jacp, jacr, self._tcp)
+        return pos, quat, np.vstack([jacp[:, self._arm_dadr], jacr[:, self._arm_dadr]])
 
     # --- rendering -------------------------------------------------------------------------
     def render(self, camera: str) -> np.ndarray:

@@ -4,8 +4,8 @@ One ``p.DIRECT`` client per engine instance (every call passes ``physicsClientId
 environments can live in one process. The client is created lazily on first use: a vector
 env's worker process builds its own simulator instead of inheriting one across a fork.
 
-A second, physics-free client holds a kinematic copy of the robot for inverse kinematics, so
-solving IK never disturbs the simulated state.
+A second, physics-free client holds a kinematic copy of the robot for the FK and Jacobian that
+the shared IK (``envs/ik.py``) asks for, so solving IK never disturbs the simulated state.
 """
 
 from __future__ import annotations
@@ -29,14 +29,11 @@ from embodied_mm.envs.engine import (
 )
 from embodied_mm.envs.robot import (
     FINGER_TRAVEL,
-    HOME_Q,
-    JOINT_LIMITS,
     N_ARM_JOINTS,
     WRIST_CAMERA_EYE,
     WRIST_CAMERA_LOOK_AT,
     WRIST_CAMERA_UP,
 )
-from embodied_mm.envs.rotations import quat_error
 
 ROBOT_ASSET = "robots/panda.urdf"
 ARM_JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
@@ -59,7 +56,6 @@ ARM_POSITION_GAIN = 0.08
 ARM_VELOCITY_GAIN = 1.0
 GRIPPER_FORCE = 40.0  # N per finger, as the real hand's continuous grasp force (70 N) / 2
 GRIPPER_SPEED = 0.2  # m/s per finger
-IK_DAMPING = 0.01  # λ of damped least squares: small, the tasks stay away from singularities
 
 
 def _xyzw(quat_wxyz) -> tuple[float, float, float, float]:
@@ -472,59 +468,25 @@ class PyBulletEngine(Engine):
         )
 
     # --- kinematics ------------------------------------------------------------------------
-    def solve_ik(
-        self,
-        pos: np.ndarray,
-        quat: np.ndarray,
-        q_init: np.ndarray,
-        max_iters: int = 50,
-        tol_pos: float = 1e-4,
-        tol_rot: float = 1e-3,
-    ) -> np.ndarray:
-        """Damped least squares on PyBullet's TCP Jacobian, on the kinematic copy of the robot.
-
-        Starts at ``q_init``; a weak pull towards the home pose in the Jacobian's null space
-        keeps the redundant joint from wandering over many calls (as on the MuJoCo side).
-        Joint limits hold at every iteration. Returns the best iterate, so an unreachable
-        target gives the closest pose found.
-        """
+    def tcp_pose_and_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         self._sim()
         ik = self._ik_client
-        lower, upper = JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1]
-        target_p = np.asarray(pos, dtype=np.float64)
-        target_q = np.asarray(quat, dtype=np.float64)
-        target_q = target_q / np.linalg.norm(target_q)
-        q = np.clip(np.asarray(q_init, dtype=np.float64), lower, upper)
-        best_q, best_err = q.copy(), np.inf
-        n_mov = len(self._movable)
-        full, zeros = [0.0] * n_mov, [0.0] * n_mov
-        for _ in range(max_iters):
-            for j, v in zip(self._arm, q, strict=True):
-                p.resetJointState(self._ik_robot, j, float(v), physicsClientId=ik)
-            s = p.getLinkState(
-                self._ik_robot, self._tcp, computeForwardKinematics=True, physicsClientId=ik
-            )
-            e_pos = target_p - np.asarray(s[4])  # (3,)
-            e_rot = quat_error(target_q, _wxyz(s[5]))  # (3,)
-            n_pos, n_rot = float(np.linalg.norm(e_pos)), float(np.linalg.norm(e_rot))
-            # 0.1 m per rad: a 1 mrad tilt of the hand moves the pads about 0.1 mm
-            if n_pos + 0.1 * n_rot < best_err:
-                best_q, best_err = q.copy(), n_pos + 0.1 * n_rot
-            if n_pos < tol_pos and n_rot < tol_rot:
-                break
-            for c, v in zip(self._arm_cols, q, strict=True):
-                full[c] = float(v)
-            lin, ang = p.calculateJacobian(
-                self._ik_robot, self._tcp, (0, 0, 0), full, zeros, zeros, physicsClientId=ik
-            )
-            jac = np.vstack([np.asarray(lin), np.asarray(ang)])[:, self._arm_cols]  # (6, 7)
-            jjt = jac @ jac.T + IK_DAMPING**2 * np.eye(6)  # (6, 6)
-            dq = jac.T @ np.linalg.solve(jjt, np.concatenate([e_pos, e_rot]))  # (7,)
-            null = np.eye(N_ARM_JOINTS) - jac.T @ np.linalg.solve(jjt, jac)  # (7, 7)
-            dq += null @ (0.1 * (HOME_Q - q))
-            scale = max(1.0, float(np.abs(dq).max()) / 0.3)  # at most 0.3 rad per iteration
-            q = np.clip(q + dq / scale, lower, upper)
-        return best_q
+        for j, v in zip(self._arm, q, strict=True):
+            p.resetJointState(self._ik_robot, j, float(v), physicsClientId=ik)
+        s = p.getLinkState(
+            self._ik_robot, self._tcp, computeForwardKinematics=True, physicsClientId=ik
+        )
+        # calculateJacobian wants a value for every movable joint; the fingers stay at 0,
+        # which does not move the TCP (it is on the hand).
+        full = [0.0] * len(self._movable)
+        for c, v in zip(self._arm_cols, q, strict=True):
+            full[c] = float(v)
+        zeros = [0.0] * len(self._movable)
+        lin, ang = p.calculateJacobian(
+            self._ik_robot, self._tcp, (0, 0, 0), full, zeros, zeros, physicsClientId=ik
+        )
+        jac = np.vstack([np.asarray(lin), np.asarray(ang)])[:, self._arm_cols]  # (6, 7)
+        return np.array(s[4], dtype=np.float64), _wxyz(s[5]), jac
 
     # --- rendering -------------------------------------------------------------------------
     def render(self, camera: str) -> np.ndarray:
