@@ -10,10 +10,12 @@ Modes per feature:
 
 - ``identity``: unchanged.
 - ``mean_std``: ``(x - mean) / std`` (state: keeps outliers visible to the model). ``std`` is
-  clamped from below to ``STD_FLOOR_REL`` of the feature's widest per-dimension range
-  (``max - min``): a dimension that barely moves in the data (a quaternion component of the
-  shipped checkpoint has std 0.0013 where the joints span 2.6 rad) would otherwise turn a
-  millimetre-scale shift on another robot or engine into tens of standard deviations.
+  clamped from below to ``std_floor_rel`` (default ``STD_FLOOR_REL``) of the feature's widest
+  per-dimension range (``max - min``): a dimension that barely moves in the data (a quaternion
+  component of the shipped checkpoint has std 0.0013 where the joints span 2.6 rad) would
+  otherwise turn a millimetre-scale shift on another robot or engine into tens of standard
+  deviations. The floor is part of what a policy was trained with, so it is saved in the
+  policy's config (checkpoints from before it existed load with no floor).
 - ``min_max`` / ``q01_q99``: maps ``[low, high]`` to ``[-1, 1]`` and clips (actions: the
   discrete head bins ``[-1, 1]`` and the clipping keeps every decoded action inside the bounds).
 """
@@ -59,8 +61,8 @@ def load_stats(path: str | Path) -> Stats:
     return data
 
 
-def std_floor(feature_stats: dict[str, list[float]]) -> float:
-    """Lowest std a ``mean_std`` feature is divided by: ``STD_FLOOR_REL`` × its widest range.
+def std_floor(feature_stats: dict[str, list[float]], rel: float = STD_FLOOR_REL) -> float:
+    """Lowest std a ``mean_std`` feature is divided by: ``rel`` × its widest range.
 
     Falls back to a tiny epsilon when the stats hold no ``min``/``max`` (or every dimension is
     constant), so that a division by zero is still impossible.
@@ -69,14 +71,23 @@ def std_floor(feature_stats: dict[str, list[float]]) -> float:
     if not low or not high:
         return _EPS
     widest = max(float(h) - float(lo) for lo, h in zip(low, high, strict=True))
-    return max(STD_FLOOR_REL * widest, _EPS)
+    return max(rel * widest, _EPS)
 
 
 class Normalizer(nn.Module):
     """Normalises features by the stats and mode chosen for each; reversible for actions."""
 
-    def __init__(self, stats: Stats, modes: dict[str, str], dims: dict[str, int]) -> None:
+    def __init__(
+        self,
+        stats: Stats,
+        modes: dict[str, str],
+        dims: dict[str, int],
+        std_floor_rel: float = STD_FLOOR_REL,
+    ) -> None:
+        """``std_floor_rel``: see :func:`std_floor` (0 keeps every std as it is)."""
         super().__init__()
+        if not 0.0 <= std_floor_rel < 1.0:
+            raise ValueError(f"std_floor_rel must be in [0, 1); got {std_floor_rel}")
         self.modes = dict(modes)
         self.stats = {k: {s: [float(x) for x in v] for s, v in d.items()} for k, d in stats.items()}
         self._keys: dict[str, str] = {}  # feature -> buffer name prefix
@@ -108,7 +119,7 @@ class Normalizer(nn.Module):
                         f"expected ({dims[feature]},)"
                     )
                 if name == "std":
-                    values = values.clamp_min(std_floor(self.stats[feature]))
+                    values = values.clamp_min(std_floor(self.stats[feature], std_floor_rel))
                 # Buffers follow the module across devices; the JSON copy is what gets saved.
                 self.register_buffer(f"{prefix}_{j}", values, persistent=False)
 

@@ -39,10 +39,13 @@ from embodied_mm.model.encoders import (
 )
 from embodied_mm.model.film import pooled_text
 from embodied_mm.model.heads import HEADS, DiscreteHead, HeadConfig, PlanText, build_head
-from embodied_mm.model.normalize import Normalizer, Stats, load_stats, unit_stats
+from embodied_mm.model.normalize import STD_FLOOR_REL, Normalizer, Stats, load_stats, unit_stats
 from embodied_mm.model.projectors import ProjectorConfig, build_projector
 
 CONFIG_FILE = "config.json"
+# 2: the std floor of mean_std normalisation (std_floor_rel) is saved; version-1 checkpoints
+# were trained without one.
+CONFIG_VERSION = 2
 WEIGHTS_FILE = "model.safetensors"
 STATS_FILE = "stats.json"
 TOKENIZER_DIR = "tokenizer"
@@ -83,6 +86,9 @@ class PolicyConfig:
     norm_modes: dict[str, str] = field(
         default_factory=lambda: {OBS_STATE: "mean_std", ACTION: "q01_q99"}
     )
+    # mean_std features divide by at least this fraction of their widest dimension's range
+    # (model/normalize.py); saved, because the weights are trained for it.
+    std_floor_rel: float = STD_FLOOR_REL
 
 
 def _default_device() -> torch.device:
@@ -96,6 +102,17 @@ def _load_tokenizer(source: str | Path):
         return AutoTokenizer.from_pretrained(str(source))
     except Exception as err:  # transformers raises many types; all mean "unusable tokenizer"
         raise ValueError(f"cannot load tokenizer from {source}: {err}") from err
+
+
+def _migrate(meta: dict[str, Any]) -> dict[str, Any]:
+    """A saved ``config.json`` brought to :data:`CONFIG_VERSION` without changing what the
+    saved weights compute."""
+    version = meta.get("version", 1)
+    if not isinstance(version, int) or not 1 <= version <= CONFIG_VERSION:
+        raise ValueError(f"version is {version!r}; this release reads 1..{CONFIG_VERSION}")
+    if version < 2 and isinstance(meta.get("config"), dict):
+        meta = {**meta, "config": {"std_floor_rel": 0.0, **meta["config"]}}
+    return meta
 
 
 class VLAPolicy(nn.Module):
@@ -162,7 +179,7 @@ class VLAPolicy(nn.Module):
         dims = {OBS_STATE: config.state_dim, ACTION: config.action_dim}
         if stats is None:
             stats = {k: unit_stats(d) for k, d in dims.items()}
-        self.normalizer = Normalizer(stats, config.norm_modes, dims)
+        self.normalizer = Normalizer(stats, config.norm_modes, dims, config.std_floor_rel)
         self._task_ids: dict[str, list[int]] = {}  # instruction → token ids, reset per episode
         self.to(device or _default_device())
 
@@ -410,7 +427,7 @@ class VLAPolicy(nn.Module):
         follow_umask(weights)  # safetensors creates it 0600 whatever the umask
         meta = {
             "format": FORMAT,
-            "version": 1,
+            "version": CONFIG_VERSION,
             "weights_sha256": sha256_file(weights),
             "config": config_to_dict(self.config),
         }
@@ -432,7 +449,7 @@ class VLAPolicy(nn.Module):
             meta = json.loads(config_path.read_text())
             if meta.get("format") != FORMAT:
                 raise ValueError(f"format is {meta.get('format')!r}, expected {FORMAT!r}")
-            config = config_from_dict(PolicyConfig, meta["config"])
+            config = config_from_dict(PolicyConfig, _migrate(meta)["config"])
         except (
             OSError,
             UnicodeDecodeError,

@@ -142,3 +142,28 @@ def test_corrupt_side_files_fail_naming_the_file(saved, tmp_path, name, content)
 def test_missing_directory_fails_naming_config(tmp_path):
     with pytest.raises(ValueError, match=r"config\.json"):
         VLAPolicy.from_pretrained(tmp_path / "nowhere", device="cpu")
+
+
+def test_version_1_checkpoint_loads_without_the_std_floor(saved, tmp_path):
+    """Checkpoints saved before the std floor existed were trained without one: they load
+    with ``std_floor_rel = 0`` and compute exactly what they computed before."""
+    d = _copy(saved[0][0], tmp_path / "p")
+    stats = json.loads((d / "stats.json").read_text())
+    stats["observation.state"]["std"][0] = 1e-4  # a dim the floor would clamp
+    stats["observation.state"]["min"] = [-1.0] * len(stats["observation.state"]["std"])
+    stats["observation.state"]["max"] = [1.0] * len(stats["observation.state"]["std"])
+    (d / "stats.json").write_text(json.dumps(stats))
+    meta = json.loads((d / "config.json").read_text())
+    assert meta["version"] == 2 and meta["config"]["std_floor_rel"] == 0.01
+    del meta["config"]["std_floor_rel"]
+    meta["version"] = 1
+    (d / "config.json").write_text(json.dumps(meta))
+    old = VLAPolicy.from_pretrained(d, device="cpu")
+    assert old.config.std_floor_rel == 0.0
+    x = torch.zeros(1, len(stats["observation.state"]["std"]))
+    x[0, 0] = 1e-3
+    assert old.normalizer.normalize("observation.state", x)[0, 0] == pytest.approx(10.0, rel=1e-3)
+    meta["version"] = 99
+    (d / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"config\.json.*version is 99"):
+        VLAPolicy.from_pretrained(d, device="cpu")
