@@ -10,7 +10,9 @@ outside the training data's range widened by a generous margin:
 i.e. the data's own span again on each side, and at least ``MIN_MARGIN`` units even for a
 dimension that never moved in the data. ``min``/``max`` come from the policy's normalisation
 stats (``stats.json``, feature ``observation.state``); without them ``q01``/``q99`` are used,
-then ``mean ± 3·std``. A policy without state stats gets no range, only the float32 bound.
+then ``mean ± 3·std``. A policy without state stats gets no range, only the float32 bound; so
+does one whose state stats are the placeholder :func:`~embodied_mm.model.normalize.unit_stats`
+of a policy built without a dataset (they say nothing about the robot's state).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from embodied_mm.features import OBS_STATE
+from embodied_mm.model.normalize import unit_stats
 
 MIN_MARGIN = 1.0
 FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -32,7 +35,7 @@ def state_range_from_stats(
     """``(low, high)``, each (S,) float64, for the ``observation.state`` entry of a stats
     dict, or None when the stats say nothing usable about the state."""
     feature = (stats or {}).get(OBS_STATE)
-    if not isinstance(feature, Mapping):
+    if not isinstance(feature, Mapping) or dict(feature) == unit_stats(state_dim):
         return None
 
     def vector(name: str) -> np.ndarray | None:

@@ -11,13 +11,26 @@ from embodied_mm.deploy.state_range import (
     policy_state_stats,
     state_range_from_stats,
 )
+from embodied_mm.model.normalize import unit_stats
 from embodied_mm.runtime.inference import LocalPolicy
 from tests.deploy.clients import obs
 
 
 @pytest.fixture(scope="module")
-def policy(tiny_checkpoint):
-    return LocalPolicy.from_checkpoint(tiny_checkpoint, device="cpu")
+def stats_checkpoint(tmp_path_factory):
+    """The tiny recipe saved with dataset-like state stats: min -1, max 1 in every dim."""
+    from embodied_mm.policies import make_policy
+
+    stats = {"observation.state": unit_stats(15), "action": unit_stats(7)}
+    stats["observation.state"]["mean"] = [0.01] * 15  # not the placeholder of no dataset
+    path = tmp_path_factory.mktemp("stats-ckpt")
+    make_policy("vla-chunk", size="tiny", stats=stats).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def policy(stats_checkpoint):
+    return LocalPolicy.from_checkpoint(stats_checkpoint, device="cpu")
 
 
 def test_range_is_min_max_widened_by_the_span_and_at_least_one_unit():
@@ -50,8 +63,16 @@ def test_range_never_exceeds_float32():
     assert low[0] == -FLOAT32_MAX and high[0] == FLOAT32_MAX
 
 
+def test_placeholder_stats_of_a_policy_without_a_dataset_mean_no_range(tiny_checkpoint):
+    # unit stats say nothing about the robot: a real arm's joint at -3.07 rad must be served
+    untrained = LocalPolicy.from_checkpoint(tiny_checkpoint, device="cpu")
+    assert state_range_from_stats(policy_state_stats(untrained), 15) is None
+    server = PolicyServer(untrained, "127.0.0.1", 0)
+    assert server.metadata["state_range"] is None
+    server.schema.validate({**obs(**{"observation.state": np.full(15, -3.07)})})
+
+
 def test_the_served_policy_range_comes_from_its_saved_stats(policy):
-    # the tiny recipe saved without a dataset has unit stats: min -1, max 1
     assert policy_state_stats(policy) is policy.policy.normalizer.stats
     server = PolicyServer(policy, "127.0.0.1", 0)
     assert server.metadata["state_range"] == {"low": [-3.0] * 15, "high": [3.0] * 15}
@@ -89,12 +110,12 @@ def test_without_stats_a_state_beyond_float32_is_still_rejected():
 
 
 @pytest.mark.slow
-def test_an_exported_policy_gets_the_range_of_its_manifest_stats(tiny_checkpoint, tmp_path):
+def test_an_exported_policy_gets_the_range_of_its_manifest_stats(stats_checkpoint, tmp_path):
     from embodied_mm.export.onnx_export import export_checkpoint
 
-    export_checkpoint(tiny_checkpoint, tmp_path / "onnx")
+    export_checkpoint(stats_checkpoint, tmp_path / "onnx")
     exported = LocalPolicy.from_checkpoint(tmp_path / "onnx")
-    torch_policy = LocalPolicy.from_checkpoint(tiny_checkpoint, device="cpu")
+    torch_policy = LocalPolicy.from_checkpoint(stats_checkpoint, device="cpu")
     assert policy_state_stats(exported) == policy_state_stats(torch_policy)
     served = PolicyServer(exported, "127.0.0.1", 0).metadata["state_range"]
     assert served == PolicyServer(torch_policy, "127.0.0.1", 0).metadata["state_range"]
