@@ -54,3 +54,18 @@ def small_dataset(tmp_path: Path) -> tuple[Path, list[Episode]]:
     root = tmp_path / "ds"
     episodes = write_synthetic(root, [12, 7, 15], tasks=["lift the red cube", "push", "push"])
     return root, episodes
+
+
+def crash_at_the_commit_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the writer's next ``info.json`` write raise, as a crash at the commit point would
+    (the episode's files are in place, the metadata does not name them yet)."""
+    from embodied_mm.data import writer as writer_mod
+
+    real = writer_mod.fmt.atomic_write_json
+
+    def crash_on_info(path, obj):
+        if path.name == "info.json":
+            raise KeyboardInterrupt("simulated crash at the commit point")
+        real(path, obj)
+
+    monkeypatch.setattr(writer_mod.fmt, "atomic_write_json", crash_on_info)

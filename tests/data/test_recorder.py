@@ -10,7 +10,6 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from embodied_mm.data import writer as writer_mod
 from embodied_mm.data.check import check_dataset
 from embodied_mm.data.reader import DatasetMeta, load_frames
 from embodied_mm.data.recorder import record
@@ -18,7 +17,13 @@ from embodied_mm.data.video import count_frames
 from embodied_mm.data.writer import DatasetWriter
 from embodied_mm.dirlock import LOCK_NAME, DirectoryLockedError, exclusive_lock
 from embodied_mm.features import ACTION, OBS_STATE
-from tests.data.conftest import FPS, episodes_table, synthetic_episode, synthetic_features
+from tests.data.conftest import (
+    FPS,
+    crash_at_the_commit_point,
+    episodes_table,
+    synthetic_episode,
+    synthetic_features,
+)
 from tests.data.synthetic_source import SyntheticSource, synthetic_factory
 
 
@@ -81,14 +86,7 @@ def test_commit_cut_short_before_info_json_is_invisible_and_resumable(tmp_path, 
     root = tmp_path / "ds"
     w = DatasetWriter.create(root, synthetic_features(), FPS, "synthetic")
     w.add_episode(synthetic_episode(5, 0))
-    real = writer_mod.fmt.atomic_write_json
-
-    def crash_on_info(path, obj):
-        if path.name == "info.json":
-            raise KeyboardInterrupt("simulated crash at the commit point")
-        real(path, obj)
-
-    monkeypatch.setattr(writer_mod.fmt, "atomic_write_json", crash_on_info)
+    crash_at_the_commit_point(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         w.add_episode(synthetic_episode(6, 1))
     monkeypatch.undo()

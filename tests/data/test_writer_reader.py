@@ -13,7 +13,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from embodied_mm.data import lerobot_format as fmt
-from embodied_mm.data import writer as writer_mod
 from embodied_mm.data.check import check_dataset
 from embodied_mm.data.reader import DatasetMeta, load_frames
 from embodied_mm.data.stats import vector_stats
@@ -23,6 +22,7 @@ from embodied_mm.dirlock import LOCK_NAME, DirectoryLockedError
 from embodied_mm.features import ACTION, OBS_STATE, PLAN, image_key
 from tests.data.conftest import (
     FPS,
+    crash_at_the_commit_point,
     episodes_table,
     synthetic_episode,
     synthetic_features,
@@ -326,14 +326,7 @@ def test_resume_drops_an_episodes_file_a_cut_short_commit_started(tmp_path, monk
     w = DatasetWriter.create(root, synthetic_features(), FPS, "synthetic", episodes_per_file=2)
     w.add_episode(synthetic_episode(3, 0))
     w.add_episode(synthetic_episode(3, 1))
-    real = writer_mod.fmt.atomic_write_json
-
-    def crash_on_info(path, obj):
-        if path.name == "info.json":
-            raise KeyboardInterrupt("simulated crash at the commit point")
-        real(path, obj)
-
-    monkeypatch.setattr(writer_mod.fmt, "atomic_write_json", crash_on_info)
+    crash_at_the_commit_point(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         w.add_episode(synthetic_episode(4, 2))
     monkeypatch.undo()

@@ -14,8 +14,8 @@ import numpy as np
 
 from embodied_mm.envs.robot import JOINT_LIMITS
 
-# Craig DH (a_{i-1}, d_i, alpha_{i-1}) per joint (Franka docs), as tests/envs/
-# test_robot_descriptions.py checks the URDF against.
+# The published numbers (Franka docs): Craig DH (a_{i-1}, d_i, alpha_{i-1}) per joint; tests/
+# envs/test_robot_descriptions.py checks the URDF against them.
 DH = (
     (0.0, 0.333, 0.0),
     (0.0, 0.0, -math.pi / 2),
@@ -67,20 +67,32 @@ def mat_quat(r: np.ndarray) -> np.ndarray:
     return quat if quat[0] >= 0 else -quat
 
 
+def dh_chain(q: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+    """(4, 4) world pose of the TCP, and each joint's world axis (3,) and origin (3,)."""
+    t = np.eye(4)
+    axes, origins = [], []
+    for (a, d, alpha), qi in zip(DH, q, strict=True):
+        t = t @ _rot_x(alpha) @ _trans(a, 0, 0)
+        axes.append(t[:3, 2].copy())  # joint i turns about this frame's z axis
+        origins.append(t[:3, 3].copy())
+        t = t @ _rot_z(qi) @ _trans(0, 0, d)
+    # flange, then the hand (turned -45° about the flange axis) and its TCP
+    t = t @ _trans(0, 0, FLANGE_D) @ _rot_z(-math.pi / 4) @ _trans(0, 0, TCP_OFFSET)
+    return t, axes, origins
+
+
+def dh_tcp(q: np.ndarray) -> np.ndarray:
+    """(4, 4) world pose of the TCP from the published DH parameters."""
+    return dh_chain(q)[0]
+
+
 class PandaDH:
     """FK and geometric Jacobian of the TCP from the DH table (the Kinematics protocol)."""
 
     joint_limits = JOINT_LIMITS
 
     def tcp_pose_and_jacobian(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        t = np.eye(4)
-        axes, origins = [], []
-        for (a, d, alpha), qi in zip(DH, q, strict=True):
-            t = t @ _rot_x(alpha) @ _trans(a, 0, 0)
-            axes.append(t[:3, 2].copy())  # joint i turns about this frame's z axis
-            origins.append(t[:3, 3].copy())
-            t = t @ _rot_z(qi) @ _trans(0, 0, d)
-        t = t @ _trans(0, 0, FLANGE_D) @ _rot_z(-math.pi / 4) @ _trans(0, 0, TCP_OFFSET)
+        t, axes, origins = dh_chain(q)
         pos = t[:3, 3].copy()
         jac = np.zeros((6, len(DH)))
         for i, (z, o) in enumerate(zip(axes, origins, strict=True)):

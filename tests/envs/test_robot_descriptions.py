@@ -17,53 +17,17 @@ import pytest
 from embodied_mm import sim_assets
 from embodied_mm.envs.engines.pybullet_engine import ARM_JOINTS, FINGER_JOINTS, TCP_LINK
 from embodied_mm.envs.robot import FINGER_TRAVEL, HOME_Q, JOINT_LIMITS
+from tests.envs.panda_dh import dh_tcp
 
 ROBOTS = Path(sim_assets.__file__).parent / "robots"
 URDF = ROBOTS / "panda.urdf"
 SRDF = ROBOTS / "panda.srdf"
 MJCF = ROBOTS / "panda.xml"
 
-# The published numbers (Franka docs): Craig DH (a_{i-1}, d_i, alpha_{i-1}) per joint.
-DH = [
-    (0.0, 0.333, 0.0),
-    (0.0, 0.0, -math.pi / 2),
-    (0.0, 0.316, math.pi / 2),
-    (0.0825, 0.0, math.pi / 2),
-    (-0.0825, 0.384, -math.pi / 2),
-    (0.0, 0.0, math.pi / 2),
-    (0.088, 0.0, math.pi / 2),
-]
-FLANGE_D = 0.107
-TCP_OFFSET = 0.1034
 # Joint limits and home pose: the values envs/robot.py states for the Python side.
 LOWER, UPPER = JOINT_LIMITS[:, 0], JOINT_LIMITS[:, 1]
 HOME = HOME_Q
 FINGER_RANGE = (0.0, FINGER_TRAVEL)
-
-
-def _rot_x(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[1, 0, 0, 0], [0, c, -s, 0], [0, s, c, 0], [0, 0, 0, 1.0]])
-
-
-def _rot_z(a: float) -> np.ndarray:
-    c, s = math.cos(a), math.sin(a)
-    return np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1.0]])
-
-
-def _trans(x: float, y: float, z: float) -> np.ndarray:
-    t = np.eye(4)
-    t[:3, 3] = (x, y, z)
-    return t
-
-
-def dh_tcp(q: np.ndarray) -> np.ndarray:
-    """(4, 4) world pose of the TCP from the published DH parameters."""
-    t = np.eye(4)
-    for (a, d, alpha), qi in zip(DH, q, strict=True):
-        t = t @ _rot_x(alpha) @ _trans(a, 0, 0) @ _rot_z(qi) @ _trans(0, 0, d)
-    # flange, then the hand (turned -45° about the flange axis) and its TCP
-    return t @ _trans(0, 0, FLANGE_D) @ _rot_z(-math.pi / 4) @ _trans(0, 0, TCP_OFFSET)
 
 
 def _rot_angle(r_a: np.ndarray, r_b: np.ndarray) -> float:
