@@ -44,22 +44,22 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=4) + "\n").encode())
 
 
-def fsync_file(path: Path) -> None:
-    """Flush a file's contents to disk (e.g. one another process or library wrote)."""
+def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file's contents to disk (e.g. one another process or library wrote)."""
+    _fsync_path(path)
 
 
 def fsync_dir(path: Path) -> None:
     """Persist a rename: the directory entry itself must reach the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _fsync_path(path)
 
 
 def make_dirs(path: Path) -> None:
