@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from embodied_mm.features import OBS_STATE, TASK, image_key
+from embodied_mm.features import ACTION, OBS_STATE, TASK, image_key
 from embodied_mm.runtime.inference import ChunkResult, LocalPolicy
 
 OVERHEAD_GOAL_MS = 0.7  # p50, zeros policy
@@ -299,6 +299,24 @@ def measure_round_trips(checkpoint: Path, rounds: int = 10, n: int = 200) -> dic
         _stop(zeros)
 
 
+def uniform_stats(state_dim: int = 15, action_dim: int = 7) -> dict[str, dict[str, list[float]]]:
+    """LeRobot-style stats of features spread uniformly over [-1, 1], as the benchmark's
+    observations are: a served policy gets a real state range from them (the placeholder
+    unit stats of a policy built without a dataset give none, see ``deploy/state_range``)."""
+
+    def uniform(dim: int) -> dict[str, list[float]]:
+        return {
+            "mean": [0.0] * dim,
+            "std": [3**-0.5] * dim,
+            "min": [-1.0] * dim,
+            "max": [1.0] * dim,
+            "q01": [-0.98] * dim,
+            "q99": [0.98] * dim,
+        }
+
+    return {OBS_STATE: uniform(state_dim), ACTION: uniform(action_dim)}
+
+
 def run(
     out: Path | None = None,
     latency_ms: float = 120.0,
@@ -315,7 +333,8 @@ def run(
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "ckpt"
-        make_policy("vla-chunk", size="tiny").save_pretrained(ckpt)
+        # stats describing the states the benchmark sends, so the state-range check runs
+        make_policy("vla-chunk", size="tiny", stats=uniform_stats()).save_pretrained(ckpt)
         rt = measure_round_trips(ckpt, rounds, requests)
         port = _free_port()
         server = _start_server(ckpt, port)

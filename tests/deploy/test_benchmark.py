@@ -14,8 +14,8 @@ from embodied_mm.runtime.inference import LocalPolicy
 from tests.deploy.clients import obs
 
 
-def test_zeros_policy_is_served_with_the_real_policy_schema(tiny_checkpoint):
-    like = LocalPolicy.from_checkpoint(tiny_checkpoint, device="cpu")
+def test_zeros_policy_is_served_with_the_real_policy_schema(stats_checkpoint):
+    like = LocalPolicy.from_checkpoint(stats_checkpoint, device="cpu")
     zeros = PolicyServer(ZerosPolicy(like), "127.0.0.1", 0)
     assert zeros.metadata == PolicyServer(like, "127.0.0.1", 0).metadata  # incl. state range
     with ServerThread(zeros) as st:
@@ -28,8 +28,8 @@ def test_zeros_policy_is_served_with_the_real_policy_schema(tiny_checkpoint):
 
 
 @pytest.mark.slow
-def test_round_trips_report_model_queue_and_overhead_per_policy(tiny_checkpoint):
-    results = measure_round_trips(tiny_checkpoint, rounds=2, n=10)
+def test_round_trips_report_model_queue_and_overhead_per_policy(stats_checkpoint):
+    results = measure_round_trips(stats_checkpoint, rounds=2, n=10)
     assert set(results) == {"zeros", "tiny"}
     for r in results.values():
         assert r["rounds"] == 2 and r["requests"] == 20

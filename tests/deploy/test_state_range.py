@@ -11,21 +11,8 @@ from embodied_mm.deploy.state_range import (
     policy_state_stats,
     state_range_from_stats,
 )
-from embodied_mm.model.normalize import unit_stats
 from embodied_mm.runtime.inference import LocalPolicy
 from tests.deploy.clients import obs
-
-
-@pytest.fixture(scope="module")
-def stats_checkpoint(tmp_path_factory):
-    """The tiny recipe saved with dataset-like state stats: min -1, max 1 in every dim."""
-    from embodied_mm.policies import make_policy
-
-    stats = {"observation.state": unit_stats(15), "action": unit_stats(7)}
-    stats["observation.state"]["mean"] = [0.01] * 15  # not the placeholder of no dataset
-    path = tmp_path_factory.mktemp("stats-ckpt")
-    make_policy("vla-chunk", size="tiny", stats=stats).save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
