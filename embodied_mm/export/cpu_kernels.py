@@ -138,7 +138,8 @@ def _graphs_worker(spec_file: str) -> dict[str, float | str]:
         try:
             session = _session(model["file"], model.get("x64_precision", False))
         except Exception as err:  # onnxruntime raises its own Fail type; record, go on
-            errors[label] = f"fails to load: {str(err).splitlines()[-1][-160:]}"
+            # onnxruntime's message ends "... : FAIL : <where> <what>"; keep the last part.
+            errors[label] = f"fails to load ({str(err).strip().split(' : ')[-1][-120:]})"
             continue
         actions = session.run(["actions"], feeds)[0]  # (B, K, D)
         errors[label] = float((np.abs(actions - reference) / scale).max())

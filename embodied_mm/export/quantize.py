@@ -131,9 +131,8 @@ def _quantize(
         quantize_static,
     )
 
-    exclude = [
-        name for name in _linear_layers(fp32_model) if name.startswith(scheme.keep_fp32)
-    ] if scheme.keep_fp32 else None  # fmt: skip
+    # startswith(()) is False: no layer is kept in float unless the scheme names some.
+    exclude = [name for name in _linear_layers(fp32_model) if name.startswith(scheme.keep_fp32)]
     common = {
         # Linear layers only: quantising Gather (embeddings) saves file size but not time.
         "op_types_to_quantize": ["MatMul", "Gemm"],
