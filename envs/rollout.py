@@ -86,9 +86,11 @@ def make_rollout_policy(spec: str, env: gym.Env, seed: int = 0) -> RolloutPolicy
             f"--policy {spec!r} is neither 'scripted', 'random' nor a checkpoint directory"
         )
     try:
-        import embodied_mm.model.policy  # noqa: F401
+        import embodied_mm.model.modeling_vla  # noqa: F401
     except ImportError as err:  # pragma: no cover - the model package ships with the repo
-        raise RuntimeError(f"checkpoint policies need embodied_mm.model.policy: {err}") from err
+        raise RuntimeError(
+            f"checkpoint policies need embodied_mm.model.modeling_vla: {err}"
+        ) from err
     return CheckpointPolicy(path)
 
 

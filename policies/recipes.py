@@ -8,7 +8,7 @@
   (speed benchmarks on machines without the weights).
 
 Defaults match our simulator (cameras ``front`` and ``wrist`` at 128×128, state 15, action 7,
-chunk 8); every :class:`~embodied_mm.model.policy.PolicyConfig` field can be overridden.
+chunk 8); every :class:`~embodied_mm.model.configuration_vla.PolicyConfig` field can be overridden.
 """
 
 from __future__ import annotations
@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from embodied_mm.model.backbone import BackboneConfig
+from embodied_mm.model.configuration_vla import PolicyConfig
 from embodied_mm.model.encoders import VisionConfig
 from embodied_mm.model.heads import HeadConfig
+from embodied_mm.model.modeling_vla import VLAPolicy
 from embodied_mm.model.normalize import Stats
-from embodied_mm.model.policy import PolicyConfig, VLAPolicy
 from embodied_mm.model.projectors import ProjectorConfig
 from embodied_mm.registry import Registry
 

@@ -34,7 +34,7 @@ def _load(backend: str, checkpoint: Path, export: Path, threads: int | None) -> 
     if backend == "torch":
         import torch
 
-        from embodied_mm.model.policy import VLAPolicy
+        from embodied_mm.model.modeling_vla import VLAPolicy
 
         if threads:
             torch.set_num_threads(threads)
@@ -99,7 +99,7 @@ def bench_recipe(
 ) -> dict[str, Any]:
     from embodied_mm.export.onnx_export import export_checkpoint
     from embodied_mm.export.ort_policy import random_observation
-    from embodied_mm.model.policy import WEIGHTS_FILE
+    from embodied_mm.model.pretrained import WEIGHTS_FILE
     from embodied_mm.policies.recipes import make_policy
 
     checkpoint = work / f"{recipe}-ckpt"

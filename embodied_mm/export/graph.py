@@ -1,4 +1,4 @@
-"""Tensor-only views of a :class:`~embodied_mm.model.policy.VLAPolicy` for ONNX export.
+"""Tensor-only views of a :class:`~embodied_mm.model.modeling_vla.VLAPolicy` for ONNX export.
 
 ``predict_chunk`` takes a dict with instruction *strings* and runs a Python tokenizer; an
 exported graph can hold neither. :class:`ActionGraph` takes only tensors::
@@ -29,7 +29,7 @@ from torch import nn
 from embodied_mm.model.backbone import Backbone
 from embodied_mm.model.encoders import images_to_float
 from embodied_mm.model.heads import ChunkHead, DiscreteHead, FlowHead
-from embodied_mm.model.policy import VLAPolicy
+from embodied_mm.model.modeling_vla import VLAPolicy
 
 # Heads whose whole inference path is one feed-forward graph.
 GRAPH_HEADS = ("chunk", "flow")

@@ -81,7 +81,7 @@ def study_policy(
     )
     from embodied_mm.export.ort_policy import OrtPolicy
     from embodied_mm.export.quantize import SCHEMES, quantize_int8
-    from embodied_mm.model.policy import VLAPolicy
+    from embodied_mm.model.modeling_vla import VLAPolicy
 
     out = work / name
     export_checkpoint(checkpoint, out)  # fp32, dynamic batch

@@ -42,7 +42,8 @@ from embodied_mm.export.manifest import (
 from embodied_mm.export.quantize import DEFAULT_SCHEME
 from embodied_mm.features import ACTION
 from embodied_mm.fsio import sha256_file
-from embodied_mm.model.policy import CONFIG_FILE, WEIGHTS_FILE, VLAPolicy
+from embodied_mm.model.modeling_vla import VLAPolicy
+from embodied_mm.model.pretrained import CONFIG_FILE, WEIGHTS_FILE
 
 OPSET = 17
 QUANTIZE = ("int8",)

@@ -1,4 +1,4 @@
-"""An exported policy on onnxruntime, with the :class:`~embodied_mm.model.policy.VLAPolicy`
+"""An exported policy on onnxruntime, with the :class:`~embodied_mm.model.modeling_vla.VLAPolicy`
 inference API (``predict_chunk``, ``reset``, ``config``), so the runtime's ``LocalPolicy``,
 the chunk executors and the policy server run it unchanged. Needs numpy, onnxruntime and
 tokenizers only: no torch.

@@ -17,7 +17,7 @@ import torch
 
 from embodied_mm.features import OBS_STATE, TASK, image_key
 from embodied_mm.model.heads import ChunkHead, DiscreteHead, FlowHead
-from embodied_mm.model.policy import VLAPolicy
+from embodied_mm.model.modeling_vla import VLAPolicy
 
 TASK_TEXT = "pick up the red cube and place it in the blue bin"
 

@@ -27,7 +27,7 @@ def load_policy(path: str | Path, device: str | None = None) -> Any:
         from embodied_mm.export.ort_policy import OrtPolicy
 
         return OrtPolicy(path)
-    from embodied_mm.model.policy import VLAPolicy
+    from embodied_mm.model.modeling_vla import VLAPolicy
 
     return VLAPolicy.from_pretrained(path, device=device).eval()
 

@@ -160,7 +160,7 @@ def load_weights(policy: Any, policy_dir: Path) -> None:
     not match is an error."""
     from safetensors.torch import load_model
 
-    from embodied_mm.model.policy import WEIGHTS_FILE
+    from embodied_mm.model.pretrained import WEIGHTS_FILE
 
     path = policy_dir / WEIGHTS_FILE
     try:

@@ -288,7 +288,7 @@ def _restore(
 ) -> int:
     from safetensors.torch import load_model
 
-    from embodied_mm.model.policy import WEIGHTS_FILE
+    from embodied_mm.model.pretrained import WEIGHTS_FILE
 
     state = load_training_state(checkpoint)
     differences = digest_differences(state["config_digest"], cfg)

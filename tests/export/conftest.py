@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from embodied_mm.cli.main import app
-from embodied_mm.model.policy import VLAPolicy
+from embodied_mm.model.modeling_vla import VLAPolicy
 
 EXPORTABLE = ("vla-chunk", "vla-flow", "vla-discrete")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from embodied_mm.model.backbone import BackboneConfig
+from embodied_mm.model.configuration_vla import PolicyConfig
 from embodied_mm.model.encoders import ProprioConfig, VisionConfig
 from embodied_mm.model.heads import HeadConfig
-from embodied_mm.model.policy import PolicyConfig
 
 HEAD_KINDS = ["chunk", "discrete", "flow"]
 FAMILIES = ["qwen2", "llama", "gpt2"]

@@ -5,7 +5,7 @@ import math
 import torch
 
 from embodied_mm.model.benchmark import bench_policy, format_table, head_comparison
-from embodied_mm.model.policy import VLAPolicy
+from embodied_mm.model.modeling_vla import VLAPolicy
 from tests.model.helpers import tiny_config
 
 

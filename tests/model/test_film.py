@@ -5,7 +5,7 @@ import torch
 
 from embodied_mm.model.encoders import VisionConfig, VisionTower
 from embodied_mm.model.film import pooled_text
-from embodied_mm.model.policy import VLAPolicy
+from embodied_mm.model.modeling_vla import VLAPolicy
 from tests.model.helpers import make_batch, tiny_config, tiny_stats
 
 

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from embodied_mm.model.heads import HEADS, DiscreteHead, HeadConfig
-from embodied_mm.model.policy import VLAPolicy
+from embodied_mm.model.modeling_vla import VLAPolicy
 from tests.model.helpers import (
     ACTION_DIM,
     ACTION_HIGH,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from embodied_mm.model.heads import HEADS
-from embodied_mm.model.policy import VLAPolicy
+from embodied_mm.model.modeling_vla import VLAPolicy
 from tests.model.helpers import FAMILIES, make_batch, obs_only, tiny_config, tiny_stats
 
 # (peak learning rate, steps) of a one-cycle schedule; annealing matters for L1, whose

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from embodied_mm.model.policy import VLAPolicy
+from embodied_mm.model.modeling_vla import VLAPolicy
 from tests.model.helpers import FAMILIES, make_batch, tiny_config, tiny_stats
 
 

@@ -5,7 +5,7 @@ import json
 
 from transformers import AutoTokenizer
 
-from embodied_mm.model.policy import shipped_tokenizer_dir
+from embodied_mm.model.pretrained import shipped_tokenizer_dir
 
 
 def test_loads_offline_with_special_tokens(monkeypatch):

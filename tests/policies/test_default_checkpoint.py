@@ -1,7 +1,7 @@
 """The default policy shipped in sim_assets/checkpoints/default (made by `make default-policy`)."""
 
 from embodied_mm.cli.demo import shipped_checkpoint
-from embodied_mm.model.policy import VLAPolicy
+from embodied_mm.model.modeling_vla import VLAPolicy
 
 MAX_BYTES = 20 * 1024 * 1024  # the issue's budget for a shipped checkpoint
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from embodied_mm.features import image_key
-from embodied_mm.model.policy import VLAPolicy, shipped_tokenizer_dir
+from embodied_mm.model.modeling_vla import VLAPolicy
+from embodied_mm.model.pretrained import shipped_tokenizer_dir
 from embodied_mm.policies import RECIPES, make_policy, recipe_config
 from embodied_mm.policies.recipes import HUB_ARCHITECTURES, QWEN25_05B, SIGLIP_BASE, SMOLLM2_135M
 

@@ -12,7 +12,7 @@ import pytest
 from embodied_mm.deploy.client import PolicyClient, RemotePolicy
 from embodied_mm.deploy.server import PolicyServer, ServerThread
 from embodied_mm.features import OBS_STATE, TASK, image_key
-from embodied_mm.model.policy import VLAPolicy
+from embodied_mm.model.modeling_vla import VLAPolicy
 from embodied_mm.runtime.chunking import AsyncExecutor, OpenLoopExecutor, TemporalEnsembleExecutor
 from embodied_mm.runtime.inference import ChunkResult, LocalPolicy, PolicyUnavailable
 from tests.preemption import pausing_inside

@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from embodied_mm.model.policy import WEIGHTS_FILE
+from embodied_mm.model.pretrained import WEIGHTS_FILE
 from embodied_mm.train.checkpoint import load_training_state
 
 HERE = Path(__file__).parent

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from embodied_mm.model.policy import WEIGHTS_FILE
+from embodied_mm.model.pretrained import WEIGHTS_FILE
 
 STEPS = 8
 

@@ -6,8 +6,10 @@ import time
 import pytest
 import torch
 
+from embodied_mm.model.configuration_vla import PolicyConfig
 from embodied_mm.model.heads import PlanText
-from embodied_mm.model.policy import PolicyConfig, VLAPolicy, shipped_tokenizer_dir
+from embodied_mm.model.modeling_vla import VLAPolicy
+from embodied_mm.model.pretrained import shipped_tokenizer_dir
 from tests.model.helpers import CHUNK, STATE_DIM, make_batch, obs_only, tiny_config, tiny_stats
 from tests.preemption import pausing_inside
 

@@ -1,4 +1,6 @@
-"""The vision-language-action policy: encoders → projectors → LLM backbone → action head / plan.
+"""The vision-language-action policy, top to bottom: encoders → projectors → LLM backbone →
+action head / plan. (Its config: :mod:`~embodied_mm.model.configuration_vla`; on disk:
+:mod:`~embodied_mm.model.pretrained`.)
 
 One control step builds a prefix of backbone tokens::
 
@@ -16,9 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
-from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,92 +26,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from embodied_mm.features import ACTION, FINAL_STATE, OBS_STATE, PLAN, batch_tasks, image_key
-from embodied_mm.fsio import follow_umask, sha256_file
-from embodied_mm.model.backbone import Backbone, BackboneConfig
-from embodied_mm.model.config_io import config_from_dict, config_to_dict
-from embodied_mm.model.encoders import (
-    MultiCameraVision,
-    ProprioConfig,
-    ProprioEncoder,
-    VisionConfig,
-    images_to_float,
-)
+from embodied_mm.model import pretrained
+from embodied_mm.model.backbone import Backbone
+from embodied_mm.model.configuration_vla import PolicyConfig
+from embodied_mm.model.encoders import MultiCameraVision, ProprioEncoder, images_to_float
 from embodied_mm.model.film import pooled_text
-from embodied_mm.model.heads import HEADS, DiscreteHead, HeadConfig, PlanText, build_head
-from embodied_mm.model.normalize import STD_FLOOR_REL, Normalizer, Stats, load_stats, unit_stats
-from embodied_mm.model.projectors import ProjectorConfig, build_projector
-
-CONFIG_FILE = "config.json"
-# 2: the std floor of mean_std normalisation (std_floor_rel) is saved; version-1 checkpoints
-# were trained without one.
-CONFIG_VERSION = 2
-WEIGHTS_FILE = "model.safetensors"
-STATS_FILE = "stats.json"
-TOKENIZER_DIR = "tokenizer"
-FORMAT = "embodied-mm-policy"
-
-
-def shipped_tokenizer_dir() -> Path:
-    """The project's offline tokenizer (``sim_assets/tokenizer``), used by the tiny recipes."""
-    return Path(str(resources.files("embodied_mm.sim_assets") / "tokenizer"))
-
-
-@dataclass
-class PolicyConfig:
-    head: HeadConfig = field(default_factory=HeadConfig)
-    cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])
-    image_size: int = 128  # camera frames as the env renders them; towers resize to their own size
-    state_dim: int = 15
-    action_dim: int = 7
-    chunk_size: int = 8  # K: actions per predicted chunk
-    vision: VisionConfig = field(default_factory=VisionConfig)
-    shared_tower: bool = True  # one tower for all cameras (cheaper) or one per camera
-    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
-    proprio: ProprioConfig = field(default_factory=ProprioConfig)
-    backbone: BackboneConfig = field(default_factory=BackboneConfig)
-    # Tokenizer directory or hub name; None = the backbone's own when pretrained, else the
-    # shipped offline one.
-    tokenizer: str | None = None
-    max_text_tokens: int = 32  # longer instructions are cut
-    max_plan_tokens: int = 32
-    plan_loss_weight: float = 1.0
-    # Training only: > 0 adds a hindsight-goal loss (weight × MSE) that predicts the state at
-    # the end of the sample's episode from the image tokens alone. The action loss alone
-    # let small policies memorise the training scenes instead of locating the object the
-    # instruction names; the end state (where the gripper went) is that location.
-    goal_loss_weight: float = 0.0
-    # The state dims the goal head predicts (e.g. our sim's gripper x, y: [8, 9]); None = all.
-    goal_dims: list[int] | None = None
-    norm_modes: dict[str, str] = field(
-        default_factory=lambda: {OBS_STATE: "mean_std", ACTION: "q01_q99"}
-    )
-    # mean_std features divide by at least this fraction of their widest dimension's range
-    # (model/normalize.py); saved, because the weights are trained for it.
-    std_floor_rel: float = STD_FLOOR_REL
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _load_tokenizer(source: str | Path):
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(source))
-    except Exception as err:  # transformers raises many types; all mean "unusable tokenizer"
-        raise ValueError(f"cannot load tokenizer from {source}: {err}") from err
-
-
-def _migrate(meta: dict[str, Any]) -> dict[str, Any]:
-    """A saved ``config.json`` brought to :data:`CONFIG_VERSION` without changing what the
-    saved weights compute."""
-    version = meta.get("version", 1)
-    if not isinstance(version, int) or not 1 <= version <= CONFIG_VERSION:
-        raise ValueError(f"version is {version!r}; this release reads 1..{CONFIG_VERSION}")
-    if version < 2 and isinstance(meta.get("config"), dict):
-        meta = {**meta, "config": {"std_floor_rel": 0.0, **meta["config"]}}
-    return meta
+from embodied_mm.model.heads import HEADS, DiscreteHead, PlanText, build_head
+from embodied_mm.model.normalize import Normalizer, Stats, unit_stats
+from embodied_mm.model.projectors import build_projector
 
 
 class VLAPolicy(nn.Module):
@@ -135,8 +56,10 @@ class VLAPolicy(nn.Module):
             HEADS.get(config.head.kind)  # raises with the known names
         self.config = config
         if tokenizer is None:
-            source = config.tokenizer or config.backbone.pretrained or shipped_tokenizer_dir()
-            tokenizer = _load_tokenizer(source)
+            source = (
+                config.tokenizer or config.backbone.pretrained or pretrained.shipped_tokenizer_dir()
+            )
+            tokenizer = pretrained.load_tokenizer(source)
         self.tokenizer = tokenizer
         ids = {
             "pad": tokenizer.pad_token_id,
@@ -181,7 +104,7 @@ class VLAPolicy(nn.Module):
             stats = {k: unit_stats(d) for k, d in dims.items()}
         self.normalizer = Normalizer(stats, config.norm_modes, dims, config.std_floor_rel)
         self._task_ids: dict[str, list[int]] = {}  # instruction → token ids, reset per episode
-        self.to(device or _default_device())
+        self.to(device or pretrained.default_device())
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -416,62 +339,17 @@ class VLAPolicy(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write ``model.safetensors``, ``config.json``, ``stats.json`` and ``tokenizer/``."""
-        from safetensors.torch import save_model
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        weights = directory / WEIGHTS_FILE
-        # save_model drops tied duplicates (e.g. a tied LM head) that save_file rejects.
-        save_model(self, str(weights))
-        follow_umask(weights)  # safetensors creates it 0600 whatever the umask
-        meta = {
-            "format": FORMAT,
-            "version": CONFIG_VERSION,
-            "weights_sha256": sha256_file(weights),
-            "config": config_to_dict(self.config),
-        }
-        (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
-        self.normalizer.save(directory / STATS_FILE)
-        self.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
+        """Write ``model.safetensors``, ``config.json``, ``stats.json`` and ``tokenizer/``
+        (:func:`embodied_mm.model.pretrained.save_pretrained`)."""
+        pretrained.save_pretrained(self, directory)
 
     @classmethod
     def from_pretrained(
         cls, directory: str | Path, device: str | torch.device | None = None
     ) -> VLAPolicy:
         """Rebuild a saved policy offline; a missing, corrupt or truncated file fails with an
-        error naming it."""
-        from safetensors.torch import load_model
-
-        directory = Path(directory)
-        config_path = directory / CONFIG_FILE
-        try:
-            meta = json.loads(config_path.read_text())
-            if meta.get("format") != FORMAT:
-                raise ValueError(f"format is {meta.get('format')!r}, expected {FORMAT!r}")
-            config = config_from_dict(PolicyConfig, _migrate(meta)["config"])
-        except (
-            OSError,
-            UnicodeDecodeError,
-            json.JSONDecodeError,
-            KeyError,
-            ValueError,
-            TypeError,
-        ) as err:
-            raise ValueError(f"cannot read policy config {config_path}: {err}") from err
-        stats = load_stats(directory / STATS_FILE)
-        tokenizer = _load_tokenizer(directory / TOKENIZER_DIR)
-        policy = cls(config, stats=stats, tokenizer=tokenizer, device="cpu")
-        weights = directory / WEIGHTS_FILE
-        if not weights.is_file():
-            raise ValueError(f"policy weights {weights} are missing")
-        if sha256_file(weights) != meta.get("weights_sha256"):
-            raise ValueError(f"policy weights {weights} are corrupt or truncated (sha256 mismatch)")
-        try:
-            load_model(policy, str(weights), strict=True)
-        except Exception as err:  # safetensors raises its own error type and RuntimeError
-            raise ValueError(f"cannot load policy weights {weights}: {err}") from err
-        return policy.to(device or _default_device())
+        error naming it (:func:`embodied_mm.model.pretrained.from_pretrained`)."""
+        return pretrained.from_pretrained(cls, directory, device)
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

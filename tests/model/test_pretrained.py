@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from embodied_mm.model.policy import VLAPolicy
+from embodied_mm.model.modeling_vla import VLAPolicy
 from tests.model.helpers import make_batch, obs_only, tiny_config, tiny_stats
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,7 +19,7 @@ SAVED = [("chunk", "qwen2"), ("discrete", "llama"), ("flow", "gpt2")]
 CHILD = """
 import sys, torch
 from safetensors.torch import save_file
-from embodied_mm.model.policy import VLAPolicy
+from embodied_mm.model.modeling_vla import VLAPolicy
 from tests.model.helpers import make_batch, obs_only
 torch.set_num_threads(1)
 out = {}

@@ -1,0 +1,50 @@
+"""What a :class:`~embodied_mm.model.modeling_vla.VLAPolicy` is made of: its typed config.
+
+Every field is saved in the checkpoint's ``config.json`` (:mod:`embodied_mm.model.pretrained`)
+and is what a recipe overrides (:mod:`embodied_mm.policies.recipes`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from embodied_mm.features import ACTION, OBS_STATE
+from embodied_mm.model.backbone import BackboneConfig
+from embodied_mm.model.encoders import ProprioConfig, VisionConfig
+from embodied_mm.model.heads import HeadConfig
+from embodied_mm.model.normalize import STD_FLOOR_REL
+from embodied_mm.model.projectors import ProjectorConfig
+
+
+@dataclass
+class PolicyConfig:
+    head: HeadConfig = field(default_factory=HeadConfig)
+    cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])
+    image_size: int = 128  # camera frames as the env renders them; towers resize to their own size
+    state_dim: int = 15
+    action_dim: int = 7
+    chunk_size: int = 8  # K: actions per predicted chunk
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    shared_tower: bool = True  # one tower for all cameras (cheaper) or one per camera
+    projector: ProjectorConfig = field(default_factory=ProjectorConfig)
+    proprio: ProprioConfig = field(default_factory=ProprioConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    # Tokenizer directory or hub name; None = the backbone's own when pretrained, else the
+    # shipped offline one.
+    tokenizer: str | None = None
+    max_text_tokens: int = 32  # longer instructions are cut
+    max_plan_tokens: int = 32
+    plan_loss_weight: float = 1.0
+    # Training only: > 0 adds a hindsight-goal loss (weight × MSE) that predicts the state at
+    # the end of the sample's episode from the image tokens alone. The action loss alone
+    # let small policies memorise the training scenes instead of locating the object the
+    # instruction names; the end state (where the gripper went) is that location.
+    goal_loss_weight: float = 0.0
+    # The state dims the goal head predicts (e.g. our sim's gripper x, y: [8, 9]); None = all.
+    goal_dims: list[int] | None = None
+    norm_modes: dict[str, str] = field(
+        default_factory=lambda: {OBS_STATE: "mean_std", ACTION: "q01_q99"}
+    )
+    # mean_std features divide by at least this fraction of their widest dimension's range
+    # (model/normalize.py); saved, because the weights are trained for it.
+    std_floor_rel: float = STD_FLOOR_REL
