@@ -18,6 +18,10 @@ from embodied_mm.model.projectors import ProjectorConfig
 
 @dataclass
 class PolicyConfig:
+    """One policy: its cameras, state and action sizes, chunk length, the config of each
+    component (vision tower, projector, proprio encoder, backbone, head) and the training-time
+    options that change what the weights compute (normalisation, goal loss)."""
+
     head: HeadConfig = field(default_factory=HeadConfig)
     cameras: list[str] = field(default_factory=lambda: ["front", "wrist"])
     image_size: int = 128  # camera frames as the env renders them; towers resize to their own size
