@@ -3,21 +3,14 @@
 import pytest
 
 from embodied_mm.runtime.dynamixel.bus import BusError, DynamixelBus, HardwareError
-from embodied_mm.runtime.dynamixel.emulator import MotorBusEmulator
 from embodied_mm.runtime.dynamixel.protocol import INST_SYNC_READ, INST_SYNC_WRITE
-
-IDS = [1, 2, 3]
+from tests.runtime.dynamixel.conftest import IDS, open_rig
 
 
 @pytest.fixture
 def rig():
-    with MotorBusEmulator(IDS) as emu:
-        bus = DynamixelBus(emu.port, retries=2)
-        bus.open()
-        try:
-            yield emu, bus
-        finally:
-            bus.close()
+    with open_rig(retries=2) as r:
+        yield r
 
 
 def test_ping_returns_model_number(rig):

@@ -2,22 +2,14 @@
 
 import pytest
 
-from embodied_mm.runtime.dynamixel.bus import BusError, DynamixelBus
-from embodied_mm.runtime.dynamixel.emulator import MotorBusEmulator
-
-IDS = [1, 2, 3]
+from embodied_mm.runtime.dynamixel.bus import BusError
+from tests.runtime.dynamixel.conftest import IDS, open_rig
 
 
 @pytest.fixture
 def rig():
-    with MotorBusEmulator(IDS) as emu:
-        bus = DynamixelBus(emu.port, retries=1)
-        bus.open()
-        try:
-            bus.set_torque(IDS, True)
-            yield emu, bus
-        finally:
-            bus.close()
+    with open_rig(retries=1, torque=True) as r:
+        yield r
 
 
 def test_a_silenced_motor_neither_answers_nor_takes_commands(rig):
