@@ -83,6 +83,7 @@ class MotorBusEmulator:
         self.max_step_ticks = max_step_ticks
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)  # no echo, no line discipline: bytes pass untouched
+        os.set_blocking(self._master, False)
         self.port = os.ttyname(self._slave)
         self._faults: dict[str, int] = {}
         self._silent: set[int] = set()  # motors that no longer see the bus
@@ -90,6 +91,9 @@ class MotorBusEmulator:
         self._obstacles: dict[int, tuple[int, bool]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        # close() writes a byte here to wake the serving thread out of select()
+        self._wake_r, self._wake_w = os.pipe()
+        self._fds_open = (self._master, self._slave, self._wake_r, self._wake_w)
         self._thread = threading.Thread(target=self._serve, name="dxl-emulator", daemon=True)
         self.crc_errors_seen = 0  # instruction packets from the host with a bad CRC
         self.instructions: list[int] = []  # instruction codes received, in order
@@ -100,9 +104,18 @@ class MotorBusEmulator:
         return self
 
     def close(self) -> None:
+        """Stop the serving thread, then close the pty. The descriptors are closed only once
+        the thread has ended: a thread still polling a closed descriptor number would read
+        the packets of whichever pty the process opens next under that number."""
         self._stop.set()
-        self._thread.join(timeout=2)
-        for fd in (self._master, self._slave):
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"x")
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        if self._thread.is_alive():
+            raise RuntimeError("the motor emulator's thread did not stop; its pty is left open")
+        fds, self._fds_open = self._fds_open, ()  # twice would close another file's numbers
+        for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -151,11 +164,13 @@ class MotorBusEmulator:
     def _serve(self) -> None:
         parser = PacketParser()
         while not self._stop.is_set():
-            ready, _, _ = select.select([self._master], [], [], 0.05)
-            if not ready:
+            ready, _, _ = select.select([self._master, self._wake_r], [], [], 0.05)
+            if self._master not in ready:
                 continue
             try:
                 data = os.read(self._master, 4096)
+            except BlockingIOError:
+                continue
             except OSError:
                 return
             for pkt in parser.feed(data):
@@ -178,7 +193,11 @@ class MotorBusEmulator:
             return
         if self._take_fault("crc"):
             packet = packet[:-1] + bytes([packet[-1] ^ 0xFF])
-        os.write(self._master, packet)
+        # The master is non-blocking: when nobody drains the slave side (the host has closed
+        # the port) a full pty buffer drops the answer, as a real adapter's would, instead of
+        # blocking this thread (and close()) forever.
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._master, packet)
 
     def _status(self, motor: EmulatedMotor, params: bytes = b"") -> bytes:
         error = ERR_ALERT if motor.memory[ADDR_HW_ERROR] else 0
