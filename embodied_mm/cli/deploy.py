@@ -79,6 +79,9 @@ def deploy(
     calibration: Path | None = typer.Option(None, help="Calibration file (dynamixel)."),
     camera: list[str] = typer.Option([], help="name=source OpenCV camera (dynamixel), repeatable."),
     timeout: float = typer.Option(2.0, help="Seconds to wait for the server per request."),
+    connect_wait: float = typer.Option(
+        30.0, help="Seconds to keep retrying the first connection to --server (it may be starting)."
+    ),
     refill_at: int = typer.Option(4, help="async: request the next chunk at this many queued."),
     watchdog_stop_s: float = typer.Option(1.0, help="Stop after this long without an action."),
     max_obs_age_s: float = typer.Option(0.25, help="Hold when a camera frame is older."),
@@ -99,7 +102,7 @@ def deploy(
         typer.echo("error: give exactly one of --server or --checkpoint", err=True)
         raise typer.Exit(2)
     try:
-        source, meta = _policy_source(server, checkpoint, token, timeout, backend)
+        source, meta = _policy_source(server, checkpoint, token, timeout, backend, connect_wait)
         sim_kwargs = (
             {"engine": engine, "action_mode": action_mode} if robot.startswith("sim:") else {}
         )
@@ -172,8 +175,10 @@ def _policy_source(
     token: str | None,
     timeout: float,
     backend: str = "torch",
+    connect_wait: float = 0.0,
 ) -> tuple[ChunkSource, dict[str, Any]]:
-    """A remote (server) or in-process (checkpoint) chunk source, and its metadata."""
+    """A remote (server) or in-process (checkpoint) chunk source, and its metadata; a server
+    that is not up yet is retried for ``connect_wait`` seconds."""
     if server is not None:
         if backend != "torch":
             raise ValueError("--backend applies to --checkpoint; the server picks its own")
@@ -182,7 +187,7 @@ def _policy_source(
 
         client = PolicyClient(server, token, timeout_s=timeout)
         try:
-            meta = client.connect()
+            meta = client.connect_waiting(connect_wait, lambda m: typer.echo(m, err=True))
         except PolicyUnavailable as e:
             raise ValueError(str(e)) from e
         return RemotePolicy(client), meta

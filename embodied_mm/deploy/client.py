@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,8 @@ class PolicyClient:
         connect_timeout_s: float = 1.0,
         max_message_bytes: int = 64 * 1024 * 1024,
     ) -> None:
+        if not url.startswith(("ws://", "wss://")):
+            raise ValueError(f"policy server URL {url!r} must start with ws:// or wss://")
         self.url = url
         self.token = token
         self.timeout_s = timeout_s
@@ -85,6 +88,28 @@ class PolicyClient:
             self._ws = self._connect()
         assert self.metadata is not None
         return self.metadata
+
+    def connect_waiting(
+        self, wait_s: float, on_wait: Callable[[str], None] | None = None
+    ) -> dict[str, Any]:
+        """:meth:`connect`, retrying with backoff (0.25 s doubling to 2 s) for up to ``wait_s``
+        seconds while the server is not up yet (a server started just before takes seconds to
+        load its model and listen). ``on_wait`` hears once that it waits. A refused token is
+        not retried; after ``wait_s`` the last :class:`PolicyUnavailable` is raised."""
+        deadline = time.monotonic() + wait_s
+        delay, announced = 0.25, False
+        while True:
+            try:
+                return self.connect()
+            except PolicyUnavailable as e:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise PolicyUnavailable(f"{e} (waited {wait_s:g} s)") from e
+                if on_wait is not None and not announced:
+                    on_wait(f"waiting for the policy server at {self.url} (up to {wait_s:g} s)")
+                    announced = True
+                time.sleep(min(delay, left))
+                delay = min(2 * delay, 2.0)
 
     def infer(self, obs: dict[str, Any]) -> dict[str, Any]:
         """Send one observation, return the reply map; :class:`PolicyUnavailable` on transport

@@ -70,6 +70,17 @@ def test_deploy_needs_exactly_one_policy_source():
     assert r.returncode == 2 and "exactly one of --server or --checkpoint" in r.stderr
 
 
+def test_deploy_refuses_a_server_url_that_is_not_a_websocket():
+    r = subprocess.run(
+        [*CLI, "deploy", "--robot", "sim:reach", "--server", "http://127.0.0.1:8000"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "error: policy server URL 'http://127.0.0.1:8000' must start with ws:// or wss://"
+    ]
+
+
 def test_serve_refuses_public_bind_without_token(tmp_path):
     r = subprocess.run(
         [*CLI, "serve", "--checkpoint", str(tmp_path), "--host", "0.0.0.0"],
