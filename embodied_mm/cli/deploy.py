@@ -34,13 +34,14 @@ def serve(
     """Serve a policy over websocket + msgpack (openpi's protocol), batching concurrent clients."""
     import logging
 
-    from embodied_mm.deploy.server import PolicyServer, is_loopback
+    from embodied_mm.deploy.server import PolicyServer, check_bindable, is_loopback
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not token and not is_loopback(host):  # refuse before spending time loading the model
         typer.echo(f"error: refusing to serve on {host!r} without --token", err=True)
         raise typer.Exit(2)
     try:
+        check_bindable(host, port)
         policy = _local_policy(checkpoint, backend, plan, device)
         server = PolicyServer(
             policy,
@@ -59,6 +60,9 @@ def serve(
         server.run()
     except KeyboardInterrupt:
         typer.echo("server stopped")
+    except OSError as e:  # taken between the check and the bind
+        typer.echo(f"error: cannot listen on {host}:{port}: {e.strerror or e}", err=True)
+        raise typer.Exit(2) from e
 
 
 @app.command()

@@ -37,10 +37,12 @@ connects, disconnects and websockets' own per-connection lines are at DEBUG, as 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hmac
 import http
 import ipaddress
 import logging
+import socket
 import threading
 import time
 from collections import Counter
@@ -84,6 +86,22 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # a hostname other than localhost may resolve anywhere
+
+
+def check_bindable(host: str, port: int) -> None:
+    """Raise ValueError naming the problem when ``host:port`` cannot be served: a port outside
+    0..65535, or an address that is in use or not on this machine. Called before the model
+    loads, so a bad port costs no start-up time."""
+    if not 0 <= port <= 65535:
+        raise ValueError(f"--port {port} is outside 0..65535 (0 picks a free port)")
+    try:
+        # SO_REUSEADDR, as asyncio's server sets it: a port in TIME_WAIT is free, one that
+        # another process listens on is not
+        socket.create_server((host, port)).close()
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ValueError(f"port {port} on {host} is already in use") from e
+        raise ValueError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
 
 
 class _QuietLogger(logging.LoggerAdapter):

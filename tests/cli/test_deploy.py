@@ -4,6 +4,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -79,6 +80,26 @@ def test_deploy_refuses_a_server_url_that_is_not_a_websocket():
     assert r.stderr.strip().splitlines() == [
         "error: policy server URL 'http://127.0.0.1:8000' must start with ws:// or wss://"
     ]
+
+
+def test_serve_refuses_a_port_out_of_range_or_in_use(tmp_path):
+    def serve(port: int) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*CLI, "serve", "--checkpoint", str(tmp_path), "--port", str(port)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    r = serve(99999)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert (
+        r.stderr.strip().splitlines()[-1]
+        == "error: --port 99999 is outside 0..65535 (0 picks a free port)"
+    )
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        r = serve(port)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == f"error: port {port} on 127.0.0.1 is already in use"
 
 
 def test_serve_refuses_public_bind_without_token(tmp_path):
