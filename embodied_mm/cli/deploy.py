@@ -105,6 +105,16 @@ def deploy(
     if (server is None) == (checkpoint is None):
         typer.echo("error: give exactly one of --server or --checkpoint", err=True)
         raise typer.Exit(2)
+    cfg = DeployConfig(  # checked before the policy loads
+        mode=mode,
+        hz=hz,
+        max_steps=steps,
+        episodes=episodes,
+        task=task,
+        refill_at=refill_at,
+        out_dir=out,
+        safety_overrides={"watchdog_stop_s": watchdog_stop_s, "max_obs_age_s": max_obs_age_s},
+    )
     try:
         source, meta = _policy_source(server, checkpoint, token, timeout, backend, connect_wait)
         sim_kwargs = (
@@ -121,16 +131,6 @@ def deploy(
     except (ValueError, KeyError, FileNotFoundError, PermissionError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
-    cfg = DeployConfig(
-        mode=mode,
-        hz=hz,
-        max_steps=steps,
-        episodes=episodes,
-        task=task,
-        refill_at=refill_at,
-        out_dir=out,
-        safety_overrides={"watchdog_stop_s": watchdog_stop_s, "max_obs_age_s": max_obs_age_s},
-    )
     estop = EStop()
     estop.install_sigint()  # Ctrl-C = e-stop: hold, then stop; never a bare exit mid-motion
 

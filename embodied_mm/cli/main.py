@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from embodied_mm.cli import bench_model as _bench_model  # noqa: F401
 from embodied_mm.cli import dataset as _dataset  # noqa: F401
 from embodied_mm.cli import demo as _demo  # noqa: F401  (registers commands)
@@ -12,10 +14,17 @@ from embodied_mm.cli import export as _export  # noqa: F401
 from embodied_mm.cli import policies as _policies  # noqa: F401
 from embodied_mm.cli import train as _train  # noqa: F401
 from embodied_mm.cli.app import app
+from embodied_mm.errors import UsageError
 
 
 def main() -> None:
-    app()
+    """Run the command; bad input (:class:`~embodied_mm.errors.UsageError`) ends in one line
+    on stderr and exit code 2, not a traceback."""
+    try:
+        app()
+    except UsageError as e:
+        sys.stderr.write(f"error: {e}\n")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embodied_mm.errors import UsageError, require_positive
 from embodied_mm.features import OBS_STATE, image_key
 from embodied_mm.runtime.chunking import (
     AsyncExecutor,
@@ -119,6 +120,14 @@ class DeployConfig:
     video_camera: str | None = "front"
     # SafetyConfig fields that replace the robot's defaults (e.g. watchdog_stop_s)
     safety_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        require_positive("--hz", self.hz)
+        for name, value in (("--steps", self.max_steps), ("--episodes", self.episodes)):
+            if value < 1:
+                raise UsageError(f"{name} must be >= 1, got {value}")
+        if self.refill_at < 0:
+            raise UsageError(f"--refill-at must be >= 0, got {self.refill_at}")
 
 
 def run_episodes(
