@@ -5,8 +5,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
-from embodied_mm.errors import UsageError, require_positive
+from embodied_mm.data.video import VideoDecodeError
+from embodied_mm.errors import UsageError, one_line, require_positive
 
 
 @pytest.mark.parametrize("value", [0, -1, math.nan, math.inf, "20"])
@@ -36,3 +38,19 @@ def test_deploy_bad_values_are_one_line(tmp_path, flags, message):
     )  # fmt: skip
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [f"error: {message}"]
+
+
+class _BrokenVideos(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i: int):
+        raise VideoDecodeError("/data/ds/videos/file-000.mp4: cannot decode frame 3")
+
+
+def test_a_dataloader_worker_error_shows_as_its_original_line():
+    loader = torch.utils.data.DataLoader(_BrokenVideos(), num_workers=1)
+    with pytest.raises(VideoDecodeError) as caught:
+        next(iter(loader))
+    assert "Original Traceback" in str(caught.value)  # torch re-raised it with the worker's
+    assert one_line(caught.value) == "/data/ds/videos/file-000.mp4: cannot decode frame 3"

@@ -139,10 +139,7 @@ def show(
 
     # Not inside the dataset directory: it holds only LeRobot's files.
     out = out or Path(f"{Path(root).resolve().name}_episode_{episode:06d}.mp4")
-    try:
-        path = show_episode(root, episode, out)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from e
+    path = show_episode(root, episode, out)  # a bad file or episode: a UsageError, one line
     typer.echo(f"wrote {path}")
 
 

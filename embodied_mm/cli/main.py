@@ -14,7 +14,7 @@ from embodied_mm.cli import export as _export  # noqa: F401
 from embodied_mm.cli import policies as _policies  # noqa: F401
 from embodied_mm.cli import train as _train  # noqa: F401
 from embodied_mm.cli.app import app
-from embodied_mm.errors import UsageError
+from embodied_mm.errors import UsageError, one_line
 
 
 def main() -> None:
@@ -23,7 +23,7 @@ def main() -> None:
     try:
         app()
     except UsageError as e:
-        sys.stderr.write(f"error: {e}\n")
+        sys.stderr.write(f"error: {one_line(e)}\n")
         sys.exit(2)
 
 

@@ -29,6 +29,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from embodied_mm.errors import UsageError
 from embodied_mm.features import ACTION, OBS_STATE, PLAN, image_key
 
 # re-exported: the writer (and its crash tests) call these as fmt.<name>
@@ -68,7 +69,7 @@ BOOKKEEPING: dict[str, dict[str, Any]] = {
 # Our episodes table also has "seed" and "success" columns (LeRobot ignores unknown columns).
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(UsageError):
     """A dataset on disk does not follow the layout; the message names the file."""
 
 

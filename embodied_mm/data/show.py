@@ -14,6 +14,7 @@ import numpy as np
 
 from embodied_mm.data.reader import DatasetMeta, load_frames
 from embodied_mm.data.video import DecoderPool, encode_video
+from embodied_mm.errors import UsageError
 from embodied_mm.features import OBS_STATE, PLAN
 
 SCALE = 3  # 128² cameras become 384² tiles
@@ -27,7 +28,7 @@ def render_episode(root: Path, episode: int) -> tuple[list[np.ndarray], int]:
     meta = DatasetMeta(Path(root))
     ids = [e.episode_index for e in meta.episodes]
     if episode not in ids:
-        raise ValueError(f"episode {episode} is not in {root} (it has {len(ids)}: {ids[:10]}...)")
+        raise UsageError(f"episode {episode} is not in {root} (it has {len(ids)}: {ids[:10]}...)")
     pos = ids.index(episode)
     ep = meta.episodes[pos]
     meta.episodes = [ep]  # read only this episode's rows
@@ -91,5 +92,5 @@ def show_episode(root: Path, episode: int, out: Path, sheet_frames: int = 12) ->
         if not cv2.imwrite(str(out), cv2.cvtColor(np.concatenate(rows, axis=0), cv2.COLOR_RGB2BGR)):
             raise OSError(f"{out}: could not write the PNG")
     else:
-        raise ValueError(f"{out}: the output must end in .mp4 or .png")
+        raise UsageError(f"{out}: the output must end in .mp4 or .png")
     return out

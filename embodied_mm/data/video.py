@@ -20,6 +20,8 @@ import av
 import cv2
 import numpy as np
 
+from embodied_mm.errors import UsageError
+
 DEFAULT_CODEC = "h264"  # libx264; also supported: "libsvtav1" (LeRobot's default), "mpeg4"
 DEFAULT_PIX_FMT = "yuv420p"
 DEFAULT_GOP = 2
@@ -31,7 +33,7 @@ DEFAULT_TOLERANCE_S = 1e-4
 MAX_FORWARD_FRAMES = 4
 
 
-class VideoDecodeError(RuntimeError):
+class VideoDecodeError(UsageError):
     """A frame could not be decoded, or not within tolerance; the message names the file."""
 
 

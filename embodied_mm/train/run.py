@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import ConcatDataset, Dataset
 
+from embodied_mm.errors import UsageError
 from embodied_mm.features import ACTION, OBS_STATE, PLAN, image_key
 from embodied_mm.train.checkpoint import latest_checkpoint, load_training_state
 from embodied_mm.train.config import TrainConfig, plan_resume
@@ -17,7 +18,7 @@ from embodied_mm.train.trainer import TrainResult, train
 FREEZABLE = ("vision", "backbone", "proprio")
 
 
-class FeatureMismatchError(ValueError):
+class FeatureMismatchError(UsageError):
     """The dataset's features do not fit the recipe; raised before any training step."""
 
 

@@ -44,6 +44,25 @@ def test_check_fails_naming_the_corrupt_file(small_dataset):
     assert str(bad) in out.output and "1 problem(s)" in out.output
 
 
+@pytest.mark.parametrize(
+    ("damaged", "keep"),
+    [("videos/observation.images.front/chunk-000/file-000.mp4", 0.5),
+     ("data/chunk-000/file-000.parquet", -40)],
+)  # fmt: skip
+def test_show_names_a_truncated_file_in_one_line(small_dataset, tmp_path, damaged, keep):
+    root, _ = small_dataset
+    path = root / damaged
+    raw = path.read_bytes()
+    path.write_bytes(raw[: int(len(raw) * keep)] if isinstance(keep, float) else raw[:keep])
+    r = subprocess.run(
+        [*CLI, "dataset", "show", str(root), "--out", str(tmp_path / "ep.mp4")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"error: {path}: ")
+
+
 def test_info_on_a_non_dataset_is_a_clear_error(tmp_path):
     out = runner.invoke(app, ["dataset", "info", str(tmp_path)])
     assert out.exit_code == 1 and "meta/info.json: missing" in out.output
