@@ -22,40 +22,18 @@ from embodied_mm.runtime.dynamixel.control_table import (
     LEN_POSITION,
 )
 from embodied_mm.runtime.dynamixel.protocol import ERR_ALERT, describe_hw_error
+from embodied_mm.runtime.servo_bus import BusError, HardwareError, SdkServoBus, TimeoutMargin
+
+__all__ = ["BusError", "DynamixelBus", "HardwareError"]
 
 log = logging.getLogger(__name__)
 
 
-class BusError(RuntimeError):
-    """Communication with the motors failed (after retries)."""
+class _PortHandler(TimeoutMargin, sdk.PortHandler):
+    """dynamixel-sdk's port with a margin added to every status-packet timeout."""
 
 
-class HardwareError(RuntimeError):
-    """A motor reports a hardware error; it has disabled its torque."""
-
-
-class _PortHandler(sdk.PortHandler):
-    """dynamixel-sdk's port with ``margin_ms`` added to every status-packet timeout.
-
-    The SDK waits ``2 x 16 ms`` (a USB adapter's default latency timer) plus the bytes' wire
-    time; adapters with a slow latency timer, or a busy host, need more."""
-
-    def __init__(self, port: str, margin_ms: float) -> None:
-        super().__init__(port)
-        self.margin_ms = margin_ms
-
-    def setPacketTimeout(self, packet_length):  # the SDK's method name
-        super().setPacketTimeout(packet_length)
-        self.packet_timeout += self.margin_ms
-
-    def setPacketTimeoutMillis(self, msec):
-        super().setPacketTimeoutMillis(msec + self.margin_ms)
-
-
-class DynamixelBus:
-    # Extra milliseconds on each status-packet timeout (see _PortHandler).
-    timeout_margin_ms: float = 0.0
-
+class DynamixelBus(SdkServoBus):
     def __init__(
         self,
         port: str,
@@ -63,28 +41,9 @@ class DynamixelBus:
         retries: int = 2,
         timeout_margin_ms: float | None = None,
     ) -> None:
-        self.port_name = port
-        self.baudrate = baudrate
-        self.retries = retries
-        margin = self.timeout_margin_ms if timeout_margin_ms is None else timeout_margin_ms
-        self.port = _PortHandler(port, margin)
-        self.packet = sdk.PacketHandler(2.0)
-        self.is_open = False
-        self.retried = 0  # transient faults that a retry fixed
-
-    def open(self) -> None:
-        try:
-            opened = self.port.openPort()
-        except Exception as e:  # pyserial raises SerialException (an OSError) for a bad path
-            raise BusError(f"cannot open {self.port_name}: {e}") from e
-        if not opened or not self.port.setBaudRate(self.baudrate):
-            raise BusError(f"cannot open {self.port_name} at {self.baudrate} baud")
-        self.is_open = True
-
-    def close(self) -> None:
-        if self.is_open:
-            self.port.closePort()
-            self.is_open = False
+        super().__init__(
+            port, _PortHandler, sdk.PacketHandler(2.0), baudrate, retries, timeout_margin_ms
+        )
 
     def _comm_text(self, result: int) -> str:
         return self.packet.getTxRxResult(result)

@@ -17,11 +17,6 @@ an object in a gripper's jaws). Useful for tests and for trying the CLI without 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import select
-import threading
-import tty
 from dataclasses import dataclass, field
 
 from embodied_mm.runtime.dynamixel.control_table import (
@@ -42,6 +37,7 @@ from embodied_mm.runtime.dynamixel.protocol import (
     PacketParser,
     build_status,
 )
+from embodied_mm.runtime.serial_emulator import SerialBusEmulator
 
 
 @dataclass
@@ -66,160 +62,51 @@ class EmulatedMotor:
         return bool(self.memory[ADDR_TORQUE_ENABLE])
 
     @property
+    def faulted(self) -> bool:
+        """A latched Hardware Error Status: the firmware has shut the torque off."""
+        return bool(self.memory[ADDR_HW_ERROR])
+
+    @property
     def present(self) -> int:
         return int.from_bytes(self.read(ADDR_PRESENT_POSITION, 4), "little", signed=True)
 
     def set_present(self, ticks: int) -> None:
         self.write(ADDR_PRESENT_POSITION, int(ticks).to_bytes(4, "little", signed=True))
 
+    def move_by_hand(self, ticks: int) -> None:
+        self.set_present(ticks)
+
     @property
     def goal(self) -> int:
         return int.from_bytes(self.read(ADDR_GOAL_POSITION, 4), "little", signed=True)
 
 
-class MotorBusEmulator:
+class MotorBusEmulator(SerialBusEmulator[EmulatedMotor]):
+    corrupt_fault = "crc"
+    thread_name = "dxl-emulator"
+
     def __init__(self, motor_ids: list[int], max_step_ticks: int | None = None) -> None:
-        self.motors = {i: EmulatedMotor(i) for i in motor_ids}
-        self.max_step_ticks = max_step_ticks
-        self._master, self._slave = os.openpty()
-        tty.setraw(self._slave)  # no echo, no line discipline: bytes pass untouched
-        os.set_blocking(self._master, False)
-        self.port = os.ttyname(self._slave)
-        self._faults: dict[str, int] = {}
-        self._silent: set[int] = set()  # motors that no longer see the bus
-        # motor id -> (ticks it cannot move past, whether it is above them)
-        self._obstacles: dict[int, tuple[int, bool]] = {}
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        # close() writes a byte here to wake the serving thread out of select()
-        self._wake_r, self._wake_w = os.pipe()
-        self._fds_open = (self._master, self._slave, self._wake_r, self._wake_w)
-        self._thread = threading.Thread(target=self._serve, name="dxl-emulator", daemon=True)
-        self.crc_errors_seen = 0  # instruction packets from the host with a bad CRC
-        self.instructions: list[int] = []  # instruction codes received, in order
+        super().__init__({i: EmulatedMotor(i) for i in motor_ids}, max_step_ticks)
 
-    # --- control ----------------------------------------------------------------------------
-    def start(self) -> MotorBusEmulator:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        """Stop the serving thread, then close the pty. The descriptors are closed only once
-        the thread has ended: a thread still polling a closed descriptor number would read
-        the packets of whichever pty the process opens next under that number."""
-        self._stop.set()
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
-        if self._thread.is_alive():
-            self._thread.join(timeout=10)
-        if self._thread.is_alive():
-            raise RuntimeError("the motor emulator's thread did not stop; its pty is left open")
-        fds, self._fds_open = self._fds_open, ()  # twice would close another file's numbers
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def __enter__(self) -> MotorBusEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def inject(self, kind: str, count: int = 1) -> None:
-        """Fault the next ``count`` answers: "crc" or "timeout"."""
-        if kind not in ("crc", "timeout"):
-            raise ValueError(f"unknown fault {kind!r}; known: crc, timeout")
-        with self._lock:
-            self._faults[kind] = self._faults.get(kind, 0) + count
+    @property
+    def crc_errors_seen(self) -> int:
+        """Instruction packets from the host with a bad CRC."""
+        return self.bad_packets_seen
 
     def set_hardware_error(self, motor_id: int, bits: int) -> None:
         """Latch a Hardware Error Status (e.g. 0x20 overload) on a motor; 0 clears it."""
         with self._lock:
             self.motors[motor_id].memory[ADDR_HW_ERROR] = bits
 
-    def silence(self, motor_id: int) -> None:
-        """The motor drops off the bus: no answers, and writes no longer reach its control
-        table (its torque and goal registers keep the values they had)."""
-        with self._lock:
-            self._silent.add(motor_id)
-
-    def block(self, motor_id: int, ticks: int | None) -> None:
-        """An obstacle at ``ticks``, on the side of the motor's goal: moving towards the goal,
-        the motor stops there (its goal register keeps the commanded target). The motor stays
-        on the side of ``ticks`` it is on now. None removes the obstacle."""
-        with self._lock:
-            if ticks is None:
-                self._obstacles.pop(motor_id, None)
-            else:
-                above = self.motors[motor_id].present >= ticks
-                self._obstacles[motor_id] = (int(ticks), above)
-
-    def set_positions(self, ticks: dict[int, int]) -> None:
-        """Move motors by hand (as a person does during calibration)."""
-        with self._lock:
-            for i, t in ticks.items():
-                self.motors[i].set_present(t)
-
-    # --- bus ---------------------------------------------------------------------------------
-    def _serve(self) -> None:
-        parser = PacketParser()
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._master, self._wake_r], [], [], 0.05)
-            if self._master not in ready:
-                continue
-            try:
-                data = os.read(self._master, 4096)
-            except BlockingIOError:
-                continue
-            except OSError:
-                return
-            for pkt in parser.feed(data):
-                with self._lock:
-                    self.instructions.append(pkt.instruction)
-                    if not pkt.crc_ok:
-                        self.crc_errors_seen += 1
-                        continue  # a real motor ignores a corrupted instruction
-                    for reply in self._handle(pkt.motor_id, pkt.instruction, pkt.params):
-                        self._send(reply)
-
-    def _take_fault(self, kind: str) -> bool:
-        if self._faults.get(kind, 0) > 0:
-            self._faults[kind] -= 1
-            return True
-        return False
-
-    def _send(self, packet: bytes) -> None:
-        if self._take_fault("timeout"):
-            return
-        if self._take_fault("crc"):
-            packet = packet[:-1] + bytes([packet[-1] ^ 0xFF])
-        # The master is non-blocking: when nobody drains the slave side (the host has closed
-        # the port) a full pty buffer drops the answer, as a real adapter's would, instead of
-        # blocking this thread (and close()) forever.
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._master, packet)
+    def _parser(self) -> PacketParser:
+        return PacketParser()
 
     def _status(self, motor: EmulatedMotor, params: bytes = b"") -> bytes:
-        error = ERR_ALERT if motor.memory[ADDR_HW_ERROR] else 0
+        error = ERR_ALERT if motor.faulted else 0
         return build_status(motor.motor_id, error, params)
 
-    def _advance(self, motor: EmulatedMotor) -> None:
-        if not motor.torque or motor.memory[ADDR_HW_ERROR]:
-            return  # an alerted motor shuts its torque off, like the real firmware
-        delta = motor.goal - motor.present
-        if self.max_step_ticks is not None:
-            delta = max(-self.max_step_ticks, min(self.max_step_ticks, delta))
-        target = motor.present + delta
-        if motor.motor_id in self._obstacles:
-            obstacle, above = self._obstacles[motor.motor_id]
-            target = max(target, obstacle) if above else min(target, obstacle)
-        motor.set_present(target)
-
     def _handle(self, motor_id: int, inst: int, params: bytes) -> list[bytes]:
-        if motor_id in self._silent:
-            return []
-        targets = list(self.motors) if motor_id == BROADCAST_ID else [motor_id]
-        targets = [t for t in targets if t in self.motors and t not in self._silent]
+        targets = self._listening(list(self.motors) if motor_id == BROADCAST_ID else [motor_id])
         if inst == INST_PING:
             return [
                 self._status(self.motors[t], self.motors[t].read(ADDR_MODEL_NUMBER, 2) + b"\x2e")
@@ -244,10 +131,9 @@ class MotorBusEmulator:
                 int.from_bytes(params[2:4], "little"),
             )
             replies = []
-            for i in params[4:]:
-                if i in self.motors and i not in self._silent:
-                    self._advance(self.motors[i])
-                    replies.append(self._status(self.motors[i], self.motors[i].read(addr, length)))
+            for i in self._listening(params[4:]):
+                self._advance(self.motors[i])
+                replies.append(self._status(self.motors[i], self.motors[i].read(addr, length)))
             return replies
         if inst == INST_SYNC_WRITE:
             addr, length = (
@@ -257,7 +143,7 @@ class MotorBusEmulator:
             body = params[4:]
             for k in range(0, len(body) - length, length + 1):
                 i = body[k]
-                if i in self.motors and i not in self._silent:
+                if self._listening([i]):
                     self.motors[i].write(addr, body[k + 1 : k + 1 + length])
             return []
         return []
