@@ -1,32 +1,18 @@
 """A real arm on a Dynamixel bus (Koch, ALOHA/ViperX, OpenManipulator-X), plus OpenCV cameras.
 
-Actions and ``observation.state`` are joint positions in radians, in the calibration file's
-joint order (gripper last in every shipped profile). Connecting reads the present position
-and writes it as the goal *before* enabling torque, so the arm does not jump to a stale goal.
-
-The arm never goes limp on its own: every stop (e-stop, watchdog, motor or bus fault) and
-:meth:`DynamixelRobot.disconnect` leave torque on with the arm held where it is and the
-gripper at its last commanded target (a hold must not drop a grasped object). Only
-``release_on_disconnect=True`` (``deploy --release-on-exit``) turns torque off at the end.
+Joint positions in radians through the calibration file; every stop leaves the arm holding
+with torque on (see :mod:`embodied_mm.runtime.adapters.servo_arm`).
 """
 
 from __future__ import annotations
 
-import logging
-
-import numpy as np
-
-from embodied_mm.features import ACTION, OBS_STATE, image_key
 from embodied_mm.runtime.adapters.opencv_camera import OpenCVCamera
-from embodied_mm.runtime.dynamixel.bus import BusError, DynamixelBus, HardwareError
+from embodied_mm.runtime.adapters.servo_arm import ServoArmRobot
+from embodied_mm.runtime.dynamixel.bus import DynamixelBus
 from embodied_mm.runtime.dynamixel.calibration import Calibration, get_profile
-from embodied_mm.runtime.robot import FeatureSpec, Robot, RobotObservation, check_action
-from embodied_mm.runtime.safety import SafetyConfig
-
-log = logging.getLogger(__name__)
 
 
-class DynamixelRobot(Robot):
+class DynamixelRobot(ServoArmRobot):
     def __init__(
         self,
         port: str,
@@ -38,156 +24,20 @@ class DynamixelRobot(Robot):
     ) -> None:
         """``release_on_disconnect``: turn torque off in :meth:`disconnect` (the arm then falls
         under gravity); by default the arm is held with torque on."""
-        super().__init__()
-        self.name = f"dynamixel:{calibration.profile}"
-        self.calibration = calibration
-        self.bus = DynamixelBus(port, baudrate)
-        self.cameras = cameras or {}
-        self.max_velocity_rad_s = max_velocity_rad_s
-        self.release_on_disconnect = release_on_disconnect
-        self._present: np.ndarray | None = None  # (J,) rad, last read
-        self.gripper_index = _gripper_index(calibration)
-        self._gripper_target: float | None = None  # rad, last commanded (None: none yet)
-
-    @property
-    def observation_features(self) -> dict[str, FeatureSpec]:
-        feats: dict[str, FeatureSpec] = {
-            OBS_STATE: {
-                "dtype": "float32",
-                "shape": (len(self.calibration.joints),),
-                "names": self.calibration.names,
-            }
-        }
-        for name, cam in self.cameras.items():
-            h, w = cam.size if cam.size else (None, None)
-            feats[image_key(name)] = {
-                "dtype": "uint8",
-                "shape": (h, w, 3),
-                "names": ["height", "width", "channel"],
-            }
-        return feats
-
-    @property
-    def action_features(self) -> dict[str, FeatureSpec]:
-        return {
-            ACTION: {
-                "dtype": "float32",
-                "shape": (len(self.calibration.joints),),
-                "names": self.calibration.names,
-            }
-        }
-
-    @property
-    def is_connected(self) -> bool:
-        return self.bus.is_open
-
-    def connect(self) -> None:
-        self.bus.open()
-        try:
-            for i in self.calibration.ids:
-                self.bus.ping(i)
-            ticks = self.bus.sync_read_positions(self.calibration.ids)
-            self.bus.sync_write_goals(ticks)  # goal = here, then torque on: no jump
-            self.bus.set_torque(self.calibration.ids, True)
-            self._present = self.calibration.to_rad(ticks)
-            self._gripper_target = None
-            for cam in self.cameras.values():
-                cam.connect()
-        except Exception:
-            self.bus.close()
-            raise
-
-    def disconnect(self) -> None:
-        """Hold the arm (torque stays on) and close the port; with ``release_on_disconnect``
-        turn torque off instead."""
-        for cam in self.cameras.values():
-            cam.disconnect()
-        if not self.bus.is_open:
-            return
-        try:
-            if self.release_on_disconnect:
-                # motor by motor: one faulted motor (its firmware already cut its torque) must
-                # not leave the others powered
-                for i in self.calibration.ids:
-                    try:
-                        self.bus.set_torque([i], False)
-                    except (BusError, HardwareError) as e:
-                        log.warning("torque off for motor %d failed: %s", i, e)
-            else:
-                try:
-                    self.safe_stop()
-                except (BusError, HardwareError) as e:
-                    # the goals written last stay in the motors, torque on: still a hold
-                    log.warning("hold on disconnect failed (motors keep their last goal): %s", e)
-        finally:
-            self.bus.close()
-
-    def read_joints(self) -> np.ndarray:
-        """(J,) rad, one sync read."""
-        self._present = self.calibration.to_rad(self.bus.sync_read_positions(self.calibration.ids))
-        return self._present
-
-    def get_observation(self) -> RobotObservation:
-        frame: dict = {OBS_STATE: self.read_joints().astype(np.float32)}
-        stamps: dict[str, float] = {}
-        for name, cam in self.cameras.items():
-            f = cam.latest()
-            if f is None:
-                raise ConnectionError(f"camera {name} has no frame")
-            frame[image_key(name)] = f.image
-            stamps[name] = f.stamp
-        return RobotObservation(frame, stamps)
-
-    def send_action(self, action: np.ndarray) -> None:
-        rad = np.clip(check_action(self, action), self.calibration.low, self.calibration.high)
-        if not np.isfinite(rad).all():
-            bad = np.flatnonzero(~np.isfinite(rad)).tolist()
-            raise ValueError(f"{self.name}: action has NaN/inf in joints {bad}; nothing sent")
-        self.bus.sync_write_goals(self.calibration.to_ticks(rad))
-        if self.gripper_index is not None:
-            self._gripper_target = float(rad[self.gripper_index])
-
-    def hold_action(self) -> np.ndarray:
-        """(J,) rad: the arm joints where they were last read, the gripper at its last
-        commanded target. A gripper closed on an object stops short of its target; holding
-        its *present* position would loosen the grip at every hold."""
-        if self._present is None:
-            self.read_joints()
-        assert self._present is not None
-        hold = self._present.copy()
-        if self.gripper_index is not None and self._gripper_target is not None:
-            hold[self.gripper_index] = self._gripper_target
-        return hold
-
-    def safe_stop(self) -> None:
-        """Hold where the arm is now, torque on (turning it off would drop the arm).
-
-        The joints are read again and written back as the goal (the gripper's: its last
-        target). When the bus cannot read them (a motor stopped answering or reports a fault)
-        nothing is written: the motors keep their last goal, one rate-limited step from where
-        they were last read, which is a hold too; writing the stale reading back would move
-        the arm backwards. Raises only when a write fails."""
-        try:
-            self.read_joints()
-        except (BusError, HardwareError) as e:
-            log.warning("safe stop: joints unreadable (%s); the motors keep their last goal", e)
-            return
-        self.send_action(self.hold_action())
-
-    def default_safety(self) -> SafetyConfig:
-        names = self.calibration.names
-        return SafetyConfig(
-            action_low=self.calibration.low,
-            action_high=self.calibration.high,
-            gripper_index=self.gripper_index,
-            max_velocity=np.full(len(names), self.max_velocity_rad_s),
+        super().__init__(
+            f"dynamixel:{calibration.profile}",
+            DynamixelBus(port, baudrate),
+            calibration,
+            _gripper_name(calibration),
+            cameras,
+            max_velocity_rad_s,
+            release_on_disconnect,
         )
 
 
-def _gripper_index(calibration: Calibration) -> int | None:
-    """Index of the profile's gripper joint in the action, or None when the arm has none."""
+def _gripper_name(calibration: Calibration) -> str | None:
+    """The profile's gripper joint name (None when the arm has none)."""
     try:
-        name = get_profile(calibration.profile).gripper
+        return get_profile(calibration.profile).gripper
     except KeyError:  # a profile this version does not know: go by the usual joint name
-        name = "gripper"
-    return calibration.names.index(name) if name in calibration.names else None
+        return "gripper"
