@@ -67,7 +67,10 @@ def serve(
 
 @app.command()
 def deploy(
-    robot: str = typer.Option(..., help="sim:<env-id> (e.g. sim:pick_lift) or dynamixel:<port>."),
+    robot: str = typer.Option(
+        ...,
+        help="sim:<env-id> (e.g. sim:pick_lift), dynamixel:<port>, so100:<port> or so101:<port>.",
+    ),
     server: str | None = typer.Option(None, help="Policy server URL, e.g. ws://127.0.0.1:8000."),
     checkpoint: Path | None = typer.Option(None, help="Run this policy in-process instead."),
     token: str | None = typer.Option(None, help="Token for the policy server."),
@@ -80,8 +83,8 @@ def deploy(
     engine: str = typer.Option("mujoco", help="Sim engine: mujoco or pybullet."),
     action_mode: str = typer.Option("ee_delta", help="Sim action mode: ee_delta or joint_pos."),
     seed: int = typer.Option(0, help="Sim seed of the first episode."),
-    calibration: Path | None = typer.Option(None, help="Calibration file (dynamixel)."),
-    camera: list[str] = typer.Option([], help="name=source OpenCV camera (dynamixel), repeatable."),
+    calibration: Path | None = typer.Option(None, help="Calibration file (real arms)."),
+    camera: list[str] = typer.Option([], help="name=source OpenCV camera (real arms), repeatable."),
     timeout: float = typer.Option(2.0, help="Seconds to wait for the server per request."),
     connect_wait: float = typer.Option(
         30.0, help="Seconds to keep retrying the first connection to --server (it may be starting)."
@@ -163,7 +166,7 @@ def deploy(
             f"{r['achieved_hz']} Hz, interventions={r['interventions']}"
         )
     typer.echo(f"run log and video under {out}")
-    if robot.startswith("dynamixel:"):
+    if not robot.startswith("sim:"):
         typer.echo(
             "torque released (--release-on-exit)"
             if release_on_exit
@@ -218,52 +221,110 @@ def _local_policy(
 
 @app.command()
 def calibrate(
-    port: str = typer.Option(..., help="Serial port of the Dynamixel bus, e.g. /dev/ttyUSB0."),
-    profile: str = typer.Option("koch", help="Arm profile: koch, aloha-viperx, openmanipulator-x."),
+    port: str = typer.Option(..., help="Serial port of the arm's bus, e.g. /dev/ttyUSB0."),
+    robot: str | None = typer.Option(
+        None, help="so100 or so101 (Feetech STS3215), or a Dynamixel profile (as --profile)."
+    ),
+    profile: str = typer.Option(
+        "koch", help="Dynamixel profile: koch, aloha-viperx, openmanipulator-x."
+    ),
+    invert: list[str] = typer.Option(
+        [], help="so100/so101: a joint that turns the other way (drive mode 1), repeatable."
+    ),
     out: Path = typer.Option(Path("calibration.json"), help="Calibration file to write."),
     baudrate: int = typer.Option(1_000_000, help="Bus baud rate."),
 ) -> None:
-    """Measure zero offsets and joint ranges (torque off, arm moved by hand) and write the file."""
+    """Measure the arm's offsets and joint ranges (torque off, arm moved by hand) and write the file.
+
+    so100/so101: the homing offsets and ranges are also written into the servos."""
+    from embodied_mm.runtime.dynamixel.calibration import PROFILES as DYNAMIXEL_ARMS
+    from embodied_mm.runtime.feetech.calibration import PROFILES as FEETECH_ARMS
+    from embodied_mm.runtime.servo_bus import BusError, HardwareError
+
+    if robot is not None and robot not in FEETECH_ARMS and robot not in DYNAMIXEL_ARMS:
+        known = ", ".join([*sorted(FEETECH_ARMS), *sorted(DYNAMIXEL_ARMS)])
+        typer.echo(f"error: unknown --robot {robot!r}; known: {known}", err=True)
+        raise typer.Exit(2)
+    try:
+        if robot in FEETECH_ARMS:
+            lines = _calibrate_feetech(port, robot, invert, out, baudrate)
+        else:
+            if invert:
+                raise ValueError("--invert applies to --robot so100/so101")
+            lines = _calibrate_dynamixel(port, robot or profile, out, baudrate)
+    except (BusError, HardwareError, EOFError, ValueError, KeyError) as e:
+        typer.echo(f"error: {e.args[0] if isinstance(e, KeyError) else e}", err=True)
+        raise typer.Exit(2) from e
+    for line in lines:
+        typer.echo(line)
+    typer.echo(f"wrote {out}")
+
+
+def _prompter() -> tuple[Any, Any]:
+    """(wait_for_user, sweep_done) on the terminal: Enter answers a prompt; during the range
+    sweep sampling runs until Enter."""
     import threading
 
-    from embodied_mm.runtime.dynamixel.bus import BusError, DynamixelBus
-    from embodied_mm.runtime.dynamixel.calibration import calibrate as run_calibration
-    from embodied_mm.runtime.dynamixel.calibration import get_profile
-
-    try:
-        arm = get_profile(profile)
-    except KeyError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from e
-    bus = DynamixelBus(port, baudrate)
-    ids = [j.motor_id for j in arm.joints]
     done = threading.Event()
 
     def wait_for_user(prompt: str) -> None:
         typer.echo(prompt)
-        if "full range" in prompt:  # sampling runs while the user moves the arm, until Enter
+        if "full range" in prompt:
             threading.Thread(target=lambda: (sys.stdin.readline(), done.set()), daemon=True).start()
             return
         if not sys.stdin.readline():
             raise EOFError("stdin closed during calibration")
 
+    return wait_for_user, done.is_set
+
+
+def _calibrate_dynamixel(port: str, profile: str, out: Path, baudrate: int) -> list[str]:
+    from embodied_mm.runtime.dynamixel.bus import DynamixelBus
+    from embodied_mm.runtime.dynamixel.calibration import calibrate as run_calibration
+    from embodied_mm.runtime.dynamixel.calibration import get_profile
+
+    arm = get_profile(profile)
+    bus = DynamixelBus(port, baudrate)
+    ids = [j.motor_id for j in arm.joints]
+    wait_for_user, sweep_done = _prompter()
     try:
         bus.open()
         for i in ids:
             bus.ping(i)
         bus.set_torque(ids, False)  # the user moves the arm by hand
-        cal = run_calibration(lambda: bus.sync_read_positions(ids), arm, wait_for_user, done.is_set)
-    except (BusError, EOFError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from e
+        cal = run_calibration(lambda: bus.sync_read_positions(ids), arm, wait_for_user, sweep_done)
     finally:
         bus.close()
     cal.save(out)
-    for j in cal.joints:
-        typer.echo(
-            f"{j.name:>14}: offset {j.offset_ticks:5d} ticks, range [{j.min_rad:+.3f}, {j.max_rad:+.3f}] rad"
-        )
-    typer.echo(f"wrote {out}")
+    return [
+        f"{j.name:>14}: offset {j.offset_ticks:5d} ticks, range [{j.min_rad:+.3f}, {j.max_rad:+.3f}] rad"
+        for j in cal.joints
+    ]
+
+
+def _calibrate_feetech(
+    port: str, robot: str, invert: list[str], out: Path, baudrate: int
+) -> list[str]:
+    from embodied_mm.runtime.feetech.bus import FeetechBus
+    from embodied_mm.runtime.feetech.calibration import calibrate as run_calibration
+    from embodied_mm.runtime.feetech.calibration import get_profile
+
+    arm = get_profile(robot)
+    bus = FeetechBus(port, baudrate, motor_names={i: name for name, i in arm.joints})
+    wait_for_user, sweep_done = _prompter()
+    try:
+        bus.open()
+        for _, i in arm.joints:
+            bus.ping(i)
+        cal = run_calibration(bus, arm, wait_for_user, sweep_done, invert)
+    finally:
+        bus.close()
+    cal.save(out)
+    return [
+        f"{j.name:>14}: homing offset {j.homing_offset:+5d}, range {j.range_min:4d}..{j.range_max:4d}"
+        f" ticks = [{lo:+.3f}, {hi:+.3f}] rad, drive mode {j.drive_mode}"
+        for j, lo, hi in zip(cal.joints, cal.low, cal.high, strict=True)
+    ]
 
 
 @bench_app.command("deploy")

@@ -5,7 +5,9 @@
 - ``sim:<env-id>``: a simulated task (``sim:pick_lift``, or a registered Gymnasium id);
 - ``dynamixel:<port>``: a Dynamixel arm (needs ``--calibration``), with ``--camera name=source``
   OpenCV cameras (USB index, RTSP URL or video file). The arm is left holding with torque on
-  after the run unless ``release_on_exit`` (``--release-on-exit``) is given.
+  after the run unless ``release_on_exit`` (``--release-on-exit``) is given;
+- ``so100:<port>`` / ``so101:<port>``: an SO-100/SO-101 arm on Feetech STS3215 servos (needs
+  ``--calibration`` from ``embodied-mm calibrate --robot so101``), cameras and hold as above.
 """
 
 from __future__ import annotations
@@ -59,7 +61,10 @@ def make_robot(
     arm turns torque off when it disconnects; by default it stays powered, holding."""
     kind, sep, target = spec.partition(":")
     if not sep or not target:
-        raise ValueError(f"robot spec {spec!r} must be sim:<env-id> or dynamixel:<port>")
+        raise ValueError(
+            f"robot spec {spec!r} must be sim:<env-id>, dynamixel:<port>, so100:<port> or "
+            "so101:<port>"
+        )
     if kind == "sim":
         from embodied_mm.runtime.adapters.sim import SimRobot
 
@@ -78,7 +83,27 @@ def make_robot(
             parse_cameras(cameras or [], image_size),
             release_on_disconnect=release_on_exit,
         )
-    raise ValueError(f"unknown robot kind {kind!r} in {spec!r}; known: sim, dynamixel")
+    if kind in ("so100", "so101"):
+        from embodied_mm.runtime.adapters.feetech import FeetechRobot
+        from embodied_mm.runtime.feetech.calibration import Calibration as FeetechCalibration
+
+        if calibration is None:
+            raise ValueError(
+                f"an {kind} robot needs --calibration FILE "
+                f"(see `embodied-mm calibrate --robot {kind}`)"
+            )
+        cal = FeetechCalibration.load(calibration)
+        if cal.robot != kind:
+            raise ValueError(f"{calibration} calibrates an {cal.robot} arm, not an {kind}")
+        return FeetechRobot(
+            target,
+            cal,
+            parse_cameras(cameras or [], image_size),
+            release_on_disconnect=release_on_exit,
+        )
+    raise ValueError(
+        f"unknown robot kind {kind!r} in {spec!r}; known: sim, dynamixel, so100, so101"
+    )
 
 
 def make_executor(

@@ -9,9 +9,14 @@ from embodied_mm.runtime.adapters.sim import SimRobot
 @pytest.mark.parametrize(
     ("spec", "kwargs", "match"),
     [
-        ("pick_lift", {}, "must be sim:<env-id> or dynamixel:<port>"),
-        ("ros:arm", {}, "unknown robot kind 'ros'"),
+        ("pick_lift", {}, "must be sim:<env-id>, dynamixel:<port>, so100:<port> or so101:<port>"),
+        ("ros:arm", {}, "unknown robot kind 'ros'.*known: sim, dynamixel, so100, so101"),
         ("dynamixel:/dev/ttyUSB0", {}, "needs --calibration"),
+        (
+            "so101:/dev/ttyACM0",
+            {},
+            r"needs --calibration FILE \(see `embodied-mm calibrate --robot so101`\)",
+        ),
     ],
 )
 def test_bad_robot_specs(spec, kwargs, match):
