@@ -2,8 +2,8 @@
 
 Six joints (shoulder_pan, shoulder_lift, elbow_flex, wrist_flex, wrist_roll, gripper), radians
 in and out through the calibration file (:mod:`embodied_mm.runtime.feetech.calibration`).
-Connecting checks that every servo is an STS3215 and holds the file's homing offset and
-position limits; a servo that does not is written, only while its torque is off (writing
+Connecting checks that every servo is an STS3215 in position mode and holds the file's homing
+offset and position limits; a servo that does not is written, only while its torque is off (writing
 EEPROM turns torque off, which would drop a held arm), else connecting fails with an error
 naming it. Every stop leaves the arm holding with torque on
 (see :mod:`embodied_mm.runtime.adapters.servo_arm`).
@@ -20,7 +20,9 @@ from embodied_mm.runtime.feetech.calibration import Calibration, get_profile
 from embodied_mm.runtime.feetech.control_table import (
     ACCELERATION,
     MODEL_NUMBER,
+    OPERATING_MODE,
     P_COEFFICIENT,
+    POSITION_MODE,
     STS3215_MODEL,
     TORQUE_ENABLE,
 )
@@ -67,7 +69,11 @@ class FeetechRobot(ServoArmRobot):
                 raise BusError(
                     f"{self.bus.motor(i)} is model {model}, not an STS3215 ({STS3215_MODEL})"
                 )
-            wanted = {**joint.registers(), P_COEFFICIENT: self.p_coefficient}
+            wanted = {
+                **joint.registers(),
+                OPERATING_MODE: POSITION_MODE,
+                P_COEFFICIENT: self.p_coefficient,
+            }
             held = {reg: self.bus.read(i, reg) for reg in wanted}
             differ = {reg: v for reg, v in wanted.items() if held[reg] != v}
             if differ and self.bus.read(i, TORQUE_ENABLE):

@@ -50,6 +50,7 @@ MIN_POSITION_LIMIT = Register("Min_Position_Limit", 9, 2, eeprom=True)
 MAX_POSITION_LIMIT = Register("Max_Position_Limit", 11, 2, eeprom=True)
 P_COEFFICIENT = Register("P_Coefficient", 21, 1, eeprom=True)
 HOMING_OFFSET = Register("Homing_Offset", 31, 2, sign_bit=11, eeprom=True)
+OPERATING_MODE = Register("Operating_Mode", 33, 1, eeprom=True)  # 0: position control
 TORQUE_ENABLE = Register("Torque_Enable", 40, 1)
 ACCELERATION = Register("Acceleration", 41, 1)
 GOAL_POSITION = Register("Goal_Position", 42, 2)
@@ -65,6 +66,7 @@ REGISTERS = (
     MAX_POSITION_LIMIT,
     P_COEFFICIENT,
     HOMING_OFFSET,
+    OPERATING_MODE,
     TORQUE_ENABLE,
     ACCELERATION,
     GOAL_POSITION,
@@ -75,6 +77,7 @@ REGISTERS = (
 )
 EEPROM_END = 40  # addresses below this are EEPROM
 
+POSITION_MODE = 0
 STS3215_MODEL = 777
 TICKS_PER_REV = 4096
 CENTER_TICKS = 2048

@@ -4,7 +4,7 @@ The bus under test opens :attr:`FeetechBusEmulator.port` with feetech-servo-sdk 
 the arm's USB adapter; the emulator answers protocol-0 packets (PING, READ, WRITE, SYNC READ
 with one status packet per servo, SYNC WRITE) from each servo's control table in memory. A
 servo with torque on moves to its goal (instantly, or by at most ``max_step_ticks`` per
-answered read), within its Min/Max_Position_Limit.
+answered read), within its Min/Max_Position_Limit, when in position mode (Operating_Mode 0).
 
 The firmware's frames are modelled: each servo has a physical encoder reading (0..4095, what
 :meth:`~FeetechBusEmulator.set_positions` moves, as a person turning the joint by hand does)
@@ -34,7 +34,9 @@ from embodied_mm.runtime.feetech.control_table import (
     MAX_POSITION_LIMIT,
     MIN_POSITION_LIMIT,
     MODEL_NUMBER,
+    OPERATING_MODE,
     P_COEFFICIENT,
+    POSITION_MODE,
     PRESENT_POSITION,
     STS3215_MODEL,
     TICKS_PER_REV,
@@ -104,7 +106,8 @@ class EmulatedServo:
 
     @property
     def faulted(self) -> bool:
-        return self.error_bits != 0
+        """Error bits set, or not in position mode: either way it does not track its goal."""
+        return self.error_bits != 0 or self.get(OPERATING_MODE) != POSITION_MODE
 
     @property
     def homing_offset(self) -> int:

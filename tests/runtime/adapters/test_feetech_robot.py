@@ -54,9 +54,24 @@ def arm():
             robot.disconnect()
 
 
-def test_connect_writes_the_calibration_then_holds_with_torque_on(arm):
-    emu, robot = arm
+@pytest.fixture
+def arm_in_velocity_mode():
+    """Servo 3 left in velocity mode (Operating_Mode 1) by another tool."""
+    with FeetechBusEmulator(IDS) as emu:
+        emu.set_positions({i: 2048 + OFFSET + 50 * i for i in IDS})  # encoder ticks
+        emu.motors[3].put(ct.OPERATING_MODE, 1)
+        robot = FeetechRobot(emu.port, so101_calibration())
+        robot.connect()
+        try:
+            yield emu, robot
+        finally:
+            robot.disconnect()
+
+
+def test_connect_writes_the_calibration_then_holds_with_torque_on(arm_in_velocity_mode):
+    emu, robot = arm_in_velocity_mode
     for m in emu.motors.values():
+        assert m.get(ct.OPERATING_MODE) == ct.POSITION_MODE
         assert m.get(ct.HOMING_OFFSET) == OFFSET
         assert (m.get(ct.MIN_POSITION_LIMIT), m.get(ct.MAX_POSITION_LIMIT)) == (1048, 3048)
         assert m.get(ct.P_COEFFICIENT) == 16 and m.get(ct.LOCK) == 1

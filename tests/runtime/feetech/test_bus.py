@@ -21,6 +21,7 @@ WRITABLE = [
     (ct.P_COEFFICIENT, 16),
     (ct.HOMING_OFFSET, -1234),
     (ct.HOMING_OFFSET, 777),
+    (ct.OPERATING_MODE, 1),
     (ct.TORQUE_ENABLE, 1),
     (ct.ACCELERATION, 254),
     (ct.GOAL_POSITION, 4095),
