@@ -45,6 +45,10 @@ class EmulatedServo(Protocol):
 
     def move_by_hand(self, ticks: int) -> None: ...
 
+    def read(self, addr: int, length: int) -> bytes: ...
+
+    def write(self, addr: int, data: bytes) -> None: ...
+
 
 class ParsedPacket(Protocol):
     motor_id: int
@@ -89,6 +93,10 @@ class SerialBusEmulator(abc.ABC, Generic[S]):
     @abc.abstractmethod
     def _parser(self) -> PacketFeed:
         """A fresh incremental parser of instruction packets."""
+
+    @abc.abstractmethod
+    def _status(self, motor: S, params: bytes = b"") -> bytes:
+        """A status packet from ``motor`` carrying ``params``."""
 
     @abc.abstractmethod
     def _handle(self, motor_id: int, inst: int, params: bytes) -> list[bytes]:
@@ -175,6 +183,32 @@ class SerialBusEmulator(abc.ABC, Generic[S]):
                         continue
                     for reply in self._handle(pkt.motor_id, pkt.instruction, pkt.params):
                         self._send(reply)
+
+    def run_until_interrupted(self) -> None:
+        """Print the port and answer on it until Ctrl-C (for trying the CLI by hand)."""
+        import time
+
+        with self:
+            print(self.port, flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    time.sleep(1)
+
+    def _sync_read(self, addr: int, length: int, ids: Iterable[int]) -> list[bytes]:
+        """A SYNC READ: one status packet per servo that still sees the bus, in request order,
+        each servo first taking a motion step."""
+        replies = []
+        for i in self._listening(ids):
+            self._advance(self.motors[i])
+            replies.append(self._status(self.motors[i], self.motors[i].read(addr, length)))
+        return replies
+
+    def _sync_write(self, addr: int, length: int, body: bytes) -> None:
+        """A SYNC WRITE's ``(id, data[length])...`` body, to the servos that still see the bus
+        (both protocols lay it out so)."""
+        for k in range(0, len(body) - length, length + 1):
+            if self._listening([body[k]]):
+                self.motors[body[k]].write(addr, body[k + 1 : k + 1 + length])
 
     def _listening(self, ids: Iterable[int]) -> list[int]:
         """The ids among ``ids`` that exist on this bus and still see it."""

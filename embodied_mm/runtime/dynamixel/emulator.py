@@ -130,33 +130,19 @@ class MotorBusEmulator(SerialBusEmulator[EmulatedMotor]):
                 int.from_bytes(params[0:2], "little"),
                 int.from_bytes(params[2:4], "little"),
             )
-            replies = []
-            for i in self._listening(params[4:]):
-                self._advance(self.motors[i])
-                replies.append(self._status(self.motors[i], self.motors[i].read(addr, length)))
-            return replies
+            return self._sync_read(addr, length, params[4:])
         if inst == INST_SYNC_WRITE:
             addr, length = (
                 int.from_bytes(params[0:2], "little"),
                 int.from_bytes(params[2:4], "little"),
             )
-            body = params[4:]
-            for k in range(0, len(body) - length, length + 1):
-                i = body[k]
-                if self._listening([i]):
-                    self.motors[i].write(addr, body[k + 1 : k + 1 + length])
-            return []
+            self._sync_write(addr, length, params[4:])
         return []
 
 
 def main() -> None:
     """Run an emulated 6-motor Koch arm and print its port, for trying the CLI by hand."""
-    import time
-
-    with MotorBusEmulator(list(range(1, 7)), max_step_ticks=40) as emu:
-        print(emu.port, flush=True)
-        while True:
-            time.sleep(1)
+    MotorBusEmulator(list(range(1, 7)), max_step_ticks=40).run_until_interrupted()
 
 
 if __name__ == "__main__":

@@ -164,30 +164,15 @@ class FeetechBusEmulator(SerialBusEmulator[EmulatedServo]):
                 self.motors[t].write(params[0], params[1:])
             return [] if broadcast else [self._status(self.motors[motor_id])]
         if inst == INST_SYNC_READ and len(params) >= 2:
-            addr, length = params[0], params[1]
-            replies = []
-            for i in self._listening(params[2:]):
-                self._advance(self.motors[i])
-                replies.append(self._status(self.motors[i], self.motors[i].read(addr, length)))
-            return replies
+            return self._sync_read(params[0], params[1], params[2:])
         if inst == INST_SYNC_WRITE and len(params) >= 2:
-            addr, length = params[0], params[1]
-            body = params[2:]
-            for k in range(0, len(body) - length, length + 1):
-                if self._listening([body[k]]):
-                    self.motors[body[k]].write(addr, body[k + 1 : k + 1 + length])
-            return []
+            self._sync_write(params[0], params[1], params[2:])
         return []
 
 
 def main() -> None:
     """Run an emulated 6-servo SO-101 arm and print its port, for trying the CLI by hand."""
-    import time
-
-    with FeetechBusEmulator(list(range(1, 7)), max_step_ticks=40) as emu:
-        print(emu.port, flush=True)
-        while True:
-            time.sleep(1)
+    FeetechBusEmulator(list(range(1, 7)), max_step_ticks=40).run_until_interrupted()
 
 
 if __name__ == "__main__":
