@@ -44,19 +44,7 @@ def ticks(rad: float, motor_id: int) -> int:
 
 @pytest.fixture
 def arm():
-    with FeetechBusEmulator(IDS) as emu:
-        emu.set_positions({i: 2048 + OFFSET + 50 * i for i in IDS})  # encoder ticks
-        robot = FeetechRobot(emu.port, so101_calibration())
-        robot.connect()
-        try:
-            yield emu, robot
-        finally:
-            robot.disconnect()
-
-
-@pytest.fixture
-def arm_in_velocity_mode():
-    """Servo 3 left in velocity mode (Operating_Mode 1) by another tool."""
+    """A connected arm; servo 3 was left in velocity mode (Operating_Mode 1) by another tool."""
     with FeetechBusEmulator(IDS) as emu:
         emu.set_positions({i: 2048 + OFFSET + 50 * i for i in IDS})  # encoder ticks
         emu.motors[3].put(ct.OPERATING_MODE, 1)
@@ -68,8 +56,8 @@ def arm_in_velocity_mode():
             robot.disconnect()
 
 
-def test_connect_writes_the_calibration_then_holds_with_torque_on(arm_in_velocity_mode):
-    emu, robot = arm_in_velocity_mode
+def test_connect_writes_the_calibration_then_holds_with_torque_on(arm):
+    emu, robot = arm
     for m in emu.motors.values():
         assert m.get(ct.OPERATING_MODE) == ct.POSITION_MODE
         assert m.get(ct.HOMING_OFFSET) == OFFSET
