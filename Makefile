@@ -58,12 +58,13 @@ clean:
 DEFAULT_TASKS := embodied_mm/ReachObject-v0 embodied_mm/PickLift-v0
 DEFAULT_DEMOS := 3500
 DEFAULT_RUN := runs/default_policy
-DEFAULT_OVERRIDES := {"vision": {"family": "resnet", "image_size": 64, "hidden_size": 64, "num_layers": 2, "film": true, "keypoints": 16}, "proprio": {"dropout": 0.5}, "goal_loss_weight": 1.0, "goal_dims": [8, 9]}
+# the recipe preset and its policy fields (ResNet tower with FiLM and keypoints, goal loss, ...)
+DEFAULT_CONFIG := configs/default-policy.yaml
 DEFAULT_GROUND_STEPS := 1500
 DEFAULT_STEPS := 4000
 DEFAULT_DATASETS = $(shell echo $(DEFAULT_TASKS) | sed 's#embodied_mm/\([A-Za-z]*\)-v0#runs/demos/\1#g; s/ /,/g')
-DEFAULT_TRAIN = OMP_NUM_THREADS=1 $(VENV)/bin/embodied-mm train --policy vla-chunk \
-	  --dataset $(DEFAULT_DATASETS) --num-workers 1 --policy-overrides '$(DEFAULT_OVERRIDES)'
+DEFAULT_TRAIN = OMP_NUM_THREADS=1 $(VENV)/bin/embodied-mm train --config $(DEFAULT_CONFIG) \
+	  --dataset $(DEFAULT_DATASETS)
 
 # Re-running continues where it stopped: record and both train stages run with --resume
 # (a finished stage says so and moves on).

@@ -8,7 +8,9 @@
   (speed benchmarks on machines without the weights).
 
 Defaults match our simulator (cameras ``front`` and ``wrist`` at 128×128, state 15, action 7,
-chunk 8); every :class:`~embodied_mm.model.configuration_vla.PolicyConfig` field can be overridden.
+chunk 8). A recipe is a preset :class:`~embodied_mm.model.configuration_vla.PolicyConfig`;
+every field can then be overridden, through the same typed and validated decoder as flags,
+YAML files and checkpoints (:func:`embodied_mm.model.config_io.decode_config`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from embodied_mm.model.backbone import BackboneConfig
+from embodied_mm.model.config_io import ConfigError, config_to_dict, decode_config, merge
 from embodied_mm.model.configuration_vla import PolicyConfig
 from embodied_mm.model.encoders import VisionConfig
 from embodied_mm.model.heads import HeadConfig
@@ -60,7 +63,7 @@ class Recipe:
 
     def config(self, size: str = "tiny") -> PolicyConfig:
         if size not in SIZES:
-            raise ValueError(f"unknown size {size!r} for recipe {self.name}; known: {list(SIZES)}")
+            raise ConfigError(("size",), f"expected one of {', '.join(SIZES)}, got {size!r}")
         head = HeadConfig(kind=self.head, **self.head_options)
         if size == "tiny":
             return PolicyConfig(
@@ -104,20 +107,6 @@ for _recipe in (
     RECIPES.register(_recipe.name, _recipe)
 
 
-def _apply_overrides(cfg: Any, overrides: dict[str, Any], where: str) -> Any:
-    """Replace fields of a dataclass config; a dict value for a nested config updates it."""
-    names = {f.name for f in dataclasses.fields(cfg)}
-    changes = {}
-    for key, value in overrides.items():
-        if key not in names:
-            raise ValueError(f"{where} has no field {key!r}; fields: {sorted(names)}")
-        current = getattr(cfg, key)
-        if dataclasses.is_dataclass(current) and isinstance(value, dict):
-            value = _apply_overrides(current, value, f"{where}.{key}")
-        changes[key] = value
-    return dataclasses.replace(cfg, **changes)
-
-
 def _random_weights(cfg: PolicyConfig) -> PolicyConfig:
     """Swap hub checkpoints for their architectures, built fresh (no download)."""
     changes: dict[str, Any] = {}
@@ -140,9 +129,17 @@ def _random_weights(cfg: PolicyConfig) -> PolicyConfig:
 def recipe_config(
     recipe: str, size: str = "tiny", random_weights: bool = False, **overrides: Any
 ) -> PolicyConfig:
-    """The :class:`PolicyConfig` of a named recipe, with ``overrides`` applied."""
+    """The :class:`PolicyConfig` of a named recipe, with ``overrides`` applied field by field.
+
+    ``overrides`` are PolicyConfig fields; nested configs take dicts of their fields, merged
+    into the preset's (``backbone={"family": "llama"}`` keeps the other backbone fields). They
+    are type-checked and validated like a YAML file: a wrong one raises
+    :class:`~embodied_mm.model.config_io.ConfigError` naming it.
+    """
     cfg = RECIPES.get(recipe).config(size)
-    cfg = _apply_overrides(cfg, overrides, f"{recipe} config")
+    if overrides:
+        cfg = decode_config(PolicyConfig, merge(config_to_dict(cfg), overrides),
+                            source=f"{recipe} overrides")  # fmt: skip
     return _random_weights(cfg) if random_weights else cfg
 
 

@@ -3,58 +3,62 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from embodied_mm.cli.app import app, bench_app
 
+if TYPE_CHECKING:
+    from embodied_mm.train.config import TrainConfig
+
 
 @app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
 )
 def train(
     ctx: typer.Context,
-    policy: str = typer.Option(None, help="Recipe name (see `embodied-mm policies`)."),
-    dataset: str = typer.Option(None, help="Dataset dir(s), comma-separated."),
-    out: str = typer.Option(None, help="Run directory."),
-    steps: int = typer.Option(None, help="Optimizer steps."),
-    batch_size: int = typer.Option(None, help="Per-process batch size."),
-    lr: float = typer.Option(None, help="Peak learning rate."),
-    lora_r: int = typer.Option(None, help="LoRA rank on the backbone (0 = none)."),
-    freeze: str = typer.Option(None, help="Comma-separated: vision,backbone,proprio."),
-    stage: str = typer.Option(
-        None, help="align | ground | instruct (default); see docs/training.md."
-    ),
-    config: Path = typer.Option(None, help="YAML file of TrainConfig fields."),
+    config: Path = typer.Option(None, help="YAML file of TrainConfig fields; flags go on top."),
     resume: bool = typer.Option(False, help="Continue the run dir from its last checkpoint."),
     overwrite: bool = typer.Option(
         False, help="Move an existing run in the run dir aside (to RUN.replaced-TIME) first."
     ),
+    show_help: bool = typer.Option(False, "--help", "-h", help="Every flag, then exit."),
 ) -> None:
-    """Train a policy. Any other TrainConfig field is accepted as --field-name VALUE."""
+    """Train a policy: every TrainConfig field is a flag (--steps 4000, --recipe vla-flow,
+    --policy.chunk_size 16, --policy.vision.film true); see --help."""
+    from embodied_mm.train.config import load_train_config, train_flags_help
+
+    if show_help:
+        typer.echo(_HELP + train_flags_help())
+        return
+    # a wrong flag, file or value raises a ConfigError: one line from embodied_mm.cli.main
+    cfg, given = load_train_config(config, list(ctx.args))
+    _run(cfg, given, resume, overwrite)
+
+
+_HELP = """usage: embodied-mm train [--config FILE.yaml] [--resume] [--overwrite] [--FIELD VALUE ...]
+
+Fine-tune a recipe on LeRobot-format demonstrations. The policy starts from the recipe's
+preset (--recipe, --size); a YAML file (--config) and then flags change any field, nested
+ones as --policy.vision.film true. Values are YAML (4, 1e-4, true, null, [8, 9]); lists
+also take a,b; words in flag names take - or _.
+
+  --config FILE   YAML file of the fields below (as the run dir's config.yaml holds them)
+  --resume        continue the run dir from its last checkpoint
+  --overwrite     move an existing run in the run dir aside first
+
+Fields (policy.* defaults shown are PolicyConfig's; the recipe's preset replaces them):
+"""
+
+
+def _run(cfg: TrainConfig, given: set[str], resume: bool, overwrite: bool) -> None:
+    """Train ``cfg``; run-dir refusals and a held lock are one line and exit 2."""
     from embodied_mm.dirlock import DirectoryLockedError
-    from embodied_mm.train.config import (
-        TrainConfig,
-        apply_overrides,
-        parse_cli_overrides,
-        read_yaml_values,
-    )
     from embodied_mm.train.run import run_training
     from embodied_mm.train.rundir import RunDirError
 
-    named = {
-        "policy": policy, "dataset": dataset, "out": out, "steps": steps,
-        "batch_size": batch_size, "lr": lr, "lora_r": lora_r, "freeze": freeze, "stage": stage,
-    }  # fmt: skip
-    try:
-        cfg = TrainConfig.from_yaml(config) if config else TrainConfig()
-        given = set(read_yaml_values(config)) if config else set()  # what --resume compares
-        values = {k: v for k, v in named.items() if v is not None}
-        values.update(parse_cli_overrides(list(ctx.args)))
-        cfg = apply_overrides(cfg, values)
-        given |= set(values)
-    except ValueError as err:
-        raise typer.BadParameter(str(err)) from err
     try:
         result = run_training(cfg, resume=resume, overwrite=overwrite, given=given)
     except (DirectoryLockedError, RunDirError) as err:

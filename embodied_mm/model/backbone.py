@@ -10,16 +10,17 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from embodied_mm.model.config_io import Checked, Rule, at_least, fraction, registered
 from embodied_mm.registry import Registry
 
 
 @dataclass
-class BackboneConfig:
+class BackboneConfig(Checked):
     family: str = "qwen2"  # a BACKBONE_FAMILIES name; ignored when pretrained is set
     pretrained: str | None = None  # hub name or local directory; None builds a fresh model
     hidden_size: int = 64
@@ -42,6 +43,25 @@ class BackboneConfig:
     extra_token_offset: int | None = None
     # The model's full transformers config, filled when built, so a saved policy rebuilds offline.
     hf_config: dict[str, Any] | None = None
+
+    RULES: ClassVar[dict[str, Rule]] = {
+        "family": registered(lambda: BACKBONE_FAMILIES.names()),
+        **dict.fromkeys(
+            (
+                "hidden_size",
+                "num_layers",
+                "num_heads",
+                "num_kv_heads",
+                "intermediate_size",
+                "max_positions",
+            ),
+            at_least(1),
+        ),
+        "lora_rank": at_least(0),
+        "lora_alpha": at_least(1),
+        "lora_dropout": fraction(),
+        "extra_token_offset": at_least(0),
+    }
 
 
 def _qwen2(cfg: BackboneConfig, vocab: int) -> dict[str, Any]:

@@ -1,23 +1,31 @@
 """What a :class:`~embodied_mm.model.modeling_vla.VLAPolicy` is made of: its typed config.
 
 Every field is saved in the checkpoint's ``config.json`` (:mod:`embodied_mm.model.pretrained`)
-and is what a recipe overrides (:mod:`embodied_mm.policies.recipes`).
+and is what a recipe presets and a user overrides field by field (``--policy.chunk_size 16``,
+:mod:`embodied_mm.policies.recipes`). Types and the ``RULES`` of this class and of each
+component config are checked on construction and on loading
+(:mod:`embodied_mm.model.config_io`), so a bad value fails naming its field.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from embodied_mm.features import ACTION, OBS_STATE
 from embodied_mm.model.backbone import BackboneConfig
+from embodied_mm.model.config_io import Checked, Rule, at_least, each, non_empty, one_of
 from embodied_mm.model.encoders import ProprioConfig, VisionConfig
 from embodied_mm.model.heads import HeadConfig
-from embodied_mm.model.normalize import STD_FLOOR_REL
+from embodied_mm.model.normalize import NORM_MODES, STD_FLOOR_REL
 from embodied_mm.model.projectors import ProjectorConfig
+
+_SIZES = ("image_size", "state_dim", "action_dim", "chunk_size", "max_text_tokens",
+          "max_plan_tokens")  # fmt: skip
 
 
 @dataclass
-class PolicyConfig:
+class PolicyConfig(Checked):
     """One policy: its cameras, state and action sizes, chunk length, the config of each
     component (vision tower, projector, proprio encoder, backbone, head) and the training-time
     options that change what the weights compute (normalisation, goal loss)."""
@@ -52,3 +60,11 @@ class PolicyConfig:
     # mean_std features divide by at least this fraction of their widest dimension's range
     # (model/normalize.py); saved, because the weights are trained for it.
     std_floor_rel: float = STD_FLOOR_REL
+
+    RULES: ClassVar[dict[str, Rule]] = {
+        "cameras": non_empty(),
+        **dict.fromkeys(_SIZES, at_least(1)),
+        **dict.fromkeys(("plan_loss_weight", "goal_loss_weight", "std_floor_rel"), at_least(0)),
+        "goal_dims": each(at_least(0)),
+        "norm_modes": each(one_of(*NORM_MODES)),
+    }

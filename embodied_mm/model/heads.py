@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from embodied_mm.model.backbone import Backbone
+from embodied_mm.model.config_io import Checked, Rule, at_least, registered
 from embodied_mm.registry import Registry
 
 
 @dataclass
-class HeadConfig:
+class HeadConfig(Checked):
     """Options of every head; each head reads only its own fields."""
 
     kind: str = "chunk"  # a HEADS name
@@ -42,6 +44,14 @@ class HeadConfig:
     # flow: seed of the inference noise. A fixed seed makes predict_chunk deterministic and
     # each sample's result independent of the rest of the batch; None draws fresh noise.
     noise_seed: int | None = 0
+
+    RULES: ClassVar[dict[str, Rule]] = {
+        "kind": registered(lambda: HEADS.names()),
+        "num_bins": at_least(2),
+        **dict.fromkeys(
+            ("expert_hidden", "expert_layers", "expert_heads", "flow_steps"), at_least(1)
+        ),
+    }
 
 
 def extend_positions(

@@ -9,19 +9,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from embodied_mm.model.config_io import Checked, Rule, at_least, registered
 from embodied_mm.registry import Registry
 
 
 @dataclass
-class ProjectorConfig:
+class ProjectorConfig(Checked):
     kind: str = "mlp"  # a PROJECTORS name
     num_queries: int = 16  # resampler: tokens per image
     num_heads: int = 4  # resampler attention heads
     num_layers: int = 1  # resampler cross-attention blocks
+
+    RULES: ClassVar[dict[str, Rule]] = {
+        "kind": registered(lambda: PROJECTORS.names()),
+        **dict.fromkeys(("num_queries", "num_heads", "num_layers"), at_least(1)),
+    }
 
 
 PROJECTORS: Registry[type[nn.Module]] = Registry("projector")

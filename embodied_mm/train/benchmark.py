@@ -100,7 +100,7 @@ def run_train_bench(recipe: str = "vla-chunk", steps: int = 20, batch_size: int 
         video_ds = build_window_dataset(root, chunk_size=8)
         n = steps * batch_size
         memory_ds = _ListDataset([video_ds[i] for i in range(n)])
-        cfg = TrainConfig(policy=recipe, out=str(Path(tmp) / "run"), steps=steps,
+        cfg = TrainConfig(recipe=recipe, out=str(Path(tmp) / "run"), steps=steps,
                           batch_size=batch_size, save_every=10 * steps, log_every=10,
                           warmup_steps=2)  # fmt: skip
 

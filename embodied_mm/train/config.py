@@ -1,27 +1,76 @@
-"""The training configuration: one typed dataclass, loadable from YAML, every field
-overridable from the command line, saved resolved in the run directory."""
+"""The training configuration: one typed dataclass that contains the policy's, loadable from
+YAML, every field (nested ones too) a validated flag, saved resolved in the run directory.
+
+Where values come from, later ones winning field by field: the recipe's preset policy
+(``recipe`` + ``size``, :mod:`embodied_mm.policies.recipes`), then a YAML file (``--config``),
+then flags (``--steps 2000 --policy.chunk_size 16 --policy.vision.film true``). All three
+are merged into one dict and decoded once by :func:`embodied_mm.model.config_io.decode_config`
+(draccus underneath, see there for why), so a wrong field fails with one line that names the
+file or the flag. The run directory's ``config.yaml`` holds the resolved config, policy
+included, and reloads through the same path.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
+from embodied_mm.model.config_io import (
+    Checked,
+    ConfigError,
+    Rule,
+    above,
+    at_least,
+    config_to_dict,
+    decode_config,
+    each,
+    flag_parser,
+    lookup,
+    merge,
+    one_of,
+    parse_flags,
+    read_mapping,
+    registered,
+)
+from embodied_mm.model.configuration_vla import PolicyConfig
+
+FREEZABLE = ("vision", "backbone", "proprio")
+EVAL_ENGINES = ("mujoco", "pybullet")
+SIZES = ("tiny", "base")  # as policies.recipes.SIZES (not imported: it loads the model code)
+
+
+_COUNTS = (
+    "steps",
+    "batch_size",
+    "grad_accum",
+    "align_samples",
+    "n_obs_steps",
+    "log_every",
+    "save_every",
+    "keep_last",
+    "eval_episodes",
+)  # fields that count something: ≥ 1
+
+
+def _recipe_names() -> list[str]:
+    from embodied_mm.policies.recipes import RECIPES
+
+    return RECIPES.names()
+
 
 @dataclass
-class TrainConfig:
-    # --- what to train -----------------------------------------------------------------
-    policy: str = "vla-chunk"  # recipe name (``embodied-mm policies``)
+class TrainConfig(Checked):
+    # what to train
+    recipe: str = "vla-chunk"  # preset policy (``embodied-mm policies``)
     size: str = "tiny"  # recipe size: tiny | base
-    # PolicyConfig fields to change, nested configs as dicts, e.g. {"chunk_size": 16,
-    # "vision": {"image_size": 128}}; on the command line as JSON
-    policy_overrides: dict[str, Any] = field(default_factory=dict)
+    # The policy: the recipe's preset with any field changed (--policy.chunk_size 16,
+    # --policy.vision.film true). None (in Python) = the preset as it is.
+    policy: PolicyConfig | None = None
     dataset: list[str] = field(default_factory=list)  # one or more LeRobot dataset dirs
     out: str = "runs/train"  # run directory: config, checkpoints, logs, plots
     # align: the survey's PT (projectors only, on captions); ground: the image path and text
@@ -29,125 +78,157 @@ class TrainConfig:
     # goal_loss_weight > 0); instruct: the survey's IT (actions, plans, and the goal loss)
     stage: Literal["align", "ground", "instruct"] = "instruct"
     init_from: str | None = None  # policy dir whose weights start this run (e.g. after align)
-    # --- optimisation --------------------------------------------------------------------
-    steps: int = 2000
-    batch_size: int = 16
+    # optimisation
+    steps: int = 2000  # optimizer steps
+    batch_size: int = 16  # samples per process and micro-batch
     grad_accum: int = 1  # micro-batches per optimizer step
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    warmup_steps: int = 100
-    max_grad_norm: float = 1.0
+    lr: float = 3e-4  # peak learning rate (linear warmup, then cosine decay)
+    weight_decay: float = 0.01  # AdamW
+    warmup_steps: int = 100  # steps of linear warmup
+    max_grad_norm: float = 1.0  # gradient clipping
     lora_r: int = 0  # 0 = full fine-tuning of the trainable parts
     freeze: list[str] = field(default_factory=list)  # subset of: vision, backbone, proprio
-    # --- data ----------------------------------------------------------------------------
     # align stage: frame→caption pairs rendered from these envs instead of --dataset
     align_env: list[str] = field(
         default_factory=lambda: ["embodied_mm/PickLift-v0", "embodied_mm/StackCube-v0"]
     )
-    align_samples: int = 2000
-    n_obs_steps: int = 1
+    align_samples: int = 2000  # align stage: caption pairs rendered
+    n_obs_steps: int = 1  # observation frames per sample
     num_workers: int = 0  # DataLoader workers
-    # --- bookkeeping ---------------------------------------------------------------------
-    seed: int = 0
-    log_every: int = 10
-    save_every: int = 500
+    # bookkeeping
+    seed: int = 0  # initial weights and data order
+    log_every: int = 10  # steps between logged metrics
+    save_every: int = 500  # steps between checkpoints
     keep_last: int = 2  # checkpoints kept on disk
     eval_every: int = 0  # 0 = no evaluation during training
     eval_env: list[str] = field(default_factory=list)  # env ids for in-training evaluation
-    eval_episodes: int = 10
-    eval_engine: str = "mujoco"
+    eval_episodes: int = 10  # episodes per env and evaluation
+    eval_engine: str = "mujoco"  # mujoco | pybullet
     mixed_precision: Literal["auto", "no", "bf16"] = "auto"  # auto = bf16 on CUDA only
 
+    RULES: ClassVar[dict[str, Rule]] = {
+        "recipe": registered(_recipe_names),
+        "size": one_of(*SIZES),
+        **dict.fromkeys(_COUNTS, at_least(1)),
+        **dict.fromkeys(
+            ("weight_decay", "warmup_steps", "lora_r", "num_workers", "eval_every"), at_least(0)
+        ),
+        "lr": above(0),
+        "max_grad_norm": above(0),
+        "freeze": each(one_of(*FREEZABLE)),
+        "eval_engine": one_of(*EVAL_ENGINES),
+    }
+
+    def __post_init__(self) -> None:
+        if self.policy is None:  # the recipe's preset (the recipe and size checked first)
+            for name in ("recipe", "size"):
+                rule, value = self.RULES[name], getattr(self, name)
+                if not (isinstance(value, str) and rule.test(value)):
+                    raise ConfigError((name,), f"expected {rule.text()}, got {value!r}")
+            from embodied_mm.policies.recipes import recipe_config
+
+            self.policy = recipe_config(self.recipe, self.size)
+        super().__post_init__()
+
     def save(self, path: Path) -> None:
-        path.write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
+        """The resolved config as YAML (what :meth:`from_yaml` and ``--config`` read)."""
+        path.write_text(yaml.safe_dump(config_to_dict(self), sort_keys=False, allow_unicode=True))
 
     @classmethod
-    def from_yaml(cls, path: Path) -> TrainConfig:
-        return apply_overrides(cls(), read_yaml_values(path), source=str(path))
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        return load_train_config(path)[0]
 
 
-def read_yaml_values(path: Path) -> dict[str, Any]:
-    """The field -> value mapping a YAML config file sets (only the fields it names)."""
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of TrainConfig fields")
-    return data
+def load_train_config(
+    config_file: str | Path | None = None, args: list[str] | tuple[str, ...] = ()
+) -> tuple[TrainConfig, set[str]]:
+    """The config from a YAML file with flags on top, and the dotted fields those two set.
 
+    Precedence, field by field: flags > the file > the recipe's preset policy > defaults.
 
-def _field_types() -> dict[str, Any]:
-    return typing.get_type_hints(TrainConfig)
-
-
-def _coerce(name: str, value: Any, hint: Any) -> Any:
-    origin = typing.get_origin(hint)
-    if origin is dict:
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{name}: {value!r} is not a JSON object") from e
-        if not isinstance(value, dict):
-            raise ValueError(f"{name}: expected a mapping, got {value!r}")
-        return value
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        if isinstance(value, str):
-            value = [v for v in value.split(",") if v]
-        if not isinstance(value, list):
-            raise ValueError(f"{name}: expected a list, got {value!r}")
-        return [_coerce(name, v, item) for v in value]
-    if origin is Literal:
-        allowed = typing.get_args(hint)
-        if value not in allowed:
-            raise ValueError(f"{name}: {value!r} is not one of {list(allowed)}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return None if value in (None, "none", "None") else _coerce(name, value, args[0])
-    if hint is bool:
-        if isinstance(value, str):
-            if value.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                raise ValueError(f"{name}: {value!r} is not a boolean")
-            return value.lower() in ("1", "true", "yes")
-        return bool(value)
+    Raises:
+        ConfigError: naming the file or the flag of the first wrong value.
+    """
+    flags = parse_flags(TrainConfig, _old_style_checked(list(args)))
+    flag_file = flags.pop("config_path", None)  # draccus's own spelling of --config
+    config_file = config_file or flag_file
+    source = str(config_file) if config_file else None
+    file_values = read_mapping(config_file) if config_file else {}
+    _reject_old_policy_values(file_values, source, flag=False)
+    _reject_old_policy_values(flags, None, flag=True)
+    layers = [(file_values, source, False), (flags, None, True)]
     try:
-        return hint(value)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name}: cannot read {value!r} as {hint.__name__}") from e
+        recipe = flags.get("recipe", file_values.get("recipe", TrainConfig.recipe))
+        size = flags.get("size", file_values.get("size", TrainConfig.size))
+        preset = TrainConfig(recipe=recipe, size=size)
+        merged = merge({"policy": config_to_dict(preset.policy)}, file_values, flags)
+        cfg = decode_config(TrainConfig, merged)
+    except ConfigError as err:  # say which layer the wrong value came from
+        for values, where, flag in reversed(layers):
+            if err.path and lookup(values, err.path)[0]:
+                raise err.located(where, flag=flag) from None
+        raise
+    return cfg, set(_given(file_values, cfg)) | set(_given(flags, cfg))
 
 
-def apply_overrides(cfg: TrainConfig, values: dict[str, Any], source: str = "") -> TrainConfig:
-    """A copy of ``cfg`` with ``values`` (field name -> value, strings allowed) applied."""
-    hints = _field_types()
-    changes = {}
+def train_flags_help() -> str:
+    """Every TrainConfig field as a flag, with its type, default and comment (draccus)."""
+    return flag_parser(TrainConfig).format_help()
+
+
+def _given(values: dict[str, Any], cfg: Any, prefix: str = "") -> list[str]:
+    """The dotted leaf fields of ``cfg`` that the nested dict ``values`` sets."""
+    out = []
     for key, value in values.items():
-        name = key.replace("-", "_")
-        if name not in hints:
-            where = f" in {source}" if source else ""
-            raise ValueError(
-                f"unknown training option {key!r}{where}; known: {', '.join(sorted(hints))}"
-            )
-        changes[name] = _coerce(name, value, hints[name])
-    return dataclasses.replace(cfg, **changes)
-
-
-def parse_cli_overrides(args: list[str]) -> dict[str, str]:
-    """``["--lr", "1e-4", "--keep-last=3"]`` -> ``{"lr": "1e-4", "keep_last": "3"}``."""
-    out: dict[str, str] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--"):
-            raise ValueError(f"unexpected argument {arg!r}; options look like --name value")
-        name, eq, value = arg[2:].partition("=")
-        if not eq:
-            if i + 1 >= len(args):
-                raise ValueError(f"option {arg} needs a value")
-            value = args[i + 1]
-            i += 1
-        out[name.replace("-", "_")] = value
-        i += 1
+        part = getattr(cfg, key, None)
+        if isinstance(value, dict) and dataclasses.is_dataclass(part):
+            out += _given(value, part, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}")
     return out
+
+
+def _leaves(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted leaf field → plain value, nested configs flattened (``policy.chunk_size``)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(_leaves(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = value
+    return out
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+_OLD_STYLE = "--policy-overrides is gone: set each policy field as its own flag, e.g. "
+_EXAMPLE = "--policy.chunk_size 16 --policy.vision.film true"
+
+
+def _old_style_checked(args: list[str]) -> list[str]:
+    """One line for the flags of earlier releases instead of an unknown-option error."""
+    for arg in args:
+        name = arg.partition("=")[0].replace("-", "_")
+        if name == "__policy_overrides":
+            raise ConfigError((), _OLD_STYLE + _EXAMPLE)
+    return args
+
+
+def _reject_old_policy_values(values: dict[str, Any], source: str | None, flag: bool) -> None:
+    if "policy_overrides" in values:
+        what = "--policy-overrides" if flag else "policy_overrides"
+        raise ConfigError((), f"{what} is gone: set the policy's fields under policy:, e.g. "
+                          f"policy: {{chunk_size: 16, vision: {{film: true}}}}", source)  # fmt: skip
+    if isinstance(values.get("policy"), str):
+        name = values["policy"]
+        say = f"--recipe {name}" if flag else f"recipe: {name}"
+        raise ConfigError(("policy",), f"takes the policy's fields now; choose the recipe with "
+                          f"{say}, then change fields as {_EXAMPLE}", source, flag)  # fmt: skip
 
 
 # Fields a resumed run may change: they set how long the run goes on and what it logs and
@@ -159,7 +240,7 @@ _NOT_TRAINING = ("out", *RESUMABLE_FIELDS)
 
 def config_digest(cfg: TrainConfig) -> str:
     """A stable fingerprint of the fields that change what is trained (for resume checks)."""
-    keep = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_TRAINING}
+    keep = {k: v for k, v in _leaves(cfg).items() if k not in _NOT_TRAINING}
     return json.dumps(keep, sort_keys=True)
 
 
@@ -205,14 +286,16 @@ def plan_resume(saved: TrainConfig, requested: TrainConfig, given: set[str] | No
     Args:
         saved: the run directory's ``config.yaml``.
         requested: the config built from this invocation's options.
-        given: the fields this invocation set explicitly (``None``: compare every field).
+        given: the dotted fields this invocation set explicitly (``policy.chunk_size``;
+            ``None``: compare every field).
     """
-    names = set(_field_types()) if given is None else {n.replace("-", "_") for n in given}
-    names.discard("out")
+    known = _leaves(saved)
+    names = set(known) if given is None else {n.replace("-", "_") for n in given}
+    names = {n for n in names if n in known} - {"out"}
     # the run dir is where its config was found, whatever path it was first given as
     applied, kept, changes = [], [], {"out": requested.out}
     for name in sorted(names):
-        old, new = getattr(saved, name), getattr(requested, name)
+        old, new = _get(saved, name), _get(requested, name)
         if old == new:
             continue
         if name in RESUMABLE_FIELDS:

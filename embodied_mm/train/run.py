@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +12,9 @@ from torch.utils.data import ConcatDataset, Dataset
 from embodied_mm.errors import UsageError
 from embodied_mm.features import ACTION, OBS_STATE, PLAN, image_key
 from embodied_mm.train.checkpoint import latest_checkpoint, load_training_state
-from embodied_mm.train.config import TrainConfig, plan_resume
+from embodied_mm.train.config import FREEZABLE, TrainConfig, plan_resume
 from embodied_mm.train.rundir import CONFIG_NAME, last_logged_loss, own_run_dir
 from embodied_mm.train.trainer import TrainResult, train
-
-FREEZABLE = ("vision", "backbone", "proprio")
 
 
 class FeatureMismatchError(UsageError):
@@ -67,29 +66,21 @@ def policy_stats(datasets: list[Any]) -> dict[str, dict[str, list[float]]]:
 
 
 def build_policy(cfg: TrainConfig, stats: dict[str, Any] | None):
-    """The recipe with the run's freeze/LoRA choices (align stage: projectors only)."""
-    from embodied_mm.policies.recipes import make_policy
+    """The run's policy (``cfg.policy``) with its freeze/LoRA choices (align stage: projectors
+    only)."""
+    from embodied_mm.model.modeling_vla import VLAPolicy
 
-    unknown = set(cfg.freeze) - set(FREEZABLE)
-    if unknown:
-        raise ValueError(f"--freeze takes {list(FREEZABLE)}; got {sorted(unknown)}")
-    freeze = set(cfg.freeze) | (
-        {"vision", "backbone", "proprio"} if cfg.stage == "align" else set()
-    )
-    # copies: the run's choices below must not write into the saved config
-    overrides: dict[str, Any] = {
-        k: dict(v) if isinstance(v, dict) else v for k, v in cfg.policy_overrides.items()
-    }
+    freeze = set(cfg.freeze) | (set(FREEZABLE) if cfg.stage == "align" else set())
+    # a copy: building fills hf_config & co, and the run's choices below must not reach the
+    # saved config either
+    policy_config = copy.deepcopy(cfg.policy)
     if "vision" in freeze:
-        overrides.setdefault("vision", {})["freeze"] = True
-    backbone: dict[str, Any] = dict(overrides.get("backbone", {}))
+        policy_config.vision.freeze = True
     if "backbone" in freeze:
-        backbone["freeze"] = True
+        policy_config.backbone.freeze = True
     if cfg.lora_r and cfg.stage != "align":
-        backbone["lora_rank"] = cfg.lora_r
-    if backbone:
-        overrides["backbone"] = backbone
-    policy = make_policy(cfg.policy, cfg.size, stats=stats, **overrides)
+        policy_config.backbone.lora_rank = cfg.lora_r
+    policy = VLAPolicy(policy_config, stats)
     if "proprio" in freeze:
         policy.proprio.requires_grad_(False)
     if cfg.stage == "align":
@@ -98,9 +89,9 @@ def build_policy(cfg: TrainConfig, stats: dict[str, Any] | None):
         policy.projector.requires_grad_(True)
     if cfg.stage == "ground":
         if policy.goal_head is None:
-            raise ValueError(
-                "the ground stage trains the goal head: set goal_loss_weight > 0 in "
-                "--policy-overrides (and goal_dims, e.g. [8, 9] for our sim's gripper x, y)"
+            raise UsageError(
+                "the ground stage trains the goal head: set --policy.goal_loss_weight > 0 "
+                "(and --policy.goal_dims, e.g. 8,9 for our sim's gripper x, y)"
             )
         policy.requires_grad_(False)
         for part in (policy.vision, policy.goal_head, policy.backbone.lm.get_input_embeddings()):
@@ -255,10 +246,8 @@ def _completed(cfg: TrainConfig) -> TrainResult | None:
 def _train_in(cfg: TrainConfig, resume: bool, accelerator: Any) -> TrainResult:
     from accelerate.utils import set_seed
 
-    from embodied_mm.policies.recipes import recipe_config
-
     run_dir = Path(cfg.out)
-    policy_config = recipe_config(cfg.policy, cfg.size, **cfg.policy_overrides)
+    policy_config = cfg.policy
     if cfg.stage == "align":
         from embodied_mm.train.captions import CaptionDataset
 

@@ -43,12 +43,10 @@ class PoisonedForRankOne(Dataset):
 
 
 def main(dataset_root: str, out: str) -> int:
-    cfg = TrainConfig(policy="vla-chunk", dataset=[dataset_root], out=out, steps=4,
+    cfg = TrainConfig(recipe="vla-chunk", dataset=[dataset_root], out=out, steps=4,
                       batch_size=BATCH, save_every=100, log_every=1, warmup_steps=1)  # fmt: skip
     accelerator = make_accelerator(cfg)
-    from embodied_mm.policies.recipes import recipe_config
-
-    dataset, parts = load_datasets(cfg, recipe_config(cfg.policy, cfg.size))
+    dataset, parts = load_datasets(cfg, cfg.policy)
     policy = build_policy(cfg, policy_stats(parts))
     try:
         train(cfg, policy, PoisonedForRankOne(dataset, cfg.seed), accelerator=accelerator)

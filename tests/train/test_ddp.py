@@ -53,7 +53,7 @@ def _train_args(dataset: Path, out: Path, *extra: str) -> list[str]:
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu(tiny_dataset, tmp_path):
     out = tmp_path / "ddp"
-    proc = _launch(_train_args(tiny_dataset, out, "--policy", "vla-chunk", "--steps", "3",
+    proc = _launch(_train_args(tiny_dataset, out, "--recipe", "vla-chunk", "--steps", "3",
                                "--save-every", "3"))  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("on 2 process(es)") == 2  # both ranks finished the same run
@@ -83,7 +83,7 @@ def test_ranks_draw_their_own_streams_and_resume_restores_each(tiny_dataset, tmp
     streams differ; a run resumed from step 2 gives each rank back its own stream and matches
     the uninterrupted run bitwise (weights and both ranks' RNG states)."""
     straight = tmp_path / "straight"
-    args = ("--policy", "vla-flow", "--steps", "4", "--save-every", "2", "--keep-last", "5")
+    args = ("--recipe", "vla-flow", "--steps", "4", "--save-every", "2", "--keep-last", "5")
     proc = _launch(_train_args(tiny_dataset, straight, *args))
     assert proc.returncode == 0, proc.stderr[-3000:]
     final = load_training_state(straight / "checkpoints" / "step-0000004")

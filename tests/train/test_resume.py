@@ -22,7 +22,7 @@ STEPS = 8
 def _train_cmd(dataset: Path, out: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "embodied_mm.cli.main", "train",
-        "--policy", "vla-flow", "--dataset", str(dataset), "--out", str(out),
+        "--recipe", "vla-flow", "--dataset", str(dataset), "--out", str(out),
         "--steps", str(STEPS), "--batch-size", "4", "--save-every", "2", "--keep-last", "2",
         "--log-every", "1", "--warmup-steps", "2", *extra,
     ]  # fmt: skip

@@ -4,14 +4,15 @@ import math
 import pytest
 import torch
 
-from embodied_mm.train.config import TrainConfig
+from embodied_mm.policies.recipes import recipe_config
+from embodied_mm.train.config import TrainConfig, load_train_config
 from embodied_mm.train.run import FeatureMismatchError, build_policy, run_training
 from embodied_mm.train.trainer import NonFiniteLossError, train
 from tests.train.conftest import write_dataset
 
 
 def _cfg(dataset, out, **kw) -> TrainConfig:
-    base = dict(policy="vla-chunk", dataset=[str(dataset)], out=str(out), steps=4,
+    base = dict(recipe="vla-chunk", dataset=[str(dataset)], out=str(out), steps=4,
                 batch_size=4, save_every=2, log_every=1, warmup_steps=1)  # fmt: skip
     return TrainConfig(**{**base, **kw})
 
@@ -96,11 +97,15 @@ def test_align_stage_trains_projectors_on_captions_then_instruct_starts_from_it(
     run_training(instruct)
 
 
-def test_policy_overrides_reach_the_recipe(tiny_dataset, tmp_path):
-    cfg = _cfg(tiny_dataset, tmp_path, policy_overrides={"chunk_size": 4,
-                                                         "vision": {"image_size": 32}})  # fmt: skip
+def test_policy_fields_reach_the_built_policy_and_not_back(tiny_dataset, tmp_path):
+    cfg, _ = load_train_config(None, ["--policy.chunk_size", "4", "--policy.vision.image_size",
+                                      "32", "--lora_r", "4", "--freeze", "vision"])  # fmt: skip
     policy = build_policy(cfg, None)
     assert policy.config.chunk_size == 4 and policy.config.vision.image_size == 32
+    assert policy.config.backbone.lora_rank == 4 and policy.config.vision.freeze
+    # the run's choices and what building fills in stay out of the run's saved config
+    assert cfg.policy.backbone.lora_rank == 0 and not cfg.policy.vision.freeze
+    assert cfg.policy.backbone.hf_config is None
 
 
 def test_policy_stats_use_every_frame_not_averaged_episode_quantiles(tmp_path):
@@ -129,7 +134,9 @@ def test_policy_stats_use_every_frame_not_averaged_episode_quantiles(tmp_path):
 
 def test_goal_loss_trains_from_the_episode_end_state(tiny_dataset, tmp_path):
     """goal_loss_weight > 0: the run serves each episode's final state and logs goal_mse."""
-    cfg = _cfg(tiny_dataset, tmp_path / "run", policy_overrides={"goal_loss_weight": 0.5})
+    cfg = _cfg(
+        tiny_dataset, tmp_path / "run", policy=recipe_config("vla-chunk", goal_loss_weight=0.5)
+    )
     result = run_training(cfg)
     assert math.isfinite(result.final_loss)
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -137,11 +144,11 @@ def test_goal_loss_trains_from_the_episode_end_state(tiny_dataset, tmp_path):
 
 
 def test_ground_stage_trains_the_image_path_on_the_goal_alone(tiny_dataset, tmp_path):
-    overrides = {"goal_loss_weight": 1.0, "goal_dims": [0, 1]}
+    goal = recipe_config("vla-chunk", goal_loss_weight=1.0, goal_dims=[0, 1])
     with pytest.raises(ValueError, match="the ground stage trains the goal head"):
         run_training(_cfg(tiny_dataset, tmp_path / "no-goal", stage="ground", batch_size=2))
     cfg = _cfg(
-        tiny_dataset, tmp_path / "run", stage="ground", policy_overrides=overrides, batch_size=2
+        tiny_dataset, tmp_path / "run", stage="ground", policy=goal, batch_size=2
     )  # 3 episodes: 3 first frames
     policy = build_policy(cfg, None)
     trainable = {n.split(".")[0] for n, p in policy.named_parameters() if p.requires_grad}

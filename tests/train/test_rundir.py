@@ -22,7 +22,7 @@ from embodied_mm.train.rundir import RunDirError
 
 def _args(dataset: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "train", "--policy", "vla-chunk", "--dataset", str(dataset), "--out", str(out),
+        "train", "--recipe", "vla-chunk", "--dataset", str(dataset), "--out", str(out),
         "--batch-size", "4", "--log-every", "1", "--warmup-steps", "1", *extra,
     ]  # fmt: skip
 
@@ -89,7 +89,7 @@ def test_resume_says_which_options_it_kept_and_which_it_applied(tiny_dataset, tm
 
 def test_overwrite_moves_the_old_run_aside_and_starts_afresh(tiny_dataset, tmp_path):
     run = tmp_path / "run"
-    cfg = TrainConfig(policy="vla-chunk", dataset=[str(tiny_dataset)], out=str(run), steps=2,
+    cfg = TrainConfig(recipe="vla-chunk", dataset=[str(tiny_dataset)], out=str(run), steps=2,
                       batch_size=4, save_every=2, log_every=1, warmup_steps=1)  # fmt: skip
     run_training(cfg)
     old = _snapshot(run)
@@ -107,7 +107,7 @@ def test_resume_into_a_dir_that_holds_no_run_is_refused(tiny_dataset, tmp_path):
     run = tmp_path / "notes"
     run.mkdir()
     (run / "todo.txt").write_text("keep me")
-    cfg = TrainConfig(policy="vla-chunk", dataset=[str(tiny_dataset)], out=str(run), steps=1)
+    cfg = TrainConfig(recipe="vla-chunk", dataset=[str(tiny_dataset)], out=str(run), steps=1)
     with pytest.raises(RunDirError, match=r"--resume: .* holds no run \(no config.yaml"):
         run_training(cfg, resume=True)
     assert sorted(p.name for p in run.iterdir()) == [".lock", "todo.txt"]
