@@ -9,13 +9,14 @@ embeddings (see :mod:`embodied_mm.model.backbone`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from embodied_mm.model.augment import random_shift
+from embodied_mm.model.config_io import Checked, Rule, at_least, fraction, registered
 from embodied_mm.model.film import FiLM
 from embodied_mm.model.keypoints import KeypointReadout
 from embodied_mm.registry import Registry
@@ -70,8 +71,12 @@ VISION_FAMILIES.register(
 )  # fmt: skip
 
 
+_TOWER_SIZES = ("image_size", "patch_size", "hidden_size", "num_layers", "num_heads",
+                "intermediate_size")  # fmt: skip
+
+
 @dataclass
-class VisionConfig:
+class VisionConfig(Checked):
     """A vision tower: pretrained (hub name / local dir) or fresh from the size fields."""
 
     family: str = "siglip"  # a VISION_FAMILIES name
@@ -92,6 +97,13 @@ class VisionConfig:
     shift_augment: int = 0
     # The tower's full transformers config, filled when built, so a saved policy rebuilds offline.
     hf_config: dict[str, Any] | None = None
+
+    RULES: ClassVar[dict[str, Rule]] = {
+        "family": registered(lambda: VISION_FAMILIES.names()),
+        **dict.fromkeys(_TOWER_SIZES, at_least(1)),
+        "keypoints": at_least(0),
+        "shift_augment": at_least(0),
+    }
 
 
 def build_vision_model(cfg: VisionConfig) -> nn.Module:
@@ -310,7 +322,7 @@ class MultiCameraVision(nn.Module):
 
 
 @dataclass
-class ProprioConfig:
+class ProprioConfig(Checked):
     """The proprioception MLP: state (B, S) → ``num_tokens`` backbone tokens."""
 
     hidden_size: int = 128
@@ -319,6 +331,12 @@ class ProprioConfig:
     # predicts the next action so well that a policy can learn to ignore the cameras (and then
     # fails at the first step, where every episode's state is the same home pose).
     dropout: float = 0.0
+
+    RULES: ClassVar[dict[str, Rule]] = {
+        "hidden_size": at_least(1),
+        "num_tokens": at_least(1),
+        "dropout": fraction(),
+    }
 
 
 class ProprioEncoder(nn.Module):

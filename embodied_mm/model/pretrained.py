@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from embodied_mm.fsio import follow_umask, sha256_file
-from embodied_mm.model.config_io import config_from_dict, config_to_dict
+from embodied_mm.model.config_io import config_to_dict, decode_config
 from embodied_mm.model.configuration_vla import PolicyConfig
 from embodied_mm.model.normalize import load_stats
 
@@ -95,7 +95,7 @@ def from_pretrained(
         meta = json.loads(config_path.read_text())
         if meta.get("format") != FORMAT:
             raise ValueError(f"format is {meta.get('format')!r}, expected {FORMAT!r}")
-        config = config_from_dict(PolicyConfig, _migrate(meta)["config"])
+        meta = _migrate(meta)
     except (
         OSError,
         UnicodeDecodeError,
@@ -105,6 +105,8 @@ def from_pretrained(
         TypeError,
     ) as err:
         raise ValueError(f"cannot read policy config {config_path}: {err}") from err
+    # the one config decoder: a wrong field, type or value fails naming this file and the field
+    config = decode_config(PolicyConfig, meta.get("config"), str(config_path), prefix=("config",))
     stats = load_stats(directory / STATS_FILE)
     tokenizer = load_tokenizer(directory / TOKENIZER_DIR)
     policy = cls(config, stats=stats, tokenizer=tokenizer, device="cpu")
