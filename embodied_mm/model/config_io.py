@@ -279,11 +279,6 @@ def decode_config(
     return cfg
 
 
-def config_from_dict(cls: type[C], data: Any, where: str | None = None) -> C:
-    """The earlier name of :func:`decode_config` (``where``: the source to name in errors)."""
-    return decode_config(cls, data, where)
-
-
 def _fields(cls: Any) -> dict[str, Any]:
     """Field name → resolved type annotation (class variables such as RULES left out)."""
     hints = typing.get_type_hints(cls)
