@@ -84,27 +84,6 @@ def ticks(rad: float) -> int:
     return round(2048 + rad / RAD_PER_TICK)
 
 
-def test_deploy_refuses_a_missing_or_foreign_calibration(tmp_path, steady_checkpoint):  # noqa: F811
-    base = [*CLI, "deploy", "--robot", "so101:/dev/null", "--checkpoint", str(steady_checkpoint)]
-    r = subprocess.run(base, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "an so101 robot needs --calibration FILE" in r.stderr
-    steady_arm.calibration().save(tmp_path / "koch.json")  # a Dynamixel file
-    r = subprocess.run(
-        [*base, "--calibration", str(tmp_path / "koch.json")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert r.returncode == 2 and "not a valid SO-100/SO-101 calibration file" in r.stderr
-    so101_calibration().save(tmp_path / "so101.json")
-    r = subprocess.run(
-        [*CLI, "deploy", "--robot", "so100:/dev/null", "--checkpoint", str(steady_checkpoint),
-         "--calibration", str(tmp_path / "so101.json")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert r.returncode == 2 and "calibrates an so101 arm, not an so100" in r.stderr
-
-
 @pytest.mark.slow
 def test_a_servo_that_stops_answering_ends_the_run_holding(steady_checkpoint, tmp_path):  # noqa: F811
     """`deploy --robot so101:<pty>`, the gripper closed on an object; then the elbow servo

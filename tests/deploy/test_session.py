@@ -24,6 +24,22 @@ def test_bad_robot_specs(spec, kwargs, match):
         make_robot(spec, **kwargs)
 
 
+def test_an_so101_needs_its_own_kind_of_calibration(tmp_path):
+    from embodied_mm.runtime.adapters.feetech import FeetechRobot
+    from embodied_mm.runtime.feetech.calibration import Calibration, JointCalibration
+    from tests.runtime import steady_arm
+
+    steady_arm.calibration().save(tmp_path / "koch.json")  # a Dynamixel file
+    with pytest.raises(ValueError, match="not a valid SO-100/SO-101 calibration file"):
+        make_robot("so101:/dev/ttyACM0", calibration=tmp_path / "koch.json")
+    Calibration("so101", [JointCalibration("gripper", 6, 0, 1000, 3000)]).save(tmp_path / "s.json")
+    with pytest.raises(ValueError, match="calibrates an so101 arm, not an so100"):
+        make_robot("so100:/dev/ttyACM0", calibration=tmp_path / "s.json")
+    robot = make_robot("so101:/dev/ttyACM0", calibration=tmp_path / "s.json", release_on_exit=True)
+    assert isinstance(robot, FeetechRobot) and robot.release_on_disconnect
+    assert robot.bus.port_name == "/dev/ttyACM0" and not robot.is_connected
+
+
 def test_camera_specs():
     cams = parse_cameras(["front=0", "wrist=rtsp://cam/1"], size=(128, 128))
     assert cams["front"].source == 0 and cams["wrist"].source == "rtsp://cam/1"
