@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from embodied_mm.features import OBS_STATE
 from embodied_mm.runtime.adapters.feetech import FeetechRobot
@@ -135,3 +137,20 @@ def test_load_validates_the_file(tmp_path):
         Calibration.load(tmp_path / "missing.json")
     with pytest.raises(KeyError, match="known: so100, so101"):
         get_profile("koch")
+
+
+@given(
+    st.integers(0, 4094),
+    st.integers(1, 4095),
+    st.integers(0, 1),
+    st.floats(0, 1),
+)
+def test_ticks_rad_round_trip_in_either_drive_mode(start, width, drive_mode, where):
+    lo, hi = start, min(4095, start + width)
+    cal = Calibration("so101", [JointCalibration("elbow_flex", 3, 0, lo, hi, drive_mode)])
+    t = round(lo + where * (hi - lo))
+    rad = cal.to_rad({3: t})
+    assert cal.low[0] <= rad[0] <= cal.high[0]
+    assert cal.to_ticks(rad) == {3: t}
+    assert np.sign(rad[0]) == (1 - 2 * drive_mode) * np.sign(t - 2048)
+    assert cal.to_ticks(np.array([cal.high[0] + 1.0])) == {3: lo if drive_mode else hi}
