@@ -226,6 +226,8 @@ def _reject_old_policy_values(values: dict[str, Any], source: str | None, flag: 
                           f"policy: {{chunk_size: 16, vision: {{film: true}}}}", source)  # fmt: skip
     if isinstance(values.get("policy"), str):
         name = values["policy"]
+        if name not in _recipe_names():
+            name = f"NAME (one of {', '.join(_recipe_names())})"
         say = f"--recipe {name}" if flag else f"recipe: {name}"
         raise ConfigError(("policy",), f"takes the policy's fields now; choose the recipe with "
                           f"{say}, then change fields as {_EXAMPLE}", source, flag)  # fmt: skip

@@ -11,6 +11,7 @@ from torch.utils.data import ConcatDataset, Dataset
 
 from embodied_mm.errors import UsageError
 from embodied_mm.features import ACTION, OBS_STATE, PLAN, image_key
+from embodied_mm.model.config_io import ConfigError
 from embodied_mm.train.checkpoint import latest_checkpoint, load_training_state
 from embodied_mm.train.config import FREEZABLE, TrainConfig, plan_resume
 from embodied_mm.train.rundir import CONFIG_NAME, last_logged_loss, own_run_dir
@@ -104,7 +105,7 @@ def load_datasets(cfg: TrainConfig, policy_config: Any) -> tuple[Dataset, list[A
     from embodied_mm.data.torch_dataset import build_window_dataset
 
     if not cfg.dataset:
-        raise ValueError("no dataset given: pass --dataset DIR (one or more, comma-separated)")
+        raise UsageError("no dataset given: pass --dataset DIR (one or more, comma-separated)")
     parts = []
     for root in cfg.dataset:
         meta = DatasetMeta(Path(root))
@@ -159,10 +160,10 @@ def load_weights(policy: Any, policy_dir: Path) -> None:
         # load_model (not load_state_dict) restores tied weights that the file stores once
         missing, unexpected = load_model(policy, str(path), strict=False)
     except Exception as err:  # safetensors raises several error types
-        raise ValueError(f"cannot read --init-from weights {path}: {err}") from err
+        raise UsageError(f"cannot read --init-from weights {path}: {err}") from err
     bad_missing = [k for k in missing if "lora_" not in k]
     if unexpected or bad_missing:
-        raise ValueError(
+        raise UsageError(
             f"{path} does not fit the {type(policy).__name__}: missing {bad_missing[:5]}, "
             f"unexpected {unexpected[:5]}"
         )
@@ -212,6 +213,7 @@ def run_training(
     """
     from embodied_mm.train.trainer import make_accelerator
 
+    _check_init_from(cfg)
     run_dir = Path(cfg.out)
     saved = run_dir / CONFIG_NAME
     notes: list[str] = []
@@ -229,6 +231,19 @@ def run_training(
             if done is not None:
                 return done
         return _train_in(cfg, resume, accelerator)
+
+
+def _check_init_from(cfg: TrainConfig) -> None:
+    """A missing ``--init-from`` policy fails before the run dir is touched."""
+    from embodied_mm.model.pretrained import WEIGHTS_FILE
+
+    if cfg.init_from and not (Path(cfg.init_from) / WEIGHTS_FILE).is_file():
+        raise ConfigError(
+            ("init_from",),
+            f"expected a policy directory holding {WEIGHTS_FILE} (a run's "
+            f"checkpoints/step-N/policy), got {cfg.init_from!r}",
+            flag=True,
+        )
 
 
 def _completed(cfg: TrainConfig) -> TrainResult | None:

@@ -27,7 +27,16 @@ def _train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         (["--steps", "0"], "--steps: expected int ≥ 1, got 0"),
         (["--recipe", "vla-nope"], "--recipe: expected one of vla-chunk, vla-discrete, vla-flow"),
         (["--policy", "vla-chunk"], "--policy: takes the policy's fields now; choose the recipe"),
+        (
+            ["--policy", "vla-nope"],
+            "--policy: takes the policy's fields now; choose the recipe "
+            "with --recipe NAME (one of vla-chunk, vla-discrete, vla-flow)",
+        ),
         (["--policy-overrides", "{}"], "--policy-overrides is gone: set each policy field"),
+        (
+            ["--init-from", "runs/none/policy", "--out", "/nonexistent/run"],
+            "--init_from: expected a policy directory holding model.safetensors",
+        ),
         (
             ["--policy.chunk", "4"],
             "unknown option --policy.chunk; did you mean --policy.chunk_size?",
