@@ -9,8 +9,10 @@ exported graph can hold neither. :class:`ActionGraph` takes only tensors::
     text_mask      int64 (B, L)         1 = real token
     noise          float32 (B, K, D)    flow head with noise_seed=None only
 
-and returns ``actions`` float32 (B, K, D) in robot units: the action normaliser and its
-bounds are inside the graph, so the runtime only tokenises the instruction.
+and returns ``actions`` float32 (B, K, D) in robot units. The graph holds the policy's
+tensor-stage processor steps (camera pixels, state normalisation, action unnormalisation and
+its bounds; :mod:`embodied_mm.processor`), traced from the same step code PyTorch runs, so
+the runtime runs only the host steps (input checks, tokenisation) of the same saved pipeline.
 
 The discrete head decodes K·D tokens one at a time, so it becomes three graphs driven by a
 short Python loop (:class:`~embodied_mm.export.ort_policy.OrtPolicy`):
@@ -26,10 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from embodied_mm.features import OBS_STATE, image_key
 from embodied_mm.model.backbone import Backbone
-from embodied_mm.model.encoders import images_to_float
 from embodied_mm.model.heads import ChunkHead, DiscreteHead, FlowHead
 from embodied_mm.model.modeling_vla import VLAPolicy
+from embodied_mm.processor.core import Pipeline
 
 # Heads whose whole inference path is one feed-forward graph.
 GRAPH_HEADS = ("chunk", "flow")
@@ -103,8 +106,8 @@ class ActionGraph(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         c = len(self.cameras)
-        images = [images_to_float(x) for x in inputs[:c]]  # each (B, 3, H, W) in [0, 1]
-        state, text_ids, text_mask = inputs[c : c + 3]
+        images, state = model_tensors(self.policy, inputs)
+        text_ids, text_mask = inputs[c + 1 : c + 3]
         prefix, mask, pos = self.policy.prefix_from_tensors(images, state, text_ids, text_mask)
         head = self.policy.head
         if isinstance(head, ChunkHead):
@@ -112,7 +115,7 @@ class ActionGraph(nn.Module):
         else:
             noise = inputs[c + 3] if self.noise_input else self.noise.expand(state.shape[0], -1, -1)
             pred = self._flow(head, prefix, mask, pos, noise)
-        return self.policy.normalizer.unnormalize("action", pred.float())  # (B, K, D)
+        return self.policy.processor.postprocess(pred.float())  # (B, K, D) robot units
 
     def _flow(
         self,
@@ -133,9 +136,17 @@ class ActionGraph(nn.Module):
         return x.clamp(-1.0, 1.0)  # (B, K, D)
 
 
-def _split_images(policy: VLAPolicy, inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
-    c = len(policy.config.cameras)
-    return [images_to_float(x) for x in inputs[:c]]  # each (B, 3, H, W) in [0, 1]
+def model_tensors(
+    policy: VLAPolicy, inputs: tuple[torch.Tensor, ...]
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Graph inputs (uint8 frames per camera, then the state in robot units) through the
+    policy's tensor-stage input steps → per-camera pixels (B, 3, S, S), normalised state (B, S)."""
+    cameras = policy.config.cameras
+    c = len(cameras)
+    batch = {image_key(cam): x for cam, x in zip(cameras, inputs[:c], strict=True)}
+    batch[OBS_STATE] = inputs[c]
+    batch = Pipeline.run(policy.processor.tensor_inputs, batch)
+    return [batch[image_key(cam)] for cam in cameras], batch[OBS_STATE]
 
 
 def _cache_tensors(cache: Any, n_layers: int) -> list[torch.Tensor]:
@@ -175,8 +186,8 @@ class DiscretePrefill(_DiscreteGraph):
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         c = len(self.policy.config.cameras)
-        state, text_ids, text_mask = inputs[c : c + 3]
-        images = _split_images(self.policy, inputs)
+        images, state = model_tensors(self.policy, inputs)
+        text_ids, text_mask = inputs[c + 1 : c + 3]
         prefix, mask, pos = self.policy.prefix_from_tensors(images, state, text_ids, text_mask)
         cache = self.policy.backbone.new_cache()
         hidden = self.backbone(prefix, mask, pos, cache)  # (B, P, H)
@@ -209,4 +220,4 @@ class DiscreteActions(_DiscreteGraph):
 
     def forward(self, bins: torch.Tensor) -> torch.Tensor:
         pred = self.policy.head.detokenize(bins)  # (B, K, D) in [-1, 1]
-        return self.policy.normalizer.unnormalize("action", pred)
+        return self.policy.processor.postprocess(pred)  # (B, K, D) robot units

@@ -44,6 +44,7 @@ from embodied_mm.features import ACTION
 from embodied_mm.fsio import sha256_file
 from embodied_mm.model.modeling_vla import VLAPolicy
 from embodied_mm.model.pretrained import CONFIG_FILE, WEIGHTS_FILE
+from embodied_mm.processor.core import PROCESSOR_FILE
 
 OPSET = 17
 QUANTIZE = ("int8",)
@@ -262,9 +263,9 @@ def _add_int8(
 def _install(built: Path, out: Path) -> None:
     """Move a complete export from ``built`` into ``out``, replacing an earlier export's files;
     the manifest last, so it never names files that are not there yet."""
-    for stale in [*out.glob("*.onnx"), out / CALIBRATION_FILE]:  # other head, int8 ...
-        stale.unlink(missing_ok=True)
-    for f in [*built.glob("*.onnx"), *built.glob(CALIBRATION_FILE)]:
+    for stale in [*out.glob("*.onnx"), out / CALIBRATION_FILE, out / PROCESSOR_FILE]:
+        stale.unlink(missing_ok=True)  # other head, int8 ...
+    for f in [*built.glob("*.onnx"), *built.glob(CALIBRATION_FILE), built / PROCESSOR_FILE]:
         f.replace(out / f.name)
     tok_dir = out / TOKENIZER_DIR
     if tok_dir.exists():
@@ -309,6 +310,8 @@ def export_checkpoint(
         for name in graphs:
             onnx.checker.check_model(str(tmp_dir / graph_file(name, "fp32")))
         policy.tokenizer.save_pretrained(str(tmp_dir / TOKENIZER_DIR))
+        # The same pipeline: onnxruntime runs its host steps, the graph holds the tensor steps.
+        policy.processor.pipeline.save(tmp_dir)
         manifest = _fp32_manifest(policy, checkpoint, graphs, batch, tmp_dir)
         manifest.save(tmp_dir)
         if quantize == "int8":

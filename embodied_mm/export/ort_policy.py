@@ -3,6 +3,12 @@ inference API (``predict_chunk``, ``reset``, ``config``), so the runtime's ``Loc
 the chunk executors and the policy server run it unchanged. Needs numpy, onnxruntime and
 tokenizers only: no torch.
 
+Observations go through the export's saved processor pipeline (``processor.json``, the
+checkpoint's): this class runs its host steps (input checks, tokenisation with its cache,
+padded to the graph's fixed text length); its tensor steps (camera pixels, normalisation and
+its inverse) were traced into the graph from the same step code. An export made before
+processor files existed runs the same host steps, built from its manifest.
+
 An int8 model is re-checked on load: the export's calibration batch (a few observations and
 their fp32 actions, listed in the manifest) runs through it, and an error above the manifest's
 tolerance raises an :class:`Int8AccuracyWarning` naming both. int8 accuracy depends on the CPU's
@@ -26,7 +32,10 @@ from embodied_mm.export.manifest import (
     check_session,
     checked_file,
 )
-from embodied_mm.features import OBS_STATE, batch_tasks, image_key
+from embodied_mm.features import OBS_STATE, image_key
+from embodied_mm.processor.core import Pipeline, Resources, has_processor
+from embodied_mm.processor.observation import ObservationCheck, ObservationCheckParams
+from embodied_mm.processor.tokenize import TOKENS, TOKENS_MASK, TokenizeTask, TokenizeTaskParams
 
 REFERENCE = "reference_actions"  # key of the fp32 actions in the calibration batch file
 
@@ -110,7 +119,9 @@ class OrtPolicy:
         graph = m.graphs["model" if "model" in m.graphs else "prefill"]
         self._input_names = [s.name for s in graph.inputs]
         self._rng = np.random.default_rng(seed)
-        self._task_ids: dict[str, list[int]] = {}
+        self.processor = self._host_pipeline()
+        self.tokenize = next(s for s in self.processor.steps if isinstance(s, TokenizeTask))
+        self.tokenize.fixed_length = m.text_len  # the graph's fixed text length
         # Max |int8 - fp32| on the calibration batch on this CPU, normalised action units.
         self.int8_error: float | None = None
         if check_int8 and self.precision == "int8" and "model" in self.sessions:
@@ -145,56 +156,48 @@ class OrtPolicy:
             )
 
     # ------------------------------------------------------------------ inputs
+    def _host_pipeline(self) -> Pipeline:
+        """The host steps of the export's saved pipeline (or, for an export made before
+        processor files existed, the same steps built from the manifest)."""
+        resources = Resources(tokenizer=self.tokenizer)
+        if has_processor(self.export_dir):
+            return Pipeline.load(self.export_dir, resources, stages=("host",))
+        m = self.manifest
+        return Pipeline(
+            [
+                ObservationCheck(ObservationCheckParams(list(m.cameras), m.state_dim)),
+                TokenizeTask(TokenizeTaskParams(m.text_len, m.pad_id), self.tokenizer),
+            ]
+        )
+
     def encode_tasks(self, tasks: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Instructions → left-padded ids (B, L) and mask (B, L), L = the export's text length
-        (the same ids as ``VLAPolicy`` gives, padded to the fixed length)."""
-        length = self.config.max_text_tokens
-        ids = np.full((len(tasks), length), self.manifest.pad_id, dtype=np.int64)
-        mask = np.zeros((len(tasks), length), dtype=np.int64)
-        for i, task in enumerate(tasks):
-            if task not in self._task_ids:
-                if len(self._task_ids) > 1024:  # bound the cache for long-running servers
-                    self._task_ids.clear()
-                row = self.tokenizer.encode(task, add_special_tokens=False).ids
-                self._task_ids[task] = row[:length]
-            row = self._task_ids[task]
-            if row:
-                ids[i, length - len(row) :] = row
-                mask[i, length - len(row) :] = 1
+        (the pipeline's ``tokenize_task`` step, padded to the fixed length)."""
+        ids, mask = self.tokenize.encode(tasks)
+        assert mask is not None  # a fixed length always gives the mask
         return ids, mask
 
-    def _images(self, obs: dict[str, Any], key: str, batch: int) -> np.ndarray:
-        img = np.asarray(obs[key])
-        if img.ndim == 5:
-            img = img[:, -1]  # (B, H, W, 3): the last step of an observation history
+    def _image(self, img: Any, key: str) -> np.ndarray:
+        """A checked frame batch, as this export's graph takes it: uint8 (B, s, s, 3)."""
+        img = np.asarray(img)
         s = self.config.image_size
-        if img.dtype != np.uint8 or img.shape[1:] != (s, s, 3) or img.shape[0] != batch:
+        if img.dtype != np.uint8 or img.shape[1:] != (s, s, 3):
             raise ValueError(
-                f"{key} must be uint8 ({batch}, {s}, {s}, 3) for this export; got "
+                f"{key} must be uint8 ({len(img)}, {s}, {s}, 3) for this export; got "
                 f"{img.dtype} {tuple(img.shape)} (resize frames to the policy's image size)"
             )
         return np.ascontiguousarray(img)
 
     def feeds(self, obs: dict[str, Any]) -> dict[str, np.ndarray]:
         """The onnxruntime input dict of a batched observation (LeRobot keys)."""
-        if OBS_STATE not in obs:
-            raise KeyError(f"observation lacks {OBS_STATE!r}; found keys {sorted(obs)}")
-        state = np.asarray(obs[OBS_STATE], dtype=np.float32)
-        if state.ndim == 3:
-            state = state[:, -1]  # (B, S)
-        s = self.config.state_dim
-        if state.ndim != 2 or state.shape[1] != s:
-            raise ValueError(f"{OBS_STATE} must be (B, {s}) or (B, T, {s}); got {state.shape}")
-        b = state.shape[0]
-        tasks = batch_tasks(obs, b)
+        batch = Pipeline.run(self.processor.steps, obs)
         feeds: dict[str, np.ndarray] = {}
         for cam in self.config.cameras:
             key = image_key(cam)
-            if key not in obs:
-                raise KeyError(f"observation lacks {key!r}; found keys {sorted(obs)}")
-            feeds[f"image_{cam}"] = self._images(obs, key, b)  # (B, H, W, 3)
-        feeds["state"] = np.ascontiguousarray(state)
-        feeds["text_ids"], feeds["text_mask"] = self.encode_tasks(tasks)
+            feeds[f"image_{cam}"] = self._image(batch[key], key)  # (B, H, W, 3)
+        feeds["state"] = np.ascontiguousarray(np.asarray(batch[OBS_STATE], dtype=np.float32))
+        feeds["text_ids"], feeds["text_mask"] = batch[TOKENS], batch[TOKENS_MASK]
+        b = feeds["state"].shape[0]
         if "noise" in self._input_names:
             shape = (b, self.config.chunk_size, self.config.action_dim)
             feeds["noise"] = self._rng.standard_normal(shape, dtype=np.float32)
@@ -254,7 +257,7 @@ class OrtPolicy:
 
     def reset(self) -> None:
         """New episode: drops cached instruction ids (the graph itself keeps no state)."""
-        self._task_ids.clear()
+        self.processor.reset()
 
 
 def int8_error(

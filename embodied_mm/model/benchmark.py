@@ -86,7 +86,7 @@ def bare_compute(policy: VLAPolicy, obs: dict) -> tuple[Callable[[], object], Ca
     device = policy.device
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     with torch.inference_mode():
-        prefix = policy._prefix(obs)[0]
+        prefix = policy.prefix_from_inputs(policy.preprocess(obs))[0]
     b, p, h = prefix.shape
     head = policy.head
     bb = policy.backbone
@@ -165,7 +165,7 @@ def bench_policy(name: str, policy: VLAPolicy, iters: int = 50) -> ModelBenchRow
     backbone_ms, compute_ms = _percentile(backbone, 0.5), _percentile(compute, 0.5)
     p50 = _percentile(lat, 0.5)
     with torch.inference_mode():
-        prefix_tokens = policy._prefix(obs)[0].shape[1]
+        prefix_tokens = policy.prefix_from_inputs(policy.preprocess(obs))[0].shape[1]
     return ModelBenchRow(
         recipe=name,
         params=policy.num_parameters(),

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from embodied_mm.model.augment import random_shift
@@ -187,7 +186,7 @@ def images_to_float(images: torch.Tensor) -> torch.Tensor:
 
 
 class VisionTower(nn.Module):
-    """One transformers vision model: float (B, 3, H, W) in [0, 1] → patch features (B, N, Dv).
+    """One transformers vision model: normalised pixels (B, 3, S, S) → patch features (B, N, Dv).
 
     With ``cfg.film`` the tower also takes the instruction embedding (B, ``cond_dim``).
     """
@@ -222,39 +221,16 @@ class VisionTower(nn.Module):
         self.conv = family.kind == "conv"
         grid = cfg.image_size // cfg.patch_size
         self.num_tokens = cfg.keypoints or grid * grid + (1 if family.has_cls else 0)
-        self.register_buffer("mean", torch.tensor(family.mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(family.std).view(1, 3, 1, 1), persistent=False)
-        # (x - mean) / std as one fused multiply-add on the hot path.
-        self.register_buffer("scale", 1.0 / self.std, persistent=False)
-        self.register_buffer("shift", -self.mean / self.std, persistent=False)
         if cfg.freeze:
             self.model.requires_grad_(False)
 
-    def resize(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) → (B, 3, S, S) at the tower's input size S."""
-        h, w = pixels.shape[-2:]
-        s = self.image_size
-        if (h, w) == (s, s):
-            return pixels
-        # Integer downscales use area (box) filtering, as OpenCV's INTER_AREA does; other
-        # sizes antialiased bilinear. Training and inference share this one function.
-        if h == w and h == 2 * s:
-            # Halving (our 128 → 64): plain bilinear samples the middle of each 2×2 block,
-            # which is exactly the block average, and is the cheapest kernel on CPU (~3x
-            # faster than avg_pool2d on the channels-last tensors uint8 frames become).
-            return F.interpolate(pixels, size=(s, s), mode="bilinear", align_corners=False)
-        if h == w and h % s == 0:
-            return F.avg_pool2d(pixels, kernel_size=h // s)
-        return F.interpolate(
-            pixels, size=(self.image_size, self.image_size), mode="bilinear", antialias=True
-        )
-
     def forward(self, pixels: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """``pixels`` (B, 3, H, W) in [0, 1]; ``cond`` (B, E), required by film towers."""
-        pixels = self.resize(pixels)
+        """``pixels`` (B, 3, S, S) at the tower's input size, normalised with its family's mean
+        and std (the ``camera_pixels`` processor step); ``cond`` (B, E), required by film
+        towers. The random shift pads by replicating edges, so it commutes with that
+        per-channel normalisation."""
         if self.training and self.shift_augment:
             pixels = random_shift(pixels, self.shift_augment)
-        pixels = torch.addcmul(self.shift, pixels, self.scale)
         if self.film is not None:
             if cond is None:
                 raise ValueError("this tower is conditioned on the instruction (film): pass cond")
@@ -302,15 +278,13 @@ class MultiCameraVision(nn.Module):
         self.camera_embed = nn.Parameter(torch.randn(len(cameras), 1, tower.hidden_size) * 0.02)
 
     def forward(self, images: list[torch.Tensor], cond: torch.Tensor | None = None) -> torch.Tensor:
-        """``images[c]``: float (B, 3, H, W) in [0, 1] for camera c; ``cond`` (B, E) the
-        instruction embedding for film towers → (B, C, N, Dv)."""
+        """``images[c]``: normalised pixels (B, 3, S, S) of camera c (see
+        :meth:`VisionTower.forward`); ``cond`` (B, E) the instruction embedding for film
+        towers → (B, C, N, Dv)."""
         if self.shared:
-            # One tower call for all cameras: (C*B, 3, H, W) is faster than C calls.
+            # One tower call for all cameras: (C*B, 3, S, S) is faster than C calls.
             tower = self.towers[0]
-            if all(x.shape == images[0].shape for x in images):
-                pixels = tower.resize(torch.cat(images, dim=0))  # one resize for all cameras
-            else:
-                pixels = torch.cat([tower.resize(x) for x in images], dim=0)
+            pixels = torch.cat(images, dim=0)
             conds = None if cond is None else cond.repeat(len(images), 1)  # (C*B, E)
             feats = tower(pixels, conds)  # (C*B, N, Dv)
             feats = feats.view(len(images), images[0].shape[0], *feats.shape[1:]).transpose(0, 1)

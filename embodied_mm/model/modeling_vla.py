@@ -11,6 +11,11 @@ every sample's image, state and action tokens at the same columns, so the discre
 plan generation step the whole batch together; explicit position ids (counting only real
 tokens) make each sample's result independent of the others' text lengths.
 
+Observations reach the networks through the policy's processor pipeline
+(:mod:`embodied_mm.processor`: input checks, tokenisation, camera pixels, normalisation and
+its inverse), saved with the checkpoint; the networks themselves take tensors only
+(:meth:`VLAPolicy.prefix_from_tensors`, :meth:`VLAPolicy.predict_normalized`).
+
 The API below is a contract the runtime, training and deployment code relies on.
 """
 
@@ -25,15 +30,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embodied_mm.features import ACTION, FINAL_STATE, OBS_STATE, PLAN, batch_tasks, image_key
+from embodied_mm.features import ACTION, FINAL_STATE, OBS_STATE, PLAN, image_key
 from embodied_mm.model import pretrained
 from embodied_mm.model.backbone import Backbone
 from embodied_mm.model.configuration_vla import PolicyConfig
-from embodied_mm.model.encoders import MultiCameraVision, ProprioEncoder, images_to_float
+from embodied_mm.model.encoders import VISION_FAMILIES, MultiCameraVision, ProprioEncoder
 from embodied_mm.model.film import pooled_text
 from embodied_mm.model.heads import HEADS, DiscreteHead, PlanText, build_head
 from embodied_mm.model.normalize import Normalizer, Stats, unit_stats
 from embodied_mm.model.projectors import build_projector
+from embodied_mm.processor.core import Pipeline, Resources
+from embodied_mm.processor.normalize import Normalize
+from embodied_mm.processor.policy_processor import PolicyProcessor, policy_pipeline
+from embodied_mm.processor.tokenize import TOKENS, TOKENS_MASK
 
 
 class VLAPolicy(nn.Module):
@@ -45,10 +54,12 @@ class VLAPolicy(nn.Module):
         stats: Stats | None = None,
         tokenizer: Any = None,
         device: str | torch.device | None = None,
+        processor: Pipeline | None = None,
     ) -> None:
         """``stats``: LeRobot-style feature stats; None uses unit stats (actions bounded to
         [-1, 1], state unscaled). ``tokenizer``: a transformers tokenizer; None loads the one
-        ``config.tokenizer`` names."""
+        ``config.tokenizer`` names. ``processor``: the saved pipeline (``processor.json``);
+        None builds the one ``config`` implies (:func:`policy_pipeline`)."""
         super().__init__()
         # Building fills in the resolved HF configs; copy so the caller's config stays reusable.
         config = copy.deepcopy(config)
@@ -99,11 +110,16 @@ class VLAPolicy(nn.Module):
         if isinstance(self.head, DiscreteHead):
             self.head.token_offset = int(config.backbone.extra_token_offset)
 
-        dims = {OBS_STATE: config.state_dim, ACTION: config.action_dim}
         if stats is None:
+            dims = {OBS_STATE: config.state_dim, ACTION: config.action_dim}
             stats = {k: unit_stats(d) for k, d in dims.items()}
-        self.normalizer = Normalizer(stats, config.norm_modes, dims, config.std_floor_rel)
-        self._task_ids: dict[str, list[int]] = {}  # instruction → token ids, reset per episode
+        resources = Resources(stats, tokenizer.backend_tokenizer)
+        if processor is None:
+            family = VISION_FAMILIES.get(config.vision.family)
+            processor = policy_pipeline(config, resources, self.pad_id, family.mean, family.std)
+        self.processor = PolicyProcessor(processor)
+        self._image_keys = [image_key(c) for c in config.cameras]  # the camera embeddings' order
+        self.processor_steps = self.processor.modules  # follow the policy across devices
         self.to(device or pretrained.default_device())
 
     # ------------------------------------------------------------------ helpers
@@ -123,29 +139,16 @@ class VLAPolicy(nn.Module):
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def _encode_tasks(self, tasks: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Instructions → left-padded ids (B, L) and mask (B, L), None when nothing is padded."""
-        rows: list[list[int]] = []
-        for task in tasks:
-            # One lookup, then only the local: a reset() (or the bound below) clearing the
-            # cache from another thread between a check and a second lookup cannot lose it.
-            ids = self._task_ids.get(task)
-            if ids is None:
-                if len(self._task_ids) > 1024:  # bound the cache for long-running servers
-                    self._task_ids.clear()
-                encoded = self.tokenizer(task, add_special_tokens=False)["input_ids"]
-                ids = self._task_ids[task] = encoded[: self.config.max_text_tokens]
-            rows.append(ids)
-        width = max(1, max(len(r) for r in rows))
-        if all(len(r) == width for r in rows):  # the usual control-loop case: skip the mask
-            return torch.tensor(rows, dtype=torch.long).to(self.device), None
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            if r:
-                ids[i, width - len(r) :] = torch.tensor(r)
-                mask[i, width - len(r) :] = 1
-        return ids.to(self.device), mask.to(self.device)
+    @property
+    def normalizer(self) -> Normalizer:
+        """The normalisation of the processor's ``normalize`` step (its stats, modes, action
+        bounds)."""
+        return self.processor.step(Normalize).normalizer
+
+    def preprocess(self, obs: dict[str, Any]) -> dict[str, Any]:
+        """A raw observation (LeRobot keys; training batches also ``action`` ...) → the
+        model's input tensors on the policy's device (see :mod:`embodied_mm.processor`)."""
+        return self.processor.preprocess(obs, self.device)
 
     def _encode_plans(self, plans: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Plans → right-padded [start, tokens..., end] ids (B, T) and mask (B, T)."""
@@ -161,55 +164,23 @@ class VLAPolicy(nn.Module):
             mask[i, : len(r)] = 1
         return ids.to(self.device), mask.to(self.device)
 
-    def _state(self, obs: dict[str, Any]) -> torch.Tensor:
-        if OBS_STATE not in obs:
-            raise KeyError(f"observation lacks {OBS_STATE!r}; found keys {sorted(obs)}")
-        state = torch.as_tensor(obs[OBS_STATE]).to(self.device, torch.float32)
-        if state.ndim == 3:
-            state = state[:, -1]  # (B, S): the last step of an observation history
-        if state.ndim != 2 or state.shape[1] != self.config.state_dim:
-            raise ValueError(
-                f"{OBS_STATE} must be (B, {self.config.state_dim}) or (B, T, {self.config.state_dim});"
-                f" got {tuple(state.shape)}"
-            )
-        return state
-
-    def _prefix(
-        self, obs: dict[str, Any]
-    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """Embedded prefix (B, P, H), attention mask (B, P) and position ids (B, P); mask and
-        positions are None when no sample is padded."""
-        return self.prefix_from_tensors(*self._inputs(obs))
-
-    def _inputs(
-        self, obs: dict[str, Any]
-    ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Validated observation → the tensors :meth:`prefix_from_tensors` takes."""
-        state = self._state(obs)
-        b = state.shape[0]
-        tasks = batch_tasks(obs, b)
-        images = []
-        for cam in self.config.cameras:
-            key = image_key(cam)
-            if key not in obs:
-                raise KeyError(f"observation lacks {key!r}; found keys {sorted(obs)}")
-            img = images_to_float(torch.as_tensor(obs[key]).to(self.device))
-            if img.shape[0] != b:
-                raise ValueError(f"{key} has batch {img.shape[0]}, {OBS_STATE} has {b}")
-            images.append(img)
-
-        text_ids, text_mask = self._encode_tasks(tasks)
-        return images, state, text_ids, text_mask
+    def prefix_from_inputs(
+        self, inputs: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
+        """:meth:`prefix_from_tensors` of a preprocessed batch, plus the image features."""
+        images = [inputs[k] for k in self._image_keys]
+        return self._embed(images, inputs[OBS_STATE], inputs[TOKENS], inputs[TOKENS_MASK])
 
     def prefix_from_tensors(
         self,
-        images: list[torch.Tensor],  # per camera, float (B, 3, H, W) in [0, 1]
-        state: torch.Tensor,  # (B, S) robot units
+        images: list[torch.Tensor],  # per camera, normalised pixels (B, 3, S, S)
+        state: torch.Tensor,  # (B, S) normalised
         text_ids: torch.Tensor,  # (B, L) left-padded instruction ids
         text_mask: torch.Tensor | None,  # (B, L) 1 = real token; None = nothing padded
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """The prefix from already-tokenised tensors only (no Python tokenizer, no checks):
-        what :meth:`_prefix` computes after validation, and what ONNX export traces."""
+        """Embedded prefix (B, P, H), attention mask (B, P) and position ids (B, P) from the
+        processor's output tensors (no tokenizer, no checks); mask and positions are None
+        when no sample is padded. What ONNX export traces."""
         embeds, mask, pos, _ = self._embed(images, state, text_ids, text_mask)
         return embeds, mask, pos
 
@@ -229,7 +200,7 @@ class VLAPolicy(nn.Module):
         # The projector sees one image at a time, so a resampler gives a fixed count per camera.
         vis = self.projector(feats.reshape(b * c, n, -1))  # (B*C, N', H)
         vis = vis.reshape(b, -1, vis.shape[-1])  # (B, C*N', H)
-        prop = self.proprio(self.normalizer.normalize(OBS_STATE, state))  # (B, Ts, H)
+        prop = self.proprio(state)  # (B, Ts, H)
         dtype = text.dtype
         embeds = torch.cat([text, vis.to(dtype), prop.to(dtype)], dim=1)  # (B, P, H)
         if text_mask is None:  # no padding anywhere: default causal attention is exact
@@ -253,15 +224,17 @@ class VLAPolicy(nn.Module):
             raise KeyError(
                 f"training batch lacks {ACTION!r} and {PLAN!r} text; found keys {sorted(batch)}"
             )
+        self._check_action(batch)
+        inputs = self.preprocess(batch)  # actions and the final state normalised too
         with self._autocast():
-            prefix, mask, pos, feats = self._embed(*self._inputs(batch))
+            prefix, mask, pos, feats = self.prefix_from_inputs(inputs)
             loss = prefix.new_zeros((), dtype=torch.float32)
             metrics: dict[str, float] = {}
             if ACTION in batch:
-                target, valid = self._action_target(batch)
+                target, valid = self._action_target(inputs)
                 loss, metrics = self.head.loss(self.backbone, prefix, mask, pos, target, valid)
             if self.goal_head is not None:
-                goal_loss = self._goal_loss(batch, feats)
+                goal_loss = self._goal_loss(inputs, feats)
                 loss = loss + self.config.goal_loss_weight * goal_loss
                 metrics["goal_mse"] = goal_loss.item()
             if labelled:
@@ -285,33 +258,43 @@ class VLAPolicy(nn.Module):
                 f"goal_loss_weight > 0 needs {FINAL_STATE!r} in the batch (the window dataset "
                 f"gives it with final_state=True); found keys {sorted(batch)}"
             )
-        final = torch.as_tensor(batch[FINAL_STATE]).to(self.device, torch.float32)  # (B, S)
+        final = batch[FINAL_STATE]  # (B, S), normalised like the state
         assert self.goal_head is not None
         pred = self.goal_head(feats.flatten(1).float())  # (B, G)
-        return F.mse_loss(pred, self.normalizer.normalize(OBS_STATE, final)[:, self.goal_dims])
+        return F.mse_loss(pred, final[:, self.goal_dims])
 
-    def _action_target(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised action chunk (B, K, D) and its validity mask (B, K)."""
+    def _check_action(self, batch: dict[str, Any]) -> None:
+        if ACTION not in batch:
+            return
         k, d = self.config.chunk_size, self.config.action_dim
-        actions = torch.as_tensor(batch[ACTION]).to(self.device, torch.float32)
-        if actions.ndim != 3 or actions.shape[1:] != (k, d):
-            raise ValueError(f"{ACTION} must be (B, {k}, {d}); got {tuple(actions.shape)}")
-        pad = batch.get(f"{ACTION}_is_pad")
+        shape = tuple(batch[ACTION].shape)
+        if len(shape) != 3 or shape[1:] != (k, d):
+            raise ValueError(f"{ACTION} must be (B, {k}, {d}); got {shape}")
+
+    def _action_target(self, inputs: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised action chunk (B, K, D) and its validity mask (B, K)."""
+        actions = inputs[ACTION]
+        pad = inputs.get(f"{ACTION}_is_pad")
         valid = (
             torch.ones(actions.shape[:2], dtype=torch.bool, device=self.device)
             if pad is None
-            else ~torch.as_tensor(pad).to(self.device, torch.bool)
+            else ~pad.to(torch.bool)
         )
-        return self.normalizer.normalize(ACTION, actions), valid
+        return actions, valid
 
     @torch.inference_mode()
     def predict_chunk(self, obs: dict[str, Any]) -> torch.Tensor:
         """Action chunk (B, K, D) in robot units (float32, on the policy's device), inside the
         action bounds of the stats. Call ``eval()`` first when the model has dropout."""
+        return self.processor.postprocess(self.predict_normalized(self.preprocess(obs)))
+
+    @torch.inference_mode()
+    def predict_normalized(self, inputs: dict[str, Any]) -> torch.Tensor:
+        """Normalised action chunk (B, K, D) (in [-1, 1] for bounded modes) of preprocessed
+        inputs (:meth:`preprocess`): the networks alone."""
         with self._autocast():
-            prefix, mask, pos = self._prefix(obs)
-            pred = self.head.predict(self.backbone, prefix, mask, pos)  # (B, K, D) in [-1, 1]
-        return self.normalizer.unnormalize(ACTION, pred.float())
+            prefix, mask, pos, _ = self.prefix_from_inputs(inputs)
+            return self.head.predict(self.backbone, prefix, mask, pos).float()  # (B, K, D)
 
     @torch.inference_mode()
     def generate_plan(
@@ -323,8 +306,9 @@ class VLAPolicy(nn.Module):
         generator: torch.Generator | None = None,
     ) -> list[str]:
         """Sub-task text per sample, greedy or sampled through the LM head."""
+        inputs = self.preprocess(obs)
         with self._autocast():
-            prefix, mask, pos = self._prefix(obs)
+            prefix, mask, pos, _ = self.prefix_from_inputs(inputs)
             ids = PlanText.generate(
                 self.backbone, prefix, mask, pos, self.plan_start_id, self.eos_id,
                 max_new_tokens, do_sample, temperature, generator,
@@ -332,15 +316,15 @@ class VLAPolicy(nn.Module):
         return [self.tokenizer.decode(r, skip_special_tokens=True) for r in ids]
 
     def reset(self) -> None:
-        """Start a new episode: drops the cached instruction tokens (the policy keeps no other
-        state between calls; action queues live in the runtime). Safe while another thread is
-        inside an inference: that inference still encodes its instruction."""
-        self._task_ids.clear()
+        """Start a new episode: drops the processor's cached instruction tokens (the policy
+        keeps no other state between calls; action queues live in the runtime). Safe while
+        another thread is inside an inference: that inference still encodes its instruction."""
+        self.processor.reset()
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write ``model.safetensors``, ``config.json``, ``stats.json`` and ``tokenizer/``
-        (:func:`embodied_mm.model.pretrained.save_pretrained`)."""
+        """Write ``model.safetensors``, ``config.json``, ``stats.json``, ``processor.json`` and
+        ``tokenizer/`` (:func:`embodied_mm.model.pretrained.save_pretrained`)."""
         pretrained.save_pretrained(self, directory)
 
     @classmethod

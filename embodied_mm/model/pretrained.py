@@ -3,9 +3,10 @@
 
 A checkpoint directory holds ``model.safetensors`` (weights), ``config.json`` (format, config
 version, the weights' sha256 and the :class:`~embodied_mm.model.configuration_vla.PolicyConfig`),
-``stats.json`` (normalisation stats) and ``tokenizer/``. A missing, corrupt or truncated file
-fails with an error naming it; an older config version is migrated so that the saved weights
-compute what they computed when they were saved.
+``stats.json`` (normalisation stats), ``processor.json`` (the processor pipeline, see
+:mod:`embodied_mm.processor`; older checkpoints lack it) and ``tokenizer/``. A missing,
+corrupt or truncated file fails with an error naming it; an older config version is migrated
+so that the saved weights compute what they computed when they were saved.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from embodied_mm.model.normalize import load_stats
 
 if TYPE_CHECKING:
     from embodied_mm.model.modeling_vla import VLAPolicy
+    from embodied_mm.processor.core import Pipeline
 
 CONFIG_FILE = "config.json"
 # 2: the std floor of mean_std normalisation (std_floor_rel) is saved; version-1 checkpoints
@@ -79,6 +81,7 @@ def save_pretrained(policy: VLAPolicy, directory: str | Path) -> None:
     }
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
     policy.normalizer.save(directory / STATS_FILE)
+    policy.processor.pipeline.save(directory)  # processor.json: step names and parameters
     policy.tokenizer.save_pretrained(str(directory / TOKENIZER_DIR))
 
 
@@ -109,7 +112,13 @@ def from_pretrained(
     config = decode_config(PolicyConfig, meta.get("config"), str(config_path), prefix=("config",))
     stats = load_stats(directory / STATS_FILE)
     tokenizer = load_tokenizer(directory / TOKENIZER_DIR)
-    policy = cls(config, stats=stats, tokenizer=tokenizer, device="cpu")
+    policy = cls(
+        config,
+        stats=stats,
+        tokenizer=tokenizer,
+        device="cpu",
+        processor=load_processor(directory, config, stats, tokenizer),
+    )
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise ValueError(f"policy weights {weights} are missing")
@@ -120,6 +129,27 @@ def from_pretrained(
     except Exception as err:  # safetensors raises its own error type and RuntimeError
         raise ValueError(f"cannot load policy weights {weights}: {err}") from err
     return policy.to(device or default_device())
+
+
+def load_processor(
+    directory: Path, config: PolicyConfig, stats: Any, tokenizer: Any
+) -> Pipeline | None:
+    """The checkpoint's saved pipeline (``processor.json``), or None for a checkpoint saved
+    before processor files existed (the policy then builds the pipeline its config implies,
+    which is what such checkpoints were trained with)."""
+    from embodied_mm.processor.core import PROCESSOR_FILE, Pipeline, ProcessorError, Resources
+    from embodied_mm.processor.policy_processor import mismatches
+
+    if not (directory / PROCESSOR_FILE).is_file():
+        return None
+    pipeline = Pipeline.load(directory, Resources(stats, tokenizer.backend_tokenizer))
+    wrong = mismatches(config, pipeline)
+    if wrong:
+        raise ProcessorError(
+            f"{directory / PROCESSOR_FILE} disagrees with {directory / CONFIG_FILE}: "
+            + "; ".join(wrong)
+        )
+    return pipeline
 
 
 def default_device() -> torch.device:

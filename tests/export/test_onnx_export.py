@@ -130,11 +130,13 @@ def test_tokenizer_without_torch_matches_the_policy(exported):
     ort_policy = OrtPolicy(exported.export, precision="fp32")
     tasks = ["pick up the red cube", "", "x " * 50]  # normal, empty, longer than the limit
     ids, mask = ort_policy.encode_tasks(tasks)
-    ref_ids, ref_mask = exported.policy._encode_tasks(tasks)
-    width = ref_ids.shape[1]  # the policy pads to the longest; the export to a fixed length
-    np.testing.assert_array_equal(ids[:, -width:], ref_ids.numpy())
-    np.testing.assert_array_equal(mask[:, -width:], ref_mask.numpy())
-    assert not mask[:, :-width].any()
+    length = exported.policy.config.max_text_tokens
+    assert ids.shape == mask.shape == (3, length)  # the export pads to its fixed length
+    for i, task in enumerate(tasks):  # the transformers tokenizer the policy trained with
+        ref = exported.policy.tokenizer(task, add_special_tokens=False)["input_ids"][:length]
+        n = len(ref)
+        np.testing.assert_array_equal(ids[i, length - n :], ref)  # left-padded
+        assert mask[i].sum() == n and (n == 0 or mask[i, length - n :].all())
 
 
 def _copy(src, dst):

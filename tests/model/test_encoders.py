@@ -20,14 +20,14 @@ def small(family: str, **kw) -> VisionConfig:
 
 
 @pytest.mark.parametrize("family", VISION_FAMILIES.names())
-def test_fresh_tower_shapes_and_resize(family):
+def test_fresh_tower_shapes(family):
     cfg = small(family)
     tower = VisionTower(cfg)
     assert (
         cfg.hf_config is not None
         and cfg.hf_config["model_type"] == VISION_FAMILIES.get(family).model_type
     )
-    feats = tower(torch.rand(2, 3, 48, 40))  # any input size is resized to the tower's 32×32
+    feats = tower(torch.rand(2, 3, 32, 32))  # pixels at the tower's size (camera_pixels step)
     assert feats.shape == (2, tower.num_tokens, 32)
     fam = VISION_FAMILIES.get(family)
     # ViT: 16-pixel patches; one-stage conv tower: its stem's stride of 4
@@ -117,12 +117,8 @@ def test_pretrained_from_local_dir_vision_and_composite(tmp_path, family):
     full = getattr(transformers, model_cls)(full_cfg)
     full.save_pretrained(tmp_path / "full")
     half = VisionTower(VisionConfig(family=family, pretrained=str(tmp_path / "full")))
-    # the tower normalises with one fused multiply-add: equal up to float rounding
-    assert torch.allclose(
-        half(x),
-        full.vision_model(pixel_values=(x - half.mean) / half.std).last_hidden_state,
-        atol=1e-5,
-    )
+    # the tower takes pixels already normalised (the processor's camera_pixels step)
+    assert torch.allclose(half(x), full.vision_model(pixel_values=x).last_hidden_state, atol=1e-6)
 
 
 def test_pretrained_of_wrong_family_fails(tmp_path):
@@ -131,28 +127,15 @@ def test_pretrained_of_wrong_family_fails(tmp_path):
         VisionTower(VisionConfig(family="siglip", pretrained=str(tmp_path)))
 
 
-@pytest.mark.parametrize("size", [64, 96, 128])
-def test_integer_downscales_are_area_filtered(size):
-    """The fast paths (halving via bilinear, other factors via pooling) are the box filter."""
-    import torch.nn.functional as F
-
-    tower = VisionTower(small("siglip"))
-    x = torch.rand(2, 3, size, size).contiguous(memory_format=torch.channels_last)
-    ref = F.interpolate(x, size=(32, 32), mode="area")
-    torch.testing.assert_close(tower.resize(x), ref, atol=1e-6, rtol=0)
-    odd = tower.resize(torch.rand(1, 3, 50, 70))
-    assert odd.shape == (1, 3, 32, 32)
-
-
 def test_conv_tower_tokens_follow_the_feature_map():
     cfg = VisionConfig(family="resnet", image_size=64, hidden_size=32, num_layers=3)
     tower = VisionTower(cfg)
     assert cfg.patch_size == 16 and cfg.hf_config["hidden_sizes"] == [8, 16, 32]
     feats = tower(torch.rand(2, 3, 64, 64))
     assert feats.shape == (2, 16, 32)  # a 4×4 map of 32 channels, read row by row
-    # token i is feature-map cell (i // 4, i % 4) of the normalised image
+    # token i is feature-map cell (i // 4, i % 4) of the (normalised) image
     x = torch.rand(1, 3, 64, 64)
-    fmap = tower.model(pixel_values=(x - tower.mean) / tower.std).last_hidden_state  # (1, 32, 4, 4)
+    fmap = tower.model(pixel_values=x).last_hidden_state  # (1, 32, 4, 4)
     assert torch.allclose(tower(x)[0, 5], fmap[0, :, 1, 1], atol=1e-5)
 
 

@@ -77,8 +77,8 @@ def test_batch_independence(head, family):
     # The backbone state the heads decode from: sample 0's is unchanged, the others' moved (so
     # the test is not vacuous even where a random discrete head emits one bin everywhere).
     with torch.inference_mode():
-        last_a = policy.backbone(*policy._prefix(a))[:, -1]  # (B, H)
-        last_b = policy.backbone(*policy._prefix(b))[:, -1]
+        last_a = policy.backbone(*policy.prefix_from_inputs(policy.preprocess(a))[:3])[:, -1]
+        last_b = policy.backbone(*policy.prefix_from_inputs(policy.preprocess(b))[:3])[:, -1]
     assert not torch.allclose(last_a[1:], last_b[1:])
     torch.testing.assert_close(last_a[0], last_b[0], atol=1e-5, rtol=1e-5)
     if head != "discrete":

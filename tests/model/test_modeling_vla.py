@@ -10,6 +10,7 @@ from embodied_mm.model.configuration_vla import PolicyConfig
 from embodied_mm.model.heads import PlanText
 from embodied_mm.model.modeling_vla import VLAPolicy
 from embodied_mm.model.pretrained import shipped_tokenizer_dir
+from embodied_mm.processor.tokenize import TokenizeTask
 from tests.model.helpers import CHUNK, STATE_DIM, make_batch, obs_only, tiny_config, tiny_stats
 from tests.preemption import pausing_inside
 
@@ -98,16 +99,18 @@ def test_generate_plan_returns_text_per_sample(policy):
 
 def test_reset_clears_episode_state(policy):
     policy.predict_chunk(obs_only(make_batch(1)))
-    assert policy._task_ids
+    cache = policy.processor.step(TokenizeTask)._cache
+    assert cache
     policy.reset()
-    assert not policy._task_ids
+    assert not cache
 
 
 def test_long_instructions_are_cut(policy):
     obs = obs_only(make_batch(1))
     obs["task"] = ["pick the red cube " * 40]
     assert policy.predict_chunk(obs).shape == (1, CHUNK, 3)
-    assert len(policy._task_ids[obs["task"][0]]) == policy.config.max_text_tokens
+    cache = policy.processor.step(TokenizeTask)._cache
+    assert len(cache[obs["task"][0]]) == policy.config.max_text_tokens
 
 
 def test_unknown_head_lists_known():
@@ -144,7 +147,7 @@ def test_plans_never_decode_to_action_tokens():
     with torch.no_grad():  # make the action rows win every argmax over the full vocab
         policy.backbone.lm.get_output_embeddings().weight[offset:] *= 1000.0
     obs = obs_only(make_batch(2))
-    prefix, mask, pos = policy._prefix(obs)
+    prefix, mask, pos, _ = policy.prefix_from_inputs(policy.preprocess(obs))
     ids = PlanText.generate(policy.backbone, prefix, mask, pos, 1, 2, max_new_tokens=5)
     assert all(0 <= t < offset for row in ids for t in row)
 
@@ -191,7 +194,7 @@ def test_reset_from_another_thread_never_breaks_an_inference(policy):
         except BaseException as e:  # reported by the main thread
             errors.append(e)
 
-    with pausing_inside(VLAPolicy._encode_tasks.__code__):
+    with pausing_inside(TokenizeTask.encode.__code__):
         worker = threading.Thread(target=infer)
         worker.start()
     while worker.is_alive():

@@ -158,6 +158,7 @@ def test_version_1_checkpoint_loads_without_the_std_floor(saved, tmp_path):
     del meta["config"]["std_floor_rel"]
     meta["version"] = 1
     (d / "config.json").write_text(json.dumps(meta))
+    (d / "processor.json").unlink()  # version-1 checkpoints predate processor files too
     old = VLAPolicy.from_pretrained(d, device="cpu")
     assert old.config.std_floor_rel == 0.0
     x = torch.zeros(1, len(stats["observation.state"]["std"]))
