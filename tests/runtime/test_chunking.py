@@ -13,6 +13,7 @@ from embodied_mm.deploy.client import PolicyClient, RemotePolicy
 from embodied_mm.deploy.server import PolicyServer, ServerThread
 from embodied_mm.features import OBS_STATE, TASK, image_key
 from embodied_mm.model.modeling_vla import VLAPolicy
+from embodied_mm.processor.tokenize import TokenizeTask
 from embodied_mm.runtime.chunking import AsyncExecutor, OpenLoopExecutor, TemporalEnsembleExecutor
 from embodied_mm.runtime.inference import ChunkResult, LocalPolicy, PolicyUnavailable
 from tests.preemption import pausing_inside
@@ -291,14 +292,14 @@ def _policy_frame(policy: VLAPolicy, task: str) -> dict:
 
 
 def test_resets_racing_a_real_policys_inference(tiny_policy):
-    """The old executor reset the policy from the loop thread while the worker was inside
-    ``VLAPolicy._encode_tasks``, whose cache reset() clears (a KeyError ended the run). The
-    trace pause lets a reset land between any two lines of that function."""
+    """The old executor reset the policy from the loop thread while the worker was inside the
+    instruction encoding (now ``TokenizeTask.encode``), whose cache reset() clears (a KeyError
+    ended the run). The trace pause lets a reset land between any two lines of that function."""
     tasks = ["pick up the red cube", "lift the blue block", "reach the green ball"]
     local = LocalPolicy(tiny_policy)
     expected = {task: local.infer(_policy_frame(tiny_policy, task)).actions[0] for task in tasks}
     assert not np.allclose(expected[tasks[0]], expected[tasks[1]])  # the check has teeth
-    with pausing_inside(VLAPolicy._encode_tasks.__code__):
+    with pausing_inside(TokenizeTask.encode.__code__):
         ex = AsyncExecutor(local, refill_at=tiny_policy.config.chunk_size)
     starts = []  # (task, the first action of its episode)
     try:
