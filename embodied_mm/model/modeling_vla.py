@@ -42,6 +42,7 @@ from embodied_mm.model.projectors import build_projector
 from embodied_mm.processor.core import Pipeline, Resources
 from embodied_mm.processor.normalize import Normalize
 from embodied_mm.processor.policy_processor import PolicyProcessor, policy_pipeline
+from embodied_mm.processor.robots import goal_dims_of
 from embodied_mm.processor.tokenize import TOKENS, TOKENS_MASK
 
 
@@ -55,11 +56,14 @@ class VLAPolicy(nn.Module):
         tokenizer: Any = None,
         device: str | torch.device | None = None,
         processor: Pipeline | None = None,
+        state_names: list[str] | None = None,
     ) -> None:
         """``stats``: LeRobot-style feature stats; None uses unit stats (actions bounded to
         [-1, 1], state unscaled). ``tokenizer``: a transformers tokenizer; None loads the one
         ``config.tokenizer`` names. ``processor``: the saved pipeline (``processor.json``);
-        None builds the one ``config`` implies (:func:`policy_pipeline`)."""
+        None builds the one ``config`` implies (:func:`policy_pipeline`), recording
+        ``state_names``, the state layout of the training data (see
+        :func:`embodied_mm.processor.robots.state_names_of`)."""
         super().__init__()
         # Building fills in the resolved HF configs; copy so the caller's config stays reusable.
         config = copy.deepcopy(config)
@@ -95,8 +99,14 @@ class VLAPolicy(nn.Module):
         self.proprio = ProprioEncoder(config.proprio, config.state_dim, hidden)
         self.head = build_head(config.head, hidden, config.chunk_size, config.action_dim)
         self.goal_head: nn.Module | None = None
+        if processor is not None:
+            check = processor.find("observation_check")
+            state_names = None if check is None else check.params.state_names
         if config.goal_loss_weight > 0:
-            dims = config.goal_dims if config.goal_dims is not None else range(config.state_dim)
+            # None: the robot layout's goal dims (processor/robots), else every dim
+            dims = config.goal_dims
+            if dims is None:
+                dims = goal_dims_of(state_names) or list(range(config.state_dim))
             self.goal_dims = [int(d) for d in dims]
             bad = [d for d in self.goal_dims if not 0 <= d < config.state_dim]
             if bad or not self.goal_dims:
@@ -116,7 +126,9 @@ class VLAPolicy(nn.Module):
         resources = Resources(stats, tokenizer.backend_tokenizer)
         if processor is None:
             family = VISION_FAMILIES.get(config.vision.family)
-            processor = policy_pipeline(config, resources, self.pad_id, family.mean, family.std)
+            processor = policy_pipeline(
+                config, resources, self.pad_id, family.mean, family.std, state_names
+            )
         self.processor = PolicyProcessor(processor)
         self._image_keys = [image_key(c) for c in config.cameras]  # the camera embeddings' order
         self.processor_steps = self.processor.modules  # follow the policy across devices

@@ -66,9 +66,20 @@ def policy_stats(datasets: list[Any]) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-def build_policy(cfg: TrainConfig, stats: dict[str, Any] | None):
+def state_names(datasets: list[Any]) -> list[str] | None:
+    """The state layout the datasets share (their ``observation.state`` names, or the layout
+    of their ``robot_type``; embodied_mm/processor/robots), or None when unknown or mixed."""
+    from embodied_mm.features import OBS_STATE
+    from embodied_mm.processor.robots import state_names_of
+
+    found = [state_names_of(d.meta.features.get(OBS_STATE), d.meta.info.get("robot_type"))
+             for d in datasets]  # fmt: skip
+    return found[0] if found and all(f == found[0] for f in found) else None
+
+
+def build_policy(cfg: TrainConfig, stats: dict[str, Any] | None, names: list[str] | None = None):
     """The run's policy (``cfg.policy``) with its freeze/LoRA choices (align stage: projectors
-    only)."""
+    only); ``names``: the state layout of the training data, saved in its processor file."""
     from embodied_mm.model.modeling_vla import VLAPolicy
 
     freeze = set(cfg.freeze) | (set(FREEZABLE) if cfg.stage == "align" else set())
@@ -81,7 +92,7 @@ def build_policy(cfg: TrainConfig, stats: dict[str, Any] | None):
         policy_config.backbone.freeze = True
     if cfg.lora_r and cfg.stage != "align":
         policy_config.backbone.lora_rank = cfg.lora_r
-    policy = VLAPolicy(policy_config, stats)
+    policy = VLAPolicy(policy_config, stats, state_names=names)
     if "proprio" in freeze:
         policy.proprio.requires_grad_(False)
     if cfg.stage == "align":
@@ -269,13 +280,15 @@ def _train_in(cfg: TrainConfig, resume: bool, accelerator: Any) -> TrainResult:
         dataset: Dataset = CaptionDataset(cfg.align_env, cfg.align_samples, cfg.seed,
                                           image_size=policy_config.image_size)  # fmt: skip
         stats = None  # captions carry no actions; instruction tuning brings the stats
+        names = None
     else:
         dataset, parts = load_datasets(cfg, policy_config)
         stats = policy_stats(parts)
+        names = state_names(parts)
         if cfg.stage == "ground":
             dataset = GoalOnly(parts)
     set_seed(cfg.seed)  # the initial weights are part of what a seed reproduces (every rank)
-    policy = build_policy(cfg, stats)
+    policy = build_policy(cfg, stats, names)
     if cfg.init_from:
         load_weights(policy, Path(cfg.init_from))
     if accelerator.is_main_process:

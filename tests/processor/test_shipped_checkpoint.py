@@ -9,6 +9,7 @@ import torch
 
 from embodied_mm.model.modeling_vla import VLAPolicy
 from embodied_mm.processor.core import PROCESSOR_FILE
+from embodied_mm.processor.robots import robot_layout
 
 DEFAULT = Path(__file__).resolve().parents[2] / "sim_assets" / "checkpoints" / "default"
 
@@ -31,7 +32,12 @@ def test_old_and_migrated_shipped_checkpoints_give_identical_actions(tmp_path):
     (old / PROCESSOR_FILE).unlink()
     migrated = VLAPolicy.from_pretrained(DEFAULT, device="cpu").eval()
     unmigrated = VLAPolicy.from_pretrained(old, device="cpu").eval()
-    assert migrated.processor.pipeline.to_dict() == unmigrated.processor.pipeline.to_dict()
+    steps = migrated.processor.pipeline.to_dict()["steps"]
+    # the migration also recorded the state layout it was trained on (the sim's Panda)
+    assert steps[0]["params"].pop("state_names") == list(robot_layout("panda").state_names)
+    old_steps = unmigrated.processor.pipeline.to_dict()["steps"]
+    assert old_steps[0]["params"].pop("state_names") is None
+    assert steps == old_steps
     for seed in range(3):
         obs = observations(seed)
         assert torch.equal(migrated.predict_chunk(obs), unmigrated.predict_chunk(obs))

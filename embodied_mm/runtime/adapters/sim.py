@@ -19,12 +19,14 @@ from typing import Any
 import numpy as np
 
 from embodied_mm.features import ACTION, OBS_STATE, env_obs_to_frame, image_key
+from embodied_mm.processor.robots import robot_layout
 from embodied_mm.runtime.robot import FeatureSpec, Robot, RobotObservation, check_action
 from embodied_mm.runtime.safety import SafetyConfig
 
-# agent_pos layout of our envs: 7 joints (rad), jaw opening (m), TCP xyz (m), TCP quat (wxyz)
-N_JOINTS = 7
-TCP_SLICE = slice(8, 11)
+# agent_pos of our envs, by name (embodied_mm/processor/robots/panda.py)
+LAYOUT = robot_layout("panda")
+JOINTS = LAYOUT.dims("joints")
+TCP_XYZ = LAYOUT.slice("tcp_xyz")
 JOINT_SPEED_RAD_S = 2.0  # rate limit for joint_pos commands (the Panda's slowest joint: 2.6)
 JAW_SPEED_M_S = 0.2
 
@@ -100,7 +102,9 @@ class SimRobot(Robot):
             }
             for cam, sub in space["pixels"].spaces.items()
         }
-        feats[OBS_STATE] = {"dtype": "float32", "shape": space["agent_pos"].shape, "names": None}
+        shape = space["agent_pos"].shape
+        names = list(LAYOUT.state_names) if shape == (LAYOUT.state_dim,) else None
+        feats[OBS_STATE] = {"dtype": "float32", "shape": shape, "names": names}
         return feats
 
     @property
@@ -133,8 +137,12 @@ class SimRobot(Robot):
         assert self._obs is not None, "connect() first"
         state = np.asarray(self._obs["agent_pos"], dtype=np.float64)
         if self.action_mode == "joint_pos":
-            jaw = self._gripper_cmd if self._gripper_cmd is not None else state[N_JOINTS]
-            return np.append(state[:N_JOINTS], jaw)
+            jaw = (
+                self._gripper_cmd
+                if self._gripper_cmd is not None
+                else state[LAYOUT.dims("gripper")[0]]
+            )
+            return np.append(state[JOINTS], jaw)
         grip = self._gripper_cmd if self._gripper_cmd is not None else -1.0  # envs start open
         return np.append(np.zeros(6), grip)
 
@@ -145,10 +153,10 @@ class SimRobot(Robot):
             return SafetyConfig(
                 action_low=space.low,
                 action_high=space.high,
-                gripper_index=N_JOINTS,
+                gripper_index=len(JOINTS),  # joint_pos actions: the joints, then the jaw
                 gripper_low=float(space.low[-1]),
                 gripper_high=float(space.high[-1]),
-                max_velocity=np.array([JOINT_SPEED_RAD_S] * N_JOINTS + [JAW_SPEED_M_S]),
+                max_velocity=np.array([JOINT_SPEED_RAD_S] * len(JOINTS) + [JAW_SPEED_M_S]),
             )
         from embodied_mm.envs.tabletop_env import TCP_HIGH, TCP_LOW
 
@@ -169,7 +177,7 @@ class SimRobot(Robot):
         from embodied_mm.envs.tabletop_env import POS_SCALE
 
         def target(action: np.ndarray) -> np.ndarray:
-            tcp = np.asarray(self._obs["agent_pos"], dtype=np.float64)[TCP_SLICE]  # (3,)
+            tcp = np.asarray(self._obs["agent_pos"], dtype=np.float64)[TCP_XYZ]  # (3,)
             return tcp + np.asarray(action[:3]) * POS_SCALE
 
         return target
