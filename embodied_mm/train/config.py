@@ -136,15 +136,22 @@ class TrainConfig(Checked):
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
-        return load_train_config(path)[0]
+        """A run directory's saved ``config.yaml`` (one written before the policy was part of
+        TrainConfig is read in today's layout, see :func:`migrate_saved_run`)."""
+        return load_train_config(path, saved_run=True)[0]
 
 
 def load_train_config(
-    config_file: str | Path | None = None, args: list[str] | tuple[str, ...] = ()
+    config_file: str | Path | None = None,
+    args: list[str] | tuple[str, ...] = (),
+    saved_run: bool = False,
 ) -> tuple[TrainConfig, set[str]]:
     """The config from a YAML file with flags on top, and the dotted fields those two set.
 
     Precedence, field by field: flags > the file > the recipe's preset policy > defaults.
+    ``saved_run``: the file is a run directory's own ``config.yaml``, which may predate the
+    policy fields (:func:`migrate_saved_run`); a user's ``--config`` file gets the one-line
+    old-style error instead.
 
     Raises:
         ConfigError: naming the file or the flag of the first wrong value.
@@ -154,6 +161,8 @@ def load_train_config(
     config_file = config_file or flag_file
     source = str(config_file) if config_file else None
     file_values = read_mapping(config_file) if config_file else {}
+    if saved_run:
+        file_values = migrate_saved_run(file_values)
     _reject_old_policy_values(file_values, source, flag=False)
     _reject_old_policy_values(flags, None, flag=True)
     layers = [(file_values, source, False), (flags, None, True)]
@@ -169,6 +178,18 @@ def load_train_config(
                 raise err.located(where, flag=flag) from None
         raise
     return cfg, set(_given(file_values, cfg)) | set(_given(flags, cfg))
+
+
+def migrate_saved_run(values: dict[str, Any]) -> dict[str, Any]:
+    """A saved ``config.yaml`` of an earlier release (``policy: NAME`` and ``policy_overrides:
+    {FIELD: VALUE}``) in today's layout (``recipe: NAME``, ``policy: {FIELD: VALUE}``), so
+    that its run can be resumed; today's layout passes unchanged."""
+    if not isinstance(values.get("policy"), str):
+        return values
+    values = dict(values)
+    values["recipe"] = values.pop("policy")
+    values["policy"] = values.pop("policy_overrides", None) or {}
+    return values
 
 
 def train_flags_help() -> str:
@@ -220,17 +241,19 @@ def _old_style_checked(args: list[str]) -> list[str]:
 
 
 def _reject_old_policy_values(values: dict[str, Any], source: str | None, flag: bool) -> None:
-    if "policy_overrides" in values:
-        what = "--policy-overrides" if flag else "policy_overrides"
-        raise ConfigError((), f"{what} is gone: set the policy's fields under policy:, e.g. "
-                          f"policy: {{chunk_size: 16, vision: {{film: true}}}}", source)  # fmt: skip
+    """One line for the layout of earlier releases (``policy: NAME``, ``policy_overrides``),
+    saying what to write instead."""
+    fields = _EXAMPLE if flag else "policy: {chunk_size: 16, vision: {film: true}}"
     if isinstance(values.get("policy"), str):
         name = values["policy"]
         if name not in _recipe_names():
             name = f"NAME (one of {', '.join(_recipe_names())})"
         say = f"--recipe {name}" if flag else f"recipe: {name}"
         raise ConfigError(("policy",), f"takes the policy's fields now; choose the recipe with "
-                          f"{say}, then change fields as {_EXAMPLE}", source, flag)  # fmt: skip
+                          f"{say}, then set fields as {fields}", source, flag)  # fmt: skip
+    if "policy_overrides" in values:  # (the flag is caught before parsing)
+        raise ConfigError((), f"policy_overrides is gone: set the policy's fields as {fields}",
+                          source)  # fmt: skip
 
 
 # Fields a resumed run may change: they set how long the run goes on and what it logs and
@@ -250,11 +273,26 @@ def digest_differences(saved_digest: str, cfg: TrainConfig) -> list[str]:
     """The training fields on which ``cfg`` differs from a checkpoint's ``config_digest``.
 
     Fields in :data:`RESUMABLE_FIELDS` are ignored, also in digests of older checkpoints,
-    which included them."""
-    saved = json.loads(saved_digest)
+    which included them. A digest from before the policy was part of TrainConfig (recipe name
+    and overrides) is compared as the policy they give."""
+    saved = _digest_in_todays_layout(json.loads(saved_digest))
     now = json.loads(config_digest(cfg))
     names = (set(saved) | set(now)) - set(_NOT_TRAINING)
     return sorted(n for n in names if saved.get(n) != now.get(n))
+
+
+def _digest_in_todays_layout(saved: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(saved.get("policy"), str):
+        return saved
+    from embodied_mm.policies.recipes import recipe_config
+
+    saved = migrate_saved_run(saved)
+    policy = saved.pop("policy")
+    try:
+        config = recipe_config(saved["recipe"], saved.get("size", SIZES[0]), **policy)
+    except (ConfigError, KeyError):  # a recipe or field that no longer exists: all differ
+        return {**saved, "policy": policy}
+    return {**saved, **_leaves(config, "policy.")}
 
 
 @dataclass

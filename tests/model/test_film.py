@@ -45,7 +45,7 @@ def test_film_needs_a_conv_tower_and_cond_dim():
         VisionTower(VisionConfig(family="siglip", image_size=32, film=True), cond_dim=8)
     with pytest.raises(ValueError, match="needs cond_dim"):
         VisionTower(resnet(film=True))
-    with pytest.raises(ValueError, match="shift_augment must be >= 0"):
+    with pytest.raises(ValueError, match="shift_augment: expected int ≥ 0, got -1"):
         VisionTower(resnet(shift_augment=-1))
 
 

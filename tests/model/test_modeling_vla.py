@@ -114,9 +114,9 @@ def test_long_instructions_are_cut(policy):
 
 
 def test_unknown_head_lists_known():
-    cfg = tiny_config("diffusion", "qwen2")
-    with pytest.raises(KeyError, match="known: chunk, discrete, flow"):
-        VLAPolicy(cfg, device="cpu")
+    # the config refuses it where it is set, naming the field
+    with pytest.raises(ValueError, match="kind: expected one of chunk, discrete, flow"):
+        tiny_config("diffusion", "qwen2")
 
 
 def test_building_does_not_mutate_the_callers_config():

@@ -27,7 +27,7 @@ def test_mlp_is_llava_two_layer_gelu():
 
 
 def test_unknown_projector_lists_known():
-    with pytest.raises(KeyError, match="known: linear, mlp, resampler"):
+    with pytest.raises(ValueError, match="kind: expected one of linear, mlp, resampler"):
         build_projector(ProjectorConfig(kind="qformer"), 4, 4)
 
 

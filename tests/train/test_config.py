@@ -195,3 +195,26 @@ def test_digest_ignores_the_resumable_fields_also_in_older_digests():
     assert digest_differences(older, dataclasses.replace(cfg, policy=policy)) == [
         "policy.chunk_size"
     ]
+
+
+def test_a_run_saved_by_the_earlier_layout_resumes(tmp_path):
+    """Before the policy was part of TrainConfig, a run saved ``policy: NAME`` with
+    ``policy_overrides`` in its config.yaml, and its checkpoints a digest of those: both read
+    as today's config, so the run resumes; a user's --config file in that layout is refused."""
+    saved = tmp_path / "config.yaml"
+    saved.write_text(
+        "policy: vla-flow\nsize: tiny\npolicy_overrides:\n  chunk_size: 4\n"
+        "  vision: {film: true}\ndataset: [a]\nsteps: 8\nlr: 0.001\n"
+    )
+    cfg = TrainConfig.from_yaml(saved)
+    assert cfg.recipe == "vla-flow" and cfg.steps == 8 and cfg.lr == 1e-3
+    assert cfg.policy == recipe_config("vla-flow", chunk_size=4, vision={"film": True})
+    digest = {k: v for k, v in json.loads(config_digest(cfg)).items() if "." not in k}
+    digest.pop("recipe")
+    digest.update(policy="vla-flow", policy_overrides={"chunk_size": 4, "vision": {"film": True}})
+    old_digest = json.dumps(digest, sort_keys=True)  # what such a checkpoint holds
+    assert digest_differences(old_digest, cfg) == []
+    changed = dataclasses.replace(cfg, policy=dataclasses.replace(cfg.policy, chunk_size=8))
+    assert digest_differences(old_digest, changed) == ["policy.chunk_size"]
+    with pytest.raises(ConfigError, match="choose the recipe with recipe: vla-flow"):
+        load_train_config(saved)
