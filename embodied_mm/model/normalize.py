@@ -122,29 +122,46 @@ class Normalizer(nn.Module):
                     values = values.clamp_min(std_floor(self.stats[feature], std_floor_rel))
                 # Buffers follow the module across devices; the JSON copy is what gets saved.
                 self.register_buffer(f"{prefix}_{j}", values, persistent=False)
+            # Each direction as one fused multiply-add, y = scale * x + shift (one op on the
+            # control loop's hot path instead of four):
+            #   mean_std: y = (x - mean) / std;  bounded: y = 2 (x - low) / (high - low) - 1
+            a, b = self._pair(feature)
+            if mode == "mean_std":
+                scale, shift = 1.0 / b, -a / b
+            else:
+                width = (b - a).clamp_min(_EPS)
+                scale, shift = 2.0 / width, -2.0 * a / width - 1.0
+            self.register_buffer(f"{prefix}_scale", scale, persistent=False)
+            self.register_buffer(f"{prefix}_shift", shift, persistent=False)
+            # the inverse, x = y * inv_scale + inv_shift
+            self.register_buffer(f"{prefix}_inv_scale", 1.0 / scale, persistent=False)
+            self.register_buffer(f"{prefix}_inv_shift", -shift / scale, persistent=False)
 
     def _pair(self, feature: str) -> tuple[torch.Tensor, torch.Tensor]:
         prefix = self._keys[feature]
         return getattr(self, f"{prefix}_0"), getattr(self, f"{prefix}_1")
 
+    def _affine(self, feature: str, inverse: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        prefix = self._keys[feature] + ("_inv" if inverse else "")
+        return getattr(self, f"{prefix}_scale"), getattr(self, f"{prefix}_shift")
+
     def normalize(self, feature: str, x: torch.Tensor) -> torch.Tensor:
         mode = self.modes.get(feature, "identity")
         if mode == "identity":
             return x
-        a, b = self._pair(feature)
-        if mode == "mean_std":
-            return (x - a) / b
-        return (2.0 * (x - a) / (b - a).clamp_min(_EPS) - 1.0).clamp(-1.0, 1.0)
+        scale, shift = self._affine(feature, inverse=False)
+        y = torch.addcmul(shift, x, scale)
+        return y if mode == "mean_std" else y.clamp(-1.0, 1.0)
 
     def unnormalize(self, feature: str, y: torch.Tensor) -> torch.Tensor:
         mode = self.modes.get(feature, "identity")
         if mode == "identity":
             return y
-        a, b = self._pair(feature)
-        if mode == "mean_std":
-            return y * b + a
-        # Clamp first so the result lies inside [low, high] whatever the head produced.
-        return (y.clamp(-1.0, 1.0) + 1.0) / 2.0 * (b - a) + a
+        scale, shift = self._affine(feature, inverse=True)
+        if mode != "mean_std":
+            # Clamp first so the result lies inside [low, high] whatever the head produced.
+            y = y.clamp(-1.0, 1.0)
+        return torch.addcmul(shift, y, scale)
 
     def bounds(self, feature: str) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(low, high)`` in robot units for bounded modes, else None."""

@@ -6,9 +6,9 @@ with the tower family's mean and std, as the tower was trained. Integer downscal
 k×k boxes (what OpenCV's INTER_AREA does); other sizes use antialiased bilinear.
 
 The 2× downscale of uint8 frames (our sim's 128 → 64) is the control loop's case and is fused
-into three cheap ops instead of six: uint8 → float, the sum of each row pair with the mean
-folded in (contiguous), then one (N, 6) @ (6, 3) matmul that adds each column pair and
-applies the per-channel scale. It equals box average then ``(x - mean) / std`` up to float
+into a few cheap ops: the sum of each row pair in int16 (exact), to float with the mean folded
+in, then one (N, 6) @ (6, 3) matmul that adds each column pair and applies the per-channel
+scale. It equals box average then ``(x - mean) / std`` up to float
 rounding (≤ 1e-6; tests/processor/test_images.py). Hand-written because no library call does
 resize + normalise of HWC uint8 frames in one pass on CPU tensors (torchvision's
 ``Resize`` + ``Normalize`` are the six-op chain).
@@ -94,8 +94,10 @@ class CameraPixels(nn.Module, Step):
         s = self.params.size
         if frames.ndim == 4 and self._halving(frames):
             b = frames.shape[0]
-            rows = frames.float().view(b, s, 2, 6 * s)  # (B, S, 2, 2S·3): row pairs
-            pairs = torch.add(rows[:, :, 0], rows[:, :, 1]).add_(self.pair_offset)  # (B, S, 6S)
+            rows = frames.view(b, s, 2, 6 * s)  # (B, S, 2, 2S·3): row pairs
+            # int16 sums (≤ 510, exact): a quarter of the memory traffic of float frames
+            pairs = (rows[:, :, 0].to(torch.int16) + rows[:, :, 1]).float()  # (B, S, 6S)
+            pairs = pairs.add_(self.pair_offset)
             out = pairs.view(-1, 6) @ self.pair_matrix  # (B·S·S, 3): column pairs, scaled
             return out.view(b, s, s, 3).permute(0, 3, 1, 2)  # (B, 3, S, S), channels-last
         return torch.addcmul(self.shift, resize(images_to_float(frames), s), self.scale)
