@@ -1,9 +1,11 @@
 """Run episodes of an env with a policy: success rate, front-camera videos, a summary JSON.
 
-A policy here is anything with ``reset()`` and ``act(obs, info) -> action``;
-:func:`make_rollout_policy` builds the scripted expert, a seeded random policy, or a trained
-checkpoint (through the runtime's chunk executor, so a checkpoint runs exactly as it would
-on a robot).
+A trained checkpoint runs through the controller stack ``deploy`` runs (the sim robot
+adapter, the chunk executor of ``--mode`` and the safety filter, stepped by the controller
+loop in simulated time: :func:`run_controlled`), so its success rate is the deployed
+stack's; its records count the filter's interventions. The scripted expert and the seeded
+random policy (anything with ``reset()`` and ``act(obs, info) -> action``) drive the env
+directly (:func:`run_rollouts`).
 """
 
 from __future__ import annotations
@@ -53,45 +55,19 @@ class RandomPolicy:
         return self.space.sample()
 
 
-class CheckpointPolicy:
-    """A saved VLA policy, run open loop chunk by chunk as the robot runtime runs it."""
-
-    def __init__(self, checkpoint: Path, n_action_steps: int | None = None) -> None:
-        from embodied_mm.runtime.chunking import OpenLoopExecutor
-        from embodied_mm.runtime.inference import LocalPolicy
-
-        self.executor = OpenLoopExecutor(LocalPolicy.from_checkpoint(checkpoint), n_action_steps)
-
-    def reset(self) -> None:
-        self.executor.reset()
-
-    def act(self, obs: dict[str, Any], info: dict[str, Any]) -> np.ndarray:
-        from embodied_mm.features import env_obs_to_frame
-
-        action = self.executor.next_action(env_obs_to_frame(obs, info["task"]))
-        if action is None:
-            raise RuntimeError(f"the policy gave no action: {self.executor.last_error}")
-        return action
-
-
 def make_rollout_policy(spec: str, env: gym.Env, seed: int = 0) -> RolloutPolicy:
-    """``"scripted"``, ``"random"`` or the path of a checkpoint directory."""
+    """``"scripted"`` or ``"random"`` (checkpoints run through :func:`run_controlled`)."""
     if spec == "scripted":
         return ExpertPolicy(env)
     if spec == "random":
         return RandomPolicy(env, seed)
-    path = Path(spec)
-    if not path.is_dir():
-        raise ValueError(
-            f"--policy {spec!r} is neither 'scripted', 'random' nor a checkpoint directory"
-        )
-    try:
-        import embodied_mm.model.modeling_vla  # noqa: F401
-    except ImportError as err:  # pragma: no cover - the model package ships with the repo
-        raise RuntimeError(
-            f"checkpoint policies need embodied_mm.model.modeling_vla: {err}"
-        ) from err
-    return CheckpointPolicy(path)
+    raise ValueError(
+        f"--policy {spec!r} is neither 'scripted', 'random' nor a checkpoint directory"
+    )
+
+
+def is_checkpoint(spec: str) -> bool:
+    return spec not in ("scripted", "random") and Path(spec).is_dir()
 
 
 @dataclass
@@ -104,6 +80,7 @@ class RolloutSummary:
     success_rate: float
     mean_steps: float
     seconds: float
+    interventions: dict[str, int] = field(default_factory=dict)  # safety filter, by kind
     per_episode: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -145,6 +122,72 @@ def run_rollouts(
     return results
 
 
+def run_controlled(
+    robot: Any,
+    controller: Any,
+    episodes: int,
+    seed: int = 0,
+    video_dir: Path | None = None,
+    fps: int = 20,
+    keep_actions: bool = False,
+) -> list[dict[str, Any]]:
+    """:func:`run_rollouts` for a policy behind a controller: ``robot`` a connected
+    ``SimRobot``, ``controller`` a :class:`~embodied_mm.runtime.controller.Controller` in
+    simulated time. Each episode is one run of the controller loop, unpaced, until the env
+    ends it or the safety filter stops it. Records add ``interventions`` (by kind),
+    ``stop_reason`` and, with ``keep_actions``, the commands sent (``actions``, (T, D))."""
+    from embodied_mm.data.video import encode_video
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if video_dir is not None:
+        video_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    for i in range(episodes):
+        episode_seed = seed + i
+        robot.reset_episode(seed=episode_seed)
+        record, frames = _controlled_episode(robot, controller)
+        record = {"seed": episode_seed, **record}
+        if not keep_actions:
+            del record["actions"]
+        if video_dir is not None:
+            path = video_dir / f"episode_{episode_seed:04d}.mp4"
+            encode_video(np.stack(frames), path, fps=fps)  # (T, H, W, 3)
+            record["video"] = str(path)
+        results.append(record)
+    return results
+
+
+def _controlled_episode(robot: Any, controller: Any) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """One episode from the robot's present state: (its record, the front frames (H, W, 3):
+    the first observation and one per step)."""
+    from embodied_mm.features import image_key
+    from embodied_mm.runtime.loop import ControllerLoop
+
+    controller.reset()
+    front = image_key("front")
+    frames = [robot.get_observation().frame[front]]
+    sent: list[list[float]] = []
+    success = False
+
+    def on_step(step: int, loop: ControllerLoop) -> None:
+        nonlocal success
+        frames.append(robot.get_observation().frame[front])
+        sent.append(np.asarray(loop.last_sent, dtype=np.float64).tolist())
+        success = success or bool(robot.info.get("is_success"))
+
+    hz = 1.0 / controller.safety.dt
+    loop = ControllerLoop(robot, controller.executor, controller.safety, hz, on_step=on_step,
+                          paced=False)  # fmt: skip
+    result = loop.run(max_steps=10**9)  # the env's time limit or a safety stop ends it
+    if result.stop_reason == "error":
+        raise RuntimeError(f"the episode failed: {result.error}")
+    record = {"success": success, "steps": result.steps, "task": robot.task,
+              "interventions": dict(sorted(result.interventions.items())),
+              "stop_reason": result.stop_reason, "actions": sent}  # fmt: skip
+    return record, frames
+
+
 def summarize(
     env_id: str, engine: str, policy: str, results: list[dict[str, Any]], seconds: float
 ) -> RolloutSummary:
@@ -158,8 +201,17 @@ def summarize(
         success_rate=successes / len(results),
         mean_steps=float(np.mean([r["steps"] for r in results])),
         seconds=seconds,
+        interventions=_total_interventions(results),
         per_episode=results,
     )
+
+
+def _total_interventions(results: list[dict[str, Any]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for r in results:
+        for kind, n in r.get("interventions", {}).items():
+            total[kind] = total.get(kind, 0) + n
+    return dict(sorted(total.items()))
 
 
 def rollout(
@@ -172,26 +224,63 @@ def rollout(
     image_size: int = 128,
     summary_path: Path | None = None,
     action_mode: str = "ee_delta",
+    control: Any = None,
+    keep_actions: bool = False,
 ) -> RolloutSummary:
     """Make the env, run the episodes, write the summary JSON (to ``summary_path``, or
-    ``video_dir/summary.json``)."""
+    ``video_dir/summary.json``). ``control``: the
+    :class:`~embodied_mm.runtime.controller.ControlSpec` a checkpoint runs under (default
+    open loop at 20 Hz); scripted and random policies ignore it. ``keep_actions``: a
+    checkpoint's records also hold the commands sent (``actions``, (T, D))."""
     import embodied_mm.envs  # noqa: F401  (registers the ids)
 
     if env_id not in gym.registry:
         from embodied_mm.envs.registration import task_ids
 
         raise ValueError(f"unknown env {env_id!r}; known: {', '.join(sorted(task_ids()))}")
-    env = gym.make(env_id, engine=engine, image_size=image_size, action_mode=action_mode)
-    try:
-        t0 = time.perf_counter()
-        results = run_rollouts(
-            env, make_rollout_policy(policy, env, seed), episodes, seed, video_dir
-        )
-        summary = summarize(env_id, engine, policy, results, time.perf_counter() - t0)
-    finally:
-        env.close()
+    t0 = time.perf_counter()
+    if is_checkpoint(policy):
+        results = _rollout_checkpoint(Path(policy), env_id, engine, episodes, video_dir, seed,
+                                      image_size, action_mode, control,
+                                      keep_actions)  # fmt: skip
+    else:
+        env = gym.make(env_id, engine=engine, image_size=image_size, action_mode=action_mode)
+        try:
+            results = run_rollouts(
+                env, make_rollout_policy(policy, env, seed), episodes, seed, video_dir
+            )
+        finally:
+            env.close()
+    summary = summarize(env_id, engine, policy, results, time.perf_counter() - t0)
     out = summary_path or (video_dir / "summary.json" if video_dir is not None else None)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(asdict(summary), indent=2))
     return summary
+
+
+def _rollout_checkpoint(
+    checkpoint: Path,
+    env_id: str,
+    engine: str,
+    episodes: int,
+    video_dir: Path | None,
+    seed: int,
+    image_size: int,
+    action_mode: str,
+    control: Any,
+    keep_actions: bool,
+) -> list[dict[str, Any]]:
+    from embodied_mm.runtime.adapters.sim import SimRobot
+    from embodied_mm.runtime.controller import ControlSpec, robot_sim_controller
+    from embodied_mm.runtime.inference import LocalPolicy
+
+    source = LocalPolicy.from_checkpoint(checkpoint)
+    with SimRobot(env_id, seed=seed, engine=engine, image_size=image_size,
+                  action_mode=action_mode) as robot:  # fmt: skip
+        controller = robot_sim_controller(control or ControlSpec(), source, robot)
+        try:
+            return run_controlled(robot, controller, episodes, seed, video_dir,
+                                  keep_actions=keep_actions)  # fmt: skip
+        finally:
+            controller.close()

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from embodied_mm.cli.app import app
+from embodied_mm.cli.control import LATENCY_HELP, MODE_HELP
 
 DEFAULT_ENV = "embodied_mm/PickLift-v0"
 
@@ -26,9 +27,15 @@ def demo(
     episodes: int = typer.Option(1, help="Episodes to run."),
     seed: int = typer.Option(100_000, help="First episode seed (held out from training)."),
     out: Path = typer.Option(Path("outputs/demo"), help="Where the videos and summary go."),
+    mode: str = typer.Option("open_loop", help=MODE_HELP),
+    latency_steps: int = typer.Option(1, help=LATENCY_HELP),
 ) -> None:
-    """Run a simulated episode with the shipped default policy and write a video."""
+    """Run a simulated episode with the shipped default policy (behind deploy's controller
+    stack: chunk executor of --mode + safety filter) and write a video."""
     from embodied_mm.envs.rollout import rollout
+    from embodied_mm.runtime.controller import ControlSpec
+
+    control = ControlSpec(mode, latency_steps=latency_steps)  # bad values: UsageError
 
     checkpoint = shipped_checkpoint()
     if checkpoint is None:
@@ -40,8 +47,8 @@ def demo(
     else:
         typer.echo(f"Policy: the shipped default checkpoint {checkpoint}")
         policy = str(checkpoint)
-    summary = rollout(env, engine, policy, episodes, out, seed=seed)
+    summary = rollout(env, engine, policy, episodes, out, seed=seed, control=control)
     typer.echo(
-        f"{env} on {engine}: success {summary.successes}/{summary.episodes}; "
-        f"video and summary.json in {out}"
+        f"{env} on {engine}: success {summary.successes}/{summary.episodes}, safety "
+        f"interventions {summary.interventions or 'none'}; video and summary.json in {out}"
     )

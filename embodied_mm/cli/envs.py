@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from embodied_mm.cli.app import app, bench_app
+from embodied_mm.cli.control import HZ_HELP, LATENCY_HELP, MODE_HELP, REFILL_HELP
 
 ENGINE_NAMES = ("mujoco", "pybullet")
 
@@ -49,15 +50,21 @@ def rollout_cmd(
     image_size: int = typer.Option(128, min=16, help="Camera image height and width."),
     summary: Path | None = typer.Option(None, help="Summary JSON path (default video_dir/)."),
     action_mode: str = typer.Option("ee_delta", help="ee_delta or joint_pos (the policy's)."),
+    mode: str = typer.Option("open_loop", help=MODE_HELP),
+    hz: float = typer.Option(20.0, help=HZ_HELP),
+    refill_at: int = typer.Option(4, help=REFILL_HELP),
+    latency_steps: int = typer.Option(1, help=LATENCY_HELP),
 ) -> None:
-    """Run episodes of a task with a policy; print the success rate."""
+    """Run episodes of a task with a policy; print the success rate. A checkpoint runs
+    through deploy's controller stack (chunk executor of --mode + safety filter)."""
     from embodied_mm.envs.rollout import rollout
+    from embodied_mm.runtime.controller import ControlSpec
 
     _check_engine(engine)
+    control = ControlSpec(mode, hz, refill_at, latency_steps)  # bad values: UsageError
     try:
-        result = rollout(
-            env, engine, policy, episodes, video_dir, seed, image_size, summary, action_mode
-        )
+        result = rollout(env, engine, policy, episodes, video_dir, seed, image_size, summary,
+                         action_mode, control)  # fmt: skip
     except (ValueError, RuntimeError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
@@ -65,6 +72,7 @@ def rollout_cmd(
         f"{env} engine={engine} policy={policy}: success {result.successes}/{result.episodes}"
         f" = {result.success_rate:.0%} (mean {result.mean_steps:.0f} steps, "
         f"{result.seconds:.1f} s)"
+        + (f", interventions {result.interventions}" if result.interventions else "")
     )
     if video_dir is not None:
         typer.echo(f"videos and summary.json in {video_dir}")

@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 
 from embodied_mm.cli.app import app
+from embodied_mm.cli.control import HZ_HELP, LATENCY_HELP, MODE_HELP, REFILL_HELP
+from embodied_mm.runtime.controller import ControlSpec
 
 
 @app.command("eval")
@@ -21,17 +23,21 @@ def eval_command(
     num_envs: int = typer.Option(2, help="Parallel envs per process (async vector env)."),
     out: Path = typer.Option(Path("outputs/eval"), help="Where eval_info.json and videos go."),
     n_action_steps: int | None = typer.Option(
-        None, help="Actions played per predicted chunk before the next prediction (default: all)."
+        None, help="open_loop: actions played per chunk before the next prediction (default: all)."
     ),
+    mode: str = typer.Option("open_loop", help=MODE_HELP),
+    hz: float = typer.Option(20.0, help=HZ_HELP),
+    refill_at: int = typer.Option(4, help=REFILL_HELP),
+    latency_steps: int = typer.Option(1, help=LATENCY_HELP),
 ) -> None:
-    """Success rate (95% Wilson interval) and mean episode length per task; runs sharded
-    across processes under `accelerate launch`."""
+    """Success rate (95% Wilson interval), mean episode length and safety interventions per
+    task, through deploy's controller stack; runs sharded across processes under
+    `accelerate launch`."""
     from embodied_mm.eval.evaluate import run_eval
 
     env_ids = [e for e in env.split(",") if e]
-    info = run_eval(
-        checkpoint, env_ids, engine, episodes, out, split, seed, num_envs, n_action_steps
-    )
+    control = ControlSpec(mode, hz, refill_at, latency_steps, n_action_steps)  # UsageError
+    info = run_eval(checkpoint, env_ids, engine, episodes, out, split, seed, num_envs, control)
     if info is None:  # not the main process
         return
     for t in info["tasks"]:
@@ -39,7 +45,8 @@ def eval_command(
         typer.echo(
             f"{t['env_id']:32s} {t['engine']:8s} {t['split']:7s} success "
             f"{t['success_rate']:.0%} ({t['successes']}/{t['episodes']}, 95% CI "
-            f"{lo:.0%}-{hi:.0%}), mean length {t['mean_length']:.1f}"
+            f"{lo:.0%}-{hi:.0%}), mean length {t['mean_length']:.1f}, "
+            f"interventions {t['interventions'] or 'none'}"
         )
     typer.echo(f"wrote {out / 'eval_info.json'}")
 

@@ -20,19 +20,14 @@ from typing import Any
 
 from embodied_mm.errors import UsageError, require_positive
 from embodied_mm.features import OBS_STATE, image_key
-from embodied_mm.runtime.chunking import (
-    AsyncExecutor,
-    ChunkExecutor,
-    OpenLoopExecutor,
-    TemporalEnsembleExecutor,
-)
+from embodied_mm.runtime.chunking import MODES, make_executor
 from embodied_mm.runtime.inference import ChunkSource
 from embodied_mm.runtime.loop import ControllerLoop, LoopResult
 from embodied_mm.runtime.recording import RunRecorder
 from embodied_mm.runtime.robot import Robot
 from embodied_mm.runtime.safety import EStop, SafetyFilter
 
-MODES = ("open_loop", "ensemble", "async")
+__all__ = ["MODES", "DeployConfig", "make_executor", "make_robot", "run_episodes"]
 
 
 def parse_cameras(specs: list[str], size: tuple[int, int] | None = None) -> dict[str, Any]:
@@ -104,18 +99,6 @@ def make_robot(
     raise ValueError(
         f"unknown robot kind {kind!r} in {spec!r}; known: sim, dynamixel, so100, so101"
     )
-
-
-def make_executor(
-    mode: str, source: ChunkSource, refill_at: int = 4, ensemble_coeff: float = 0.01
-) -> ChunkExecutor:
-    if mode == "open_loop":
-        return OpenLoopExecutor(source)
-    if mode == "ensemble":
-        return TemporalEnsembleExecutor(source, ensemble_coeff)
-    if mode == "async":
-        return AsyncExecutor(source, refill_at)
-    raise ValueError(f"unknown execution mode {mode!r}; known: {', '.join(MODES)}")
 
 
 def check_compatible(robot: Robot, meta: dict[str, Any]) -> None:

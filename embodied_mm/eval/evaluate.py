@@ -1,18 +1,25 @@
 """``embodied-mm eval``: success rates per task with 95% Wilson intervals, videos and
-``eval_info.json``; episodes sharded across processes under ``accelerate launch``."""
+``eval_info.json``; episodes sharded across processes under ``accelerate launch``.
+
+Episodes run through the controller stack a robot runs (chunk executor of ``--mode`` + safety
+filter, :mod:`embodied_mm.runtime.controller`); the summaries count the filter's
+interventions by kind, per episode, per task and overall."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from embodied_mm.errors import UsageError
 from embodied_mm.eval.stats import wilson_interval
 from embodied_mm.eval.vector_rollout import rollout_batch
+from embodied_mm.runtime.controller import ControlSpec
 
 # Held-out evaluation seeds start far above the seeds demos are recorded with (0, 1, ...).
 HELDOUT_SEED_BASE = 100_000
@@ -28,6 +35,7 @@ class TaskResult:
     success_rate: float
     ci95: tuple[float, float]
     mean_length: float
+    interventions: dict[str, int] = field(default_factory=dict)  # safety filter, by kind
     video: str | None = None
     per_episode: list[dict[str, Any]] = field(default_factory=list)
 
@@ -40,9 +48,27 @@ def summarize_task(
     return TaskResult(
         env_id=env_id, engine=engine, split=split, episodes=n, successes=s,
         success_rate=s / n, ci95=wilson_interval(s, n),
-        mean_length=float(np.mean([r["steps"] for r in records])), video=video,
-        per_episode=records,
+        mean_length=float(np.mean([r["steps"] for r in records])),
+        interventions=total_interventions(records), video=video, per_episode=records,
     )  # fmt: skip
+
+
+def total_interventions(records: list[dict[str, Any]]) -> dict[str, int]:
+    """The safety filter's interventions by kind, summed over records that have counts."""
+    total: Counter[str] = Counter()
+    for r in records:
+        total.update(r.get("interventions", {}))
+    return dict(sorted(total.items()))
+
+
+def as_batch_policy(policy: Any) -> Any:
+    """``policy`` as something with ``infer_batch`` (a ``VLAPolicy`` or ``OrtPolicy`` is
+    wrapped in ``LocalPolicy``, the in-process chunk source ``deploy`` uses)."""
+    if hasattr(policy, "infer_batch"):
+        return policy
+    from embodied_mm.runtime.inference import LocalPolicy
+
+    return LocalPolicy(policy)
 
 
 def evaluate_policy(
@@ -56,10 +82,19 @@ def evaluate_policy(
     video_dir: Path | None = None,
     rank: int = 0,
     world_size: int = 1,
-    n_action_steps: int | None = None,
+    control: ControlSpec | None = None,
+    keep_actions: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
     """This rank's share of the episodes (global episode ``i`` runs on rank ``i % world``):
-    env id → per-episode records. Rank 0 writes one video per task."""
+    env id → per-episode records. Rank 0 writes one video per task. ``policy``: a
+    ``LocalPolicy``, or a policy object it wraps; ``control``: the mode (default open loop);
+    ``keep_actions``: records also hold the commands sent (``actions``, (T, D)).
+    """
+    policy = as_batch_policy(policy)
+    control = control or ControlSpec()
+    k = control.n_action_steps
+    if k is not None and not 1 <= k <= policy.chunk_size:
+        raise UsageError(f"n_action_steps={k} must be in [1, {policy.chunk_size}]")
     out: dict[str, list[dict[str, Any]]] = {}
     for env_id in env_ids:
         seeds = [seed + i for i in range(episodes) if i % world_size == rank]
@@ -69,7 +104,8 @@ def evaluate_policy(
             if video_dir is not None and rank == 0 and b == 0:
                 video = video_dir / f"{env_id.replace('/', '_')}_{engine}.mp4"
             records += rollout_batch(policy, env_id, seeds[b : b + num_envs], engine, split,
-                                     n_action_steps, video_path=video)  # fmt: skip
+                                     control, video_path=video,
+                                     keep_actions=keep_actions)  # fmt: skip
         out[env_id] = records
     return out
 
@@ -83,20 +119,22 @@ def run_eval(
     split: str = "train",
     seed: int = HELDOUT_SEED_BASE,
     num_envs: int = 2,
-    n_action_steps: int | None = None,
+    control: ControlSpec | None = None,
 ) -> dict[str, Any] | None:
-    """Evaluate a checkpoint; on the main process, write and return ``eval_info.json``."""
+    """Evaluate a checkpoint (``save_pretrained`` or ``export`` directory) under ``control``
+    (default: open loop at 20 Hz); on the main process, write and return ``eval_info.json``."""
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    from embodied_mm.runtime.inference import load_policy
+    from embodied_mm.runtime.inference import LocalPolicy
 
+    control = control or ControlSpec()
     state = PartialState(cpu=True)
-    policy = load_policy(checkpoint)
+    policy = LocalPolicy.from_checkpoint(checkpoint)
     t0 = time.perf_counter()
     mine = evaluate_policy(policy, env_ids, engine, episodes, split, seed, num_envs,
                            out_dir / "videos", state.process_index, state.num_processes,
-                           n_action_steps)  # fmt: skip
+                           control)  # fmt: skip
     gathered = gather_object([mine]) if state.num_processes > 1 else [mine]
     if not state.is_main_process:
         return None
@@ -112,12 +150,16 @@ def run_eval(
         "split": split,
         "seed": seed,
         "num_processes": state.num_processes,
-        "n_action_steps": n_action_steps,
+        "control": control.as_dict(),
+        "n_action_steps": control.n_action_steps,
         "seconds": time.perf_counter() - t0,
         "tasks": [asdict(t) for t in tasks],
         "overall": {
             "episodes": sum(t.episodes for t in tasks),
             "success_rate": float(np.mean([t.success_rate for t in tasks])),
+            "interventions": total_interventions(
+                [{"interventions": t.interventions} for t in tasks]
+            ),
         },
     }
     out_dir.mkdir(parents=True, exist_ok=True)

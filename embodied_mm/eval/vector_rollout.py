@@ -1,59 +1,97 @@
-"""Vectorised evaluation rollouts: N envs in worker processes, one batched policy call per
-chunk for all of them.
+"""Vectorised evaluation rollouts: N envs in worker processes, each behind its own controller.
 
-The envs step in lockstep; every ``n_action_steps`` steps the policy predicts a chunk for the
-whole batch, and each env executes the first ``n_action_steps`` actions of its own chunk
-(open loop, as the runtime's :class:`~embodied_mm.runtime.chunking.OpenLoopExecutor`).
-An env whose episode ended is ignored until every env of the batch has ended.
+Every env has a :class:`~embodied_mm.runtime.controller.Controller` (chunk executor + safety
+filter, in simulated time) built exactly as ``rollout`` and ``deploy`` build theirs, and sees
+the env through :class:`VectorSlot`, the sim robot adapter over that env's slice of the
+vector env: its limits, its hold command and its workspace check are the adapter's own. The
+envs step in lockstep; at each step the executors that want a chunk are answered by one
+batched policy call (:class:`~embodied_mm.eval.batching.StepBatcher`). An env whose episode
+ended (success, time limit, or a safety stop) is held until every env of the batch has ended.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
-from embodied_mm.features import OBS_STATE, TASK, image_key
+from embodied_mm.eval.batching import BatchPolicy, StepBatcher
+from embodied_mm.features import TASK
+from embodied_mm.runtime.adapters.sim import SimRobot
+from embodied_mm.runtime.controller import Controller, ControlSpec, robot_sim_controller
 
 
-def obs_batch(obs: dict[str, Any], tasks: Sequence[str]) -> dict[str, Any]:
-    """Vector-env observation → a policy batch with LeRobot keys."""
-    batch: dict[str, Any] = {
-        image_key(cam): torch.from_numpy(np.ascontiguousarray(img))  # (N, H, W, 3) uint8
-        for cam, img in obs["pixels"].items()
+class _Spaces:
+    """The parts of an env a :class:`SimRobot` reads, for an env living in a worker."""
+
+    def __init__(self, envs: gym.vector.VectorEnv) -> None:
+        self.action_space = envs.single_action_space
+        self.observation_space = envs.single_observation_space
+        self.action_mode = envs.get_attr("action_mode")[0]
+        self.unwrapped = self
+
+
+class VectorSlot(SimRobot):
+    """One env of a vector env, seen as the sim robot adapter: observations come from the
+    vector env's steps (:meth:`observe`), commands go out through :meth:`sent`."""
+
+    def __init__(self, env_id: str, index: int, spaces: _Spaces) -> None:
+        super().__init__(env_id, seed=None)
+        self.name = f"sim:{env_id}[{index}]"
+        self.env = spaces
+
+    def connect(self) -> None:  # the vector env owns the simulator
+        raise RuntimeError("a VectorSlot is fed by its vector env; it does not connect")
+
+    def disconnect(self) -> None:
+        self.env = None
+
+    def observe(self, obs: dict[str, Any], info: dict[str, Any]) -> None:
+        """This env's observation after a reset or step (un-batched, the env's own layout)."""
+        self._set(obs, info)
+
+    def sent(self, action: np.ndarray) -> None:
+        """The command the vector env was stepped with (the gripper target a hold keeps)."""
+        self._gripper_cmd = float(np.asarray(action)[-1])
+
+
+def _slice(obs: dict[str, Any], i: int) -> dict[str, Any]:
+    return {
+        "pixels": {c: img[i] for c, img in obs["pixels"].items()},
+        "agent_pos": obs["agent_pos"][i],
     }
-    batch[OBS_STATE] = torch.from_numpy(np.asarray(obs["agent_pos"], dtype=np.float32))  # (N, S)
-    batch[TASK] = list(tasks)
-    return batch
 
 
 def rollout_batch(
-    policy: Any,
+    policy: BatchPolicy,
     env_id: str,
     seeds: Sequence[int],
     engine: str = "mujoco",
     split: str = "train",
-    n_action_steps: int | None = None,
+    control: ControlSpec | None = None,
     image_size: int = 128,
     video_path: Path | None = None,
     fps: int = 20,
+    keep_actions: bool = False,
 ) -> list[dict[str, Any]]:
     """One episode per seed, all in parallel (an async vector env of ``len(seeds)`` envs).
 
-    Returns one record per seed: ``{"seed", "success", "steps", "task"}``. With
-    ``video_path``, the front camera of the first env is written there.
+    ``policy``: anything with ``infer_batch(frames)`` and ``reset()`` (``LocalPolicy``).
+    Returns one record per seed: ``{"seed", "success", "steps", "task", "interventions",
+    "stop_reason"}`` (``interventions``: the safety filter's counts by kind; ``stop_reason``:
+    ``episode_done``, or the filter's ``watchdog_stop`` / ``estop``), plus ``actions`` (the
+    commands sent, (T, D) as lists) with ``keep_actions``. With ``video_path``, the front
+    camera of the first env is written there.
     """
     import embodied_mm.envs  # noqa: F401  (registers the ids)
     from embodied_mm.data.video import encode_video
 
+    control = control or ControlSpec()
     n = len(seeds)
-    k = n_action_steps or policy.config.chunk_size
-    if not 1 <= k <= policy.config.chunk_size:
-        raise ValueError(f"n_action_steps={k} must be in [1, {policy.config.chunk_size}]")
     envs = gym.make_vec(
         env_id,
         num_envs=n,
@@ -64,35 +102,68 @@ def rollout_batch(
         # forkserver: a forked worker hangs in EGL set-up when this process rendered before
         vector_kwargs={"context": "forkserver"} if n > 1 else {},
     )
+    batcher = StepBatcher(policy, n)
+    controllers: list[Controller] = []
     try:
-        low, high = envs.single_action_space.low, envs.single_action_space.high
+        spaces = _Spaces(envs)
+        slots = [VectorSlot(env_id, i, spaces) for i in range(n)]
+        controllers = [
+            robot_sim_controller(control, batcher.source(i), s) for i, s in enumerate(slots)
+        ]
         obs, info = envs.reset(seed=[int(s) for s in seeds])
         tasks = [str(t) for t in info["task"]]
-        policy.reset()
-        done = np.zeros(n, dtype=bool)
+        for i, (slot, ctl) in enumerate(zip(slots, controllers, strict=True)):
+            slot.observe(_slice(obs, i), {"task": tasks[i], "is_success": False})
+            ctl.reset()
+        live = set(range(n))
         success = np.zeros(n, dtype=bool)
         steps = np.zeros(n, dtype=np.int64)
+        stop = ["episode_done"] * n
+        counts = [Counter[str]() for _ in range(n)]
+        actions: list[list[list[float]]] = [[] for _ in range(n)]
         frames = [obs["pixels"]["front"][0]] if video_path is not None else None
-        while not done.all():
-            chunk = policy.predict_chunk(obs_batch(obs, tasks))  # (N, K, D): torch, or numpy (ORT)
-            chunk = np.asarray(chunk.float().cpu() if torch.is_tensor(chunk) else chunk, np.float32)
-            for t in range(k):
-                actions = np.clip(chunk[:, t], low, high)
-                obs, _, terminated, truncated, info = envs.step(actions)
-                live = ~done
-                steps[live] += 1
-                success[live] |= np.asarray(info["is_success"], dtype=bool)[live]
-                if frames is not None and not done[0]:
+
+        def control_step(i: int):
+            frame = dict(slots[i].get_observation().frame)
+            frame[TASK] = tasks[i]
+            return controllers[i].step(frame, slots[i].hold_action())
+
+        while live:
+            decided = batcher.run_step({i: (lambda i=i: control_step(i)) for i in sorted(live)})
+            command = np.stack([slot.hold_action() for slot in slots]).astype(np.float32)  # (N, D)
+            for i, (_, safe) in decided.items():
+                command[i] = safe.action
+                if keep_actions:
+                    actions[i].append(np.asarray(safe.action, dtype=np.float64).tolist())
+            obs, _, terminated, truncated, info = envs.step(command)
+            ended = np.asarray(terminated) | np.asarray(truncated)
+            for i in sorted(decided):
+                steps[i] += 1
+                success[i] |= bool(info["is_success"][i])
+                slots[i].observe(_slice(obs, i), {"task": tasks[i], "is_success": success[i]})
+                slots[i].sent(command[i])
+                if frames is not None and i == 0:
                     frames.append(obs["pixels"]["front"][0])
-                done |= np.asarray(terminated) | np.asarray(truncated)
-                if done.all():
-                    break
+                safe = decided[i][1]
+                if safe.stop:
+                    stop[i] = "estop" if controllers[i].safety.estop.engaged else "watchdog_stop"
+                if safe.stop or ended[i]:
+                    counts[i] = Counter(controllers[i].interventions)
+                    live.discard(i)
     finally:
+        for ctl in controllers:
+            ctl.close()
+        batcher.close()
         envs.close()
     if frames is not None:
         video_path.parent.mkdir(parents=True, exist_ok=True)
         encode_video(np.stack(frames), video_path, fps=fps)  # (T, H, W, 3)
-    return [
-        {"seed": int(s), "success": bool(success[i]), "steps": int(steps[i]), "task": tasks[i]}
-        for i, s in enumerate(seeds)
-    ]
+    records = []
+    for i, s in enumerate(seeds):
+        record = {"seed": int(s), "success": bool(success[i]), "steps": int(steps[i]),
+                  "task": tasks[i], "interventions": dict(sorted(counts[i].items())),
+                  "stop_reason": stop[i]}  # fmt: skip
+        if keep_actions:
+            record["actions"] = actions[i]
+        records.append(record)
+    return records

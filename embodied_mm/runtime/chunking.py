@@ -8,6 +8,8 @@
   chunk is requested from the current observation while the queue keeps playing; when it
   arrives, the actions whose steps already passed are dropped and the overlap with what is
   still queued is cross-faded from old to new.
+- :class:`SimulatedLatencyExecutor`: the async schedule in simulated time: a chunk asked for
+  at step t arrives at step t + ``latency_steps`` (deterministic; eval and rollout use it).
 
 Every executor returns None from :meth:`next_action` when it has no fresh action (the policy
 failed, or the async queue ran dry); the safety filter's watchdog turns that into a hold.
@@ -90,6 +92,8 @@ class ChunkExecutor(abc.ABC):
 class OpenLoopExecutor(ChunkExecutor):
     def __init__(self, source: ChunkSource, n_action_steps: int | None = None) -> None:
         super().__init__(source)
+        if n_action_steps is not None and n_action_steps < 1:
+            raise ValueError(f"n_action_steps must be >= 1, got {n_action_steps}")
         self.n_action_steps = n_action_steps
         self._queue: deque[np.ndarray] = deque()
 
@@ -267,17 +271,7 @@ class AsyncExecutor(ChunkExecutor):
 
     def _merge(self, start: int, actions: np.ndarray) -> None:
         """Put a chunk computed from the observation at step ``start`` into the queue."""
-        new = [(start + i, a) for i, a in enumerate(actions) if start + i >= self.step]
-        old = {s: a for s, a in self._queue}
-        overlap = [s for s, _ in new if s in old]
-        merged: deque[tuple[int, np.ndarray]] = deque()
-        for s, a in new:
-            if s in old:
-                # cross-fade: the first overlapped step keeps mostly the old plan
-                w = (overlap.index(s) + 1) / (len(overlap) + 1)
-                a = (1 - w) * old[s] + w * a
-            merged.append((s, a))
-        self._queue = merged
+        self._queue = merge_chunk(self._queue, start, actions, self.step)
 
     def _next(self, frame: dict[str, Any]) -> np.ndarray | None:
         with self._lock:
@@ -307,6 +301,108 @@ class AsyncExecutor(ChunkExecutor):
             self._has_work.notify()
             self._has_answer.notify_all()
         self._worker.join(timeout=5.0)
+
+
+class SimulatedLatencyExecutor(ChunkExecutor):
+    """:class:`AsyncExecutor`'s schedule with a fixed latency counted in control steps, for
+    simulation, where inference takes no simulated time.
+
+    A chunk requested from the observation of step t (when ``refill_at`` or fewer actions are
+    left queued) is inferred at once, synchronously, but only reaches the queue at step
+    t + ``latency_steps``: its actions for the steps that passed meanwhile are dropped and
+    the overlap with what is still queued is cross-faded, exactly as when the threaded
+    executor's answer arrives. As there, the first step of an episode waits for the chunk of
+    its own observation, a queue that runs dry gives None (the safety filter holds), and a
+    failed request is asked again at the next step. Deterministic: the same observations give
+    the same actions. With ``latency_steps=1`` it plays what :class:`AsyncExecutor` plays when
+    the policy answers within one control period.
+    """
+
+    def __init__(self, source: ChunkSource, refill_at: int = 4, latency_steps: int = 1) -> None:
+        super().__init__(source)
+        if latency_steps < 1:
+            raise ValueError(f"latency_steps must be >= 1 (a chunk arrives after the step "
+                             f"it was asked at), got {latency_steps}")  # fmt: skip
+        if refill_at < 0:
+            raise ValueError(f"refill_at must be >= 0, got {refill_at}")
+        self.refill_at = refill_at
+        self.latency_steps = latency_steps
+        self._queue: deque[tuple[int, np.ndarray]] = deque()  # (step, (D,))
+        self._pending: tuple[int, ChunkResult] | None = None  # (step asked at, answer)
+
+    def reset(self) -> None:
+        super().reset()
+        self._queue.clear()
+        self._pending = None
+
+    def _next(self, frame: dict[str, Any]) -> np.ndarray | None:
+        if self.step == 0 and not self._queue:
+            result = self._infer(frame)  # the episode's first chunk: waited for
+            if result is not None:
+                self._queue = merge_chunk(self._queue, 0, result.actions, 0)
+        elif self._pending is not None and self._pending[0] + self.latency_steps <= self.step:
+            start, result = self._pending
+            self._pending = None
+            self._queue = merge_chunk(self._queue, start, result.actions, self.step)
+        while self._queue and self._queue[0][0] < self.step:
+            self._queue.popleft()
+        if len(self._queue) <= self.refill_at and self._pending is None:
+            result = self._infer(frame)
+            if result is not None:
+                self._pending = (self.step, result)
+        if self._queue and self._queue[0][0] == self.step:
+            return self._queue.popleft()[1]
+        return None
+
+
+def merge_chunk(
+    queue: deque[tuple[int, np.ndarray]], start: int, actions: np.ndarray, now: int
+) -> deque[tuple[int, np.ndarray]]:
+    """The queue after a chunk computed from the observation at step ``start`` arrives at step
+    ``now``: its actions for steps before ``now`` are dropped, the ones that overlap the queue
+    are cross-faded from the queued plan to the new one, and the new chunk's tail follows.
+
+    ``queue``: (step, (D,) action) pairs; ``actions``: (K, D), action i is for step start + i.
+    """
+    new = [(start + i, a) for i, a in enumerate(actions) if start + i >= now]
+    old = {s: a for s, a in queue}
+    overlap = [s for s, _ in new if s in old]
+    merged: deque[tuple[int, np.ndarray]] = deque()
+    for s, a in new:
+        if s in old:
+            # cross-fade: the first overlapped step keeps mostly the old plan
+            w = (overlap.index(s) + 1) / (len(overlap) + 1)
+            a = (1 - w) * old[s] + w * a
+        merged.append((s, a))
+    return merged
+
+
+MODES = ("open_loop", "ensemble", "async")
+
+
+def make_executor(
+    mode: str,
+    source: ChunkSource,
+    refill_at: int = 4,
+    ensemble_coeff: float = 0.01,
+    n_action_steps: int | None = None,
+    latency_steps: int | None = None,
+) -> ChunkExecutor:
+    """The executor of a ``--mode``. ``async`` is the threaded :class:`AsyncExecutor` (wall
+    clock, a robot), or with ``latency_steps`` the deterministic
+    :class:`SimulatedLatencyExecutor` (simulated time). ``n_action_steps`` applies to
+    ``open_loop`` (actions played per chunk; default the whole chunk)."""
+    if mode == "open_loop":
+        return OpenLoopExecutor(source, n_action_steps)
+    if n_action_steps is not None:
+        raise ValueError(f"n_action_steps applies to --mode open_loop, not {mode!r}")
+    if mode == "ensemble":
+        return TemporalEnsembleExecutor(source, ensemble_coeff)
+    if mode == "async":
+        if latency_steps is not None:
+            return SimulatedLatencyExecutor(source, refill_at, latency_steps)
+        return AsyncExecutor(source, refill_at)
+    raise ValueError(f"unknown execution mode {mode!r}; known: {', '.join(MODES)}")
 
 
 def _log_discarded(failure: Exception, what: str) -> None:

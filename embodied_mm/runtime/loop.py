@@ -4,8 +4,10 @@ Each stage is timed (p50/p99 in :class:`StageTimer`); a step whose busy time exc
 control period counts as a deadline miss, and the loop then starts the next step at once
 instead of trying to catch up (catching up would send a burst of commands).
 
-An engaged e-stop skips inference (which can take up to the server timeout): the step goes
-straight to the hold. Things an operator must know at once (the policy became unavailable or
+Inference and the safety filter are the :class:`~embodied_mm.runtime.controller.Controller`'s,
+the same that ``rollout`` and ``eval`` step simulated envs with. An engaged e-stop skips
+inference (which can take up to the server timeout): the step goes straight to the hold.
+``paced=False`` runs the steps back to back (``rollout`` and ``demo`` in simulated time). Things an operator must know at once (the policy became unavailable or
 came back, a stop and why) are passed to ``on_event`` as one line of text when they happen
 (logged as warnings without it).
 """
@@ -22,6 +24,7 @@ import numpy as np
 
 from embodied_mm.features import TASK, image_key
 from embodied_mm.runtime.chunking import ChunkExecutor
+from embodied_mm.runtime.controller import Controller
 from embodied_mm.runtime.recording import RunRecorder
 from embodied_mm.runtime.robot import Robot, RobotObservation
 from embodied_mm.runtime.safety import FilteredAction, SafetyFilter
@@ -54,14 +57,19 @@ class ControllerLoop:
         on_step: Callable[[int, ControllerLoop], None] | None = None,
         on_event: Callable[[str], None] | None = None,
         policy_name: str = "policy",
+        paced: bool = True,
     ) -> None:
         """``on_event``: receives operator messages as they happen (see the module docstring).
-        ``policy_name``: how those messages name the policy, e.g. ``policy server ws://...``."""
+        ``policy_name``: how those messages name the policy, e.g. ``policy server ws://...``.
+        ``paced``: keep the control rate in wall time (a robot); False runs steps back to back.
+        """
         if hz <= 0:
             raise ValueError(f"hz must be positive, got {hz}")
         self.robot = robot
+        self.controller = Controller(executor, safety)
         self.executor = executor
         self.safety = safety
+        self.paced = paced
         self.hz = hz
         self.period = 1.0 / hz
         self.task = task
@@ -71,6 +79,7 @@ class ControllerLoop:
         self.policy_name = policy_name
         self.timer = StageTimer(self.period)
         self.step = 0
+        self.last_sent: np.ndarray | None = None  # (D,) the command of the last step
         self.error: str | None = None
         self._policy_lost = False
 
@@ -121,6 +130,8 @@ class ControllerLoop:
             if self.robot.episode_done:
                 reason = "episode_done"
                 break
+            if not self.paced:
+                continue
             next_tick += self.period
             delay = next_tick - time.perf_counter()
             if delay > 0:
@@ -149,14 +160,15 @@ class ControllerLoop:
         with self.timer.stage("infer"):
             # An e-stop engaged since the last step must not wait for an inference (up to the
             # server timeout in open-loop mode): no action, and the filter holds and stops.
-            raw = None if self.safety.estop.engaged else self.executor.next_action(frame)
+            raw = self.controller.propose(frame)
         with self.timer.stage("postprocess"):
-            safe = self.safety.filter(raw, self.robot.hold_action(), obs.stamps)
+            safe = self.controller.filter(raw, self.robot.hold_action(), obs.stamps)
         with self.timer.stage("act"):
             if safe.stop:
                 self.robot.safe_stop()
             else:
                 self.robot.send_action(safe.action)
+            self.last_sent = safe.action
         return safe, raw, obs
 
     def _event(self, message: str) -> None:

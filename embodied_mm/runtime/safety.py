@@ -157,7 +157,11 @@ class SafetyFilter:
         self._last_fresh: float | None = None
 
     def reset(self) -> None:
-        """Start of an episode: the watchdog clock and the delta reference restart."""
+        """Start of an episode: the counts, the event log, the step number, the watchdog
+        clock and the delta reference restart (the limits and the e-stop stay)."""
+        self.counts.clear()
+        self.events.clear()
+        self.step = 0
         self._last_command = None
         self._last_fresh = None
 

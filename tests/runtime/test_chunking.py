@@ -14,7 +14,14 @@ from embodied_mm.deploy.server import PolicyServer, ServerThread
 from embodied_mm.features import OBS_STATE, TASK, image_key
 from embodied_mm.model.modeling_vla import VLAPolicy
 from embodied_mm.processor.tokenize import TokenizeTask
-from embodied_mm.runtime.chunking import AsyncExecutor, OpenLoopExecutor, TemporalEnsembleExecutor
+from embodied_mm.runtime.chunking import (
+    AsyncExecutor,
+    OpenLoopExecutor,
+    SimulatedLatencyExecutor,
+    TemporalEnsembleExecutor,
+    make_executor,
+    merge_chunk,
+)
 from embodied_mm.runtime.inference import ChunkResult, LocalPolicy, PolicyUnavailable
 from tests.preemption import pausing_inside
 
@@ -368,3 +375,79 @@ def test_a_reset_during_a_remote_request_reaches_the_server(tiny_policy):
                 timer.join()
             ex.close()
             client.close()
+
+
+# ------------------------------------------------------------ async in simulated time
+def _play(ex, steps: int, start: int = 0) -> list[float | None]:
+    return [first(ex.next_action(frame(t))) for t in range(start, start + steps)]
+
+
+def test_simulated_latency_plays_the_async_schedule_one_step_late():
+    """A chunk asked for at step t lands at t + 1: the steps that passed are dropped and the
+    overlap with the queued chunk is cross-faded 1/4, 2/4, 3/4 towards the new one."""
+    src = RampSource(k=8, offset_per_call=0.5)  # call c predicts t + 0.5 c
+    ex = SimulatedLatencyExecutor(src, refill_at=4, latency_steps=1)
+    assert _play(ex, 10) == [0, 1, 2, 3, 4, 5.125, 6.25, 7.375, 8.5, 9.625]
+    assert src.log == ["infer 0", "infer 4", "infer 8"]  # asked when 4 were left
+
+
+def test_simulated_latency_of_three_steps_drops_what_it_missed():
+    src = RampSource(k=8, offset_per_call=0.5)
+    ex = SimulatedLatencyExecutor(src, refill_at=4, latency_steps=3)
+    # asked at 4, lands at 7 (steps 4..6 of it passed; 7 cross-faded 1/2); asked at 8, lands at 11
+    assert _play(ex, 12) == [0, 1, 2, 3, 4, 5, 6, 7.25, 8.5, 9.5, 10.5, 11.75]
+
+
+def test_simulated_latency_runs_dry_then_resets_cleanly():
+    src = RampSource(k=4)
+    ex = SimulatedLatencyExecutor(src, refill_at=0, latency_steps=2)
+    # the queue empties at 4; the chunk asked for there lands at 6: two steps without an action
+    assert _play(ex, 8) == [0, 1, 2, 3, None, None, 6, 7]
+    ex.reset()  # a pending chunk of the old episode never reaches the new one
+    assert _play(ex, 2, start=1000) == [1000, 1001]
+    assert src.resets == 1 and src.log[-2:] == ["reset", "infer 1000"]
+
+
+def test_simulated_latency_asks_again_after_a_failure():
+    class DownAtCall1(RampSource):
+        def during(self, call):
+            if call == 1:
+                raise PolicyUnavailable("server down")
+
+    ex = SimulatedLatencyExecutor(DownAtCall1(k=4), refill_at=1, latency_steps=1)
+    # step 3 asks and fails (the queue still plays 3), step 4 asks again; it lands at 5
+    assert _play(ex, 6) == [0, 1, 2, 3, None, 5]
+    assert ex.last_error is None  # the second request succeeded
+
+
+def test_merge_chunk_is_what_the_threaded_executor_merges():
+    from collections import deque
+
+    queued = deque((s, np.array([float(s)])) for s in (5, 6, 7))
+    merged = merge_chunk(queued, 4, np.array([[4.0], [5.5], [6.5], [7.5], [8.5]]), now=5)
+    assert [s for s, _ in merged] == [5, 6, 7, 8]
+    np.testing.assert_allclose([a[0] for _, a in merged], [5.125, 6.25, 7.375, 8.5])
+
+
+@pytest.mark.parametrize(
+    ("mode", "kwargs", "cls"),
+    [
+        ("open_loop", {"n_action_steps": 2}, OpenLoopExecutor),
+        ("ensemble", {}, TemporalEnsembleExecutor),
+        ("async", {"latency_steps": 2}, SimulatedLatencyExecutor),
+    ],
+)
+def test_make_executor_builds_each_mode(mode, kwargs, cls):
+    ex = make_executor(mode, RampSource(k=4), **kwargs)
+    assert type(ex) is cls
+
+
+def test_make_executor_rejects_bad_modes_and_knobs():
+    with pytest.raises(ValueError, match=r"unknown execution mode 'magic'; known: open_loop"):
+        make_executor("magic", RampSource())
+    with pytest.raises(ValueError, match="n_action_steps applies to --mode open_loop"):
+        make_executor("ensemble", RampSource(), n_action_steps=2)
+    with pytest.raises(ValueError, match="latency_steps must be >= 1"):
+        make_executor("async", RampSource(), latency_steps=0)
+    with pytest.raises(ValueError, match="n_action_steps must be >= 1"):
+        OpenLoopExecutor(RampSource(), n_action_steps=0)
