@@ -32,6 +32,16 @@ def load_policy(path: str | Path, device: str | None = None) -> Any:
     return VLAPolicy.from_pretrained(path, device=device).eval()
 
 
+def _state_names(policy: Any) -> list[str] | None:
+    """``state_names`` of a policy's saved processor pipeline (PyTorch or onnxruntime)."""
+    processor = getattr(policy, "processor", None)
+    pipeline = getattr(processor, "pipeline", processor)
+    find = getattr(pipeline, "find", None)
+    step = find("observation_check") if find is not None else None
+    names = getattr(getattr(step, "params", None), "state_names", None)
+    return list(names) if names else None
+
+
 class PolicyUnavailable(RuntimeError):
     """The policy could not answer (server down, timeout); the caller holds the robot."""
 
@@ -66,6 +76,7 @@ class LocalPolicy:
         self.action_dim: int = int(cfg.action_dim)
         self.chunk_size: int = int(cfg.chunk_size)
         self.image_size: int | None = getattr(cfg, "image_size", None)
+        self.state_names: list[str] | None = _state_names(policy)
 
     @classmethod
     def from_checkpoint(
@@ -82,6 +93,9 @@ class LocalPolicy:
             # the frame size the policy was trained on: cameras are resized to it client-side,
             # which also keeps requests small
             "policy_image_size": self.image_size,
+            # the state layout the policy was trained on (its processor's observation_check),
+            # None when unknown
+            "state_names": self.state_names,
         }
 
     def reset(self) -> None:

@@ -40,3 +40,12 @@ def test_the_goal_head_predicts_the_layouts_goal_dims_and_keeps_them_when_saved(
     torch.testing.assert_close(loaded.goal_head[-1].weight, policy.goal_head[-1].weight)
     unknown = VLAPolicy(cfg, device="cpu")  # no layout: every state dim, as before
     assert unknown.goal_dims == list(range(15))
+
+
+def test_the_served_metadata_names_the_state_layout():
+    from embodied_mm.runtime.inference import LocalPolicy
+
+    names = list(robot_layout("panda").state_names)
+    policy = VLAPolicy(tiny_config(state_dim=15), device="cpu", state_names=names)
+    assert LocalPolicy(policy).metadata()["state_names"] == names
+    assert LocalPolicy(VLAPolicy(tiny_config(), device="cpu")).metadata()["state_names"] is None
