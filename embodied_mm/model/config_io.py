@@ -22,6 +22,7 @@ import argparse
 import contextvars
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -279,6 +280,7 @@ def decode_config(
     return cfg
 
 
+@functools.cache
 def _fields(cls: Any) -> dict[str, Any]:
     """Field name → resolved type annotation (class variables such as RULES left out)."""
     hints = typing.get_type_hints(cls)
