@@ -39,7 +39,7 @@ from draccus.utils import DecodingError, ParsingError
 from embodied_mm.errors import UsageError
 
 C = TypeVar("C")
-Path_ = tuple[str, ...]
+FieldPath = tuple[str, ...]
 
 
 class ConfigError(UsageError):
@@ -99,7 +99,7 @@ def above(low: float) -> Rule:
 
 
 def fraction() -> Rule:
-    """A probability that must leave something: in [0, 1)."""
+    """A rate below 1 (dropout): in [0, 1)."""
     return Rule("in [0, 1)", lambda v: 0 <= v < 1)
 
 
@@ -137,7 +137,7 @@ class Checked:
             check(self)
 
 
-def check(cfg: Any, path: Path_ = ()) -> None:
+def check(cfg: Any, path: FieldPath = ()) -> None:
     """Check the types and ``RULES`` of a config and of every nested config.
 
     Raises:
@@ -154,7 +154,7 @@ def check(cfg: Any, path: Path_ = ()) -> None:
             _check_value(value, hints[f.name], rules.get(f.name), where)
 
 
-def _check_value(value: Any, hint: Any, rule: Rule | None, where: Path_) -> None:
+def _check_value(value: Any, hint: Any, rule: Rule | None, where: FieldPath) -> None:
     if not _is_type(value, hint):
         raise ConfigError(where, _expected(hint, rule, value))
     if rule is None or value is None:
@@ -293,7 +293,7 @@ def _dataclass_of(hint: Any) -> Any:
     return members[0] if len(members) == 1 and dataclasses.is_dataclass(members[0]) else None
 
 
-def _check_raw(cls: Any, data: Any, path: Path_) -> None:
+def _check_raw(cls: Any, data: Any, path: FieldPath) -> None:
     """Unknown fields and wrong types in the raw dict, before draccus (which would read
     ``5`` as the string ``'5'`` and ``true`` as the int 1) sees them."""
     if not isinstance(data, Mapping):
