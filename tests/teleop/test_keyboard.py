@@ -1,0 +1,75 @@
+"""The keyboard teleoperator reading a real pseudo-terminal in raw mode (blessed)."""
+
+import json
+import time
+
+import pytest
+
+from embodied_mm.errors import UsageError
+from embodied_mm.teleop.config import KeyboardConfig
+from embodied_mm.teleop.keyboard import KeyboardTeleop
+from tests.teleop.pty_session import PYTHON, PtySession
+
+CHILD = "tests.teleop.keyboard_child"
+
+
+def readings(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith('{"a"')]
+
+
+@pytest.fixture
+def session():
+    s = PtySession([PYTHON, "-m", CHILD, "0.3"])
+    try:
+        s.expect("ready")
+        yield s
+    finally:
+        s.close()
+
+
+def test_keys_move_the_axes_then_stop_after_the_hold_time(session):
+    session.type(b"w")
+    time.sleep(0.15)
+    session.type(b"f")  # z down, while x still moves
+    time.sleep(0.6)  # both past key_hold_s: still
+    session.type(b"c\x1b[C")  # close the gripper, then → (next)
+    time.sleep(0.1)
+    session.type(b"\x1b")  # Esc: stop
+    assert session.wait(30) == 0
+    rows = readings(session.text)
+    actions = [r["a"] for r in rows]
+    assert actions[0] == [0, 0, 0, 0, 0, 0, -1]  # nothing pressed yet, gripper open
+    assert any(a[0] == 0.25 and a[2] == 0 for a in actions)  # x only
+    assert any(a[0] == 0.25 and a[2] == -0.25 for a in actions)  # x and z down
+    i_close = next(i for i, a in enumerate(actions) if a[6] == 1)
+    assert actions[i_close - 1][:6] == [0] * 6  # the hold time passed: no motion
+    assert ["next"] in [r["e"] for r in rows]
+    assert rows[-1]["e"] == ["stop"]
+
+
+def test_space_halts_at_once_and_ctrl_c_is_an_abort_not_a_signal(session):
+    session.type(b"a")
+    time.sleep(0.1)
+    session.type(b" ")
+    time.sleep(0.1)
+    session.type(b"\x03")
+    assert session.wait(30) == 0  # SIGINT would have killed it with a traceback
+    rows = readings(session.text)
+    i_a = next(i for i, r in enumerate(rows) if r["a"][1] == 0.25)
+    after = [r["a"][1] for r in rows[i_a:]]
+    halted = after.index(0)
+    # halted by the space, within ~0.1 s of pressing a: well before the 0.3 s hold time
+    assert all(v == 0 for v in after[halted:])
+    assert rows[-1]["e"] == ["abort"]
+
+
+def test_without_a_terminal_connecting_names_the_problem():
+    with pytest.raises(UsageError, match="needs a terminal on stdin"):
+        KeyboardTeleop().connect()  # pytest's stdin is not a terminal
+
+
+def test_a_bad_key_map_is_refused():
+    with pytest.raises(UsageError, match="keyboard key 'x'"):
+        KeyboardConfig(keys={"x": (6, 1)})
+    with pytest.raises(UsageError, match="translation_scale"):
+        KeyboardConfig(translation_scale=2.0)
