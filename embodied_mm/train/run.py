@@ -103,7 +103,8 @@ def build_policy(cfg: TrainConfig, stats: dict[str, Any] | None, names: list[str
         if policy.goal_head is None:
             raise UsageError(
                 "the ground stage trains the goal head: set --policy.goal_loss_weight > 0 "
-                "(and --policy.goal_dims, e.g. 8,9 for our sim's gripper x, y)"
+                "(and --policy.goal_dims, e.g. 8,9, where the dataset's robot layout names no "
+                "goal dims)"
             )
         policy.requires_grad_(False)
         for part in (policy.vision, policy.goal_head, policy.backbone.lm.get_input_embeddings()):
