@@ -1,9 +1,13 @@
 """The teleoperator interface, beside :class:`~embodied_mm.runtime.robot.Robot`.
 
-connect → (get_action)* → disconnect. Each read gives a :class:`TeleopCommand`: an action in the
-robot's action space (``ee_delta`` or ``joint_pos``, the device's config maps into it) or None
-when the person is not commanding (a gamepad's deadman released: the robot holds), plus the
-episode controls pressed since the last read (next, re-record, stop).
+connect → attach(robot) → (get_action)* → disconnect. Each read gives a :class:`TeleopCommand`:
+an action in the robot's action space (``ee_delta`` or ``joint_pos``, the device's config maps
+into it), plus the episode controls pressed since the last read (next, re-record, stop).
+
+Two ways of not moving the robot differ: ``engaged=False`` says the person is not commanding
+(a gamepad's deadman released): the robot holds, and that is a normal step. ``action=None``
+with ``engaged=True`` says the device gave no reading (a leader arm's bus stopped answering):
+that is a missing command, which the safety filter's watchdog holds and, if it lasts, stops.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ class TeleopEvent(str, enum.Enum):
 
 @dataclass
 class TeleopCommand:
-    action: np.ndarray | None  # (D,) float64 in robot units; None: hold where it is
+    action: np.ndarray | None  # (D,) float64 in robot units; None: no reading this step
     events: set[TeleopEvent] = field(default_factory=set)
+    engaged: bool = True  # False: the person lets go (deadman released), the robot holds
 
 
 class Teleoperator(abc.ABC):
@@ -58,6 +63,10 @@ class Teleoperator(abc.ABC):
 
     @abc.abstractmethod
     def disconnect(self) -> None: ...
+
+    def attach(self, robot: Robot) -> None:  # noqa: B027 (most devices need nothing)
+        """Called with the connected robot before the first read: a device that maps into the
+        robot's ranges (a leader's gripper) takes them here."""
 
     @abc.abstractmethod
     def get_action(self) -> TeleopCommand:
