@@ -15,7 +15,7 @@ app.add_typer(dataset_app, name="dataset")
 
 @app.command()
 def record(
-    env: str = typer.Option(..., help="Gymnasium id, e.g. embodied_mm/PickLift-v0."),
+    env: str = typer.Option(None, help="Gymnasium id, e.g. embodied_mm/PickLift-v0."),
     engine: str = typer.Option("mujoco", help="Physics engine: mujoco or pybullet."),
     episodes: int = typer.Option(..., help="Episodes the dataset should hold when done."),
     out: Path = typer.Option(..., help="Dataset directory (LeRobot v3.0)."),
@@ -24,8 +24,37 @@ def record(
     keep_failures: bool = typer.Option(False, help="Also keep episodes the expert failed."),
     seed: int = typer.Option(0, help="Seed of the first episode (then +1 per attempt)."),
     codec: str = typer.Option("h264", help="Video codec: h264, libsvtav1 (LeRobot's), mpeg4."),
+    robot: str = typer.Option(
+        None, help="Real arm to teleoperate: so100:<port>, so101:<port>, dynamixel:<port>."
+    ),
+    teleop: str = typer.Option(
+        None, help="A person drives: keyboard, gamepad[:<index>], leader:<port>."
+    ),
+    camera: list[str] = typer.Option([], help="With --robot: name=source (repeatable)."),
+    task: str = typer.Option(None, help="The instruction stored with each episode."),
+    calibration: Path = typer.Option(None, help="With --robot: the arm's calibration file."),
+    teleop_calibration: Path = typer.Option(
+        None, help="With --teleop leader:<port>: the leader arm's calibration file."
+    ),
+    fps: int = typer.Option(None, help="Control and recording rate (default: env's, or 30)."),
+    episode_time_s: float = typer.Option(60.0, help="Longest episode (teleop), seconds."),
+    reset_time_s: float = typer.Option(
+        None, help="Teleop: unrecorded reset time between episodes (default: 0 sim, 10 real)."
+    ),
 ) -> None:
-    """Record scripted-expert demonstrations into a LeRobot v3.0 dataset."""
+    """Record demonstrations into a LeRobot v3.0 dataset: scripted experts in simulation
+    (--env), or a person teleoperating (--teleop) a simulated (--env) or real (--robot) arm.
+
+    Teleop controls: right arrow (gamepad A) next episode, left arrow (B) re-record, Esc
+    (start) stop, Ctrl-C abort (the episode in progress is dropped, the arm holds)."""
+    if teleop is not None or robot is not None:
+        _record_teleop(
+            env, engine, robot, teleop, camera, task, calibration, teleop_calibration,
+            episodes, out, resume, seed, codec, fps, episode_time_s, reset_time_s,
+        )  # fmt: skip
+        return
+    if env is None:
+        raise typer.BadParameter("give --env ID (and --teleop for a person to drive)")
     import gymnasium as gym
 
     import embodied_mm.envs  # noqa: F401  (registers the env ids)
@@ -59,6 +88,109 @@ def record(
         f"{out}: {summary.episodes} episodes ({summary.recorded} new); expert success "
         f"{rate:.0%} over {summary.attempts} attempts"
     )
+
+
+def _record_teleop(
+    env: str | None,
+    engine: str,
+    robot_spec: str | None,
+    teleop_spec: str | None,
+    cameras: list[str],
+    task: str | None,
+    calibration: Path | None,
+    teleop_calibration: Path | None,
+    episodes: int,
+    out: Path,
+    resume: bool,
+    seed: int,
+    codec: str,
+    fps: int | None,
+    episode_time_s: float,
+    reset_time_s: float | None,
+) -> None:
+    """``record --teleop``: a person drives a simulated or real robot (see the command's help)."""
+    from embodied_mm.data.teleop_recorder import TeleopRecordConfig, record_teleop
+    from embodied_mm.deploy.session import make_robot
+    from embodied_mm.dirlock import DirectoryLockedError
+    from embodied_mm.errors import UsageError
+    from embodied_mm.runtime.safety import EStop
+    from embodied_mm.teleop.config import KeyboardConfig
+    from embodied_mm.teleop.factory import make_teleop
+    from embodied_mm.teleop.keyboard import KeyboardTeleop
+    from embodied_mm.teleop.terminal import TerminalKeys, say
+
+    if teleop_spec is None:
+        raise UsageError("--robot records with a person driving: give --teleop DEVICE")
+    if (env is None) == (robot_spec is None):
+        raise UsageError(
+            "--teleop drives either a simulated arm (--env ID) or a real one (--robot)"
+        )
+    if env is not None and cameras:
+        raise UsageError("--camera is for --robot; a simulated env renders its own cameras")
+    spec = f"sim:{env}" if env is not None else str(robot_spec)
+    try:
+        the_robot = (
+            make_robot(spec, seed=seed, engine=engine)
+            if env is not None
+            else make_robot(spec, calibration, cameras)
+        )
+    except (KeyError, FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e).strip("'\"")) from e
+    device = make_teleop(teleop_spec, teleop_calibration, spec.partition(":")[0])
+    controls = []
+    keys: TerminalKeys | None = None
+    if not isinstance(device, KeyboardTeleop):
+        import sys
+
+        if sys.stdin.isatty():  # next / re-record / stop from the keyboard beside the device
+            keys = TerminalKeys()
+            mapping = KeyboardConfig().events
+            controls.append(lambda: [mapping[k] for k in keys.poll() if k in mapping])
+    estop = EStop()
+    with the_robot:
+        if fps is None:  # the env's control rate, or 30 Hz (LeRobot's usual) for a real arm
+            fps = _sim_fps(the_robot) if env is not None else 30
+        config = TeleopRecordConfig(
+            episodes=episodes,
+            fps=fps,
+            task=task,
+            episode_time_s=episode_time_s,
+            reset_time_s=(0.0 if env is not None else 10.0)
+            if reset_time_s is None
+            else reset_time_s,
+            resume=resume,
+            seed=seed,
+            codec=codec,
+        )
+        with device:
+            if keys is not None:
+                keys.open()
+            estop.install_sigint()
+            try:
+                summary = record_teleop(
+                    the_robot, device, out, config, controls=controls, say=say, estop=estop
+                )
+            except DirectoryLockedError as e:
+                say(f"error: {e}")
+                raise typer.Exit(1) from e
+            except FileExistsError as e:
+                raise UsageError(str(e)) from e
+            finally:
+                estop.uninstall_sigint()
+                if keys is not None:
+                    keys.close()
+    typer.echo(
+        f"{out}: {summary.episodes} episodes ({summary.recorded} new); ended: "
+        f"{summary.stop_reason}; safety interventions: {summary.safety_counts or 'none'}"
+    )
+    if summary.stop_reason in ("abort", "safety_stop"):
+        raise typer.Exit(1)
+
+
+def _sim_fps(robot) -> int:
+    """A simulated robot's control rate, as the scripted recorder reads it."""
+    env = robot.env
+    return round(getattr(env.unwrapped, "control_hz", None) or env.metadata["render_fps"])
 
 
 @dataset_app.command()

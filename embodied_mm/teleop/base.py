@@ -68,6 +68,10 @@ class Teleoperator(abc.ABC):
         """Called with the connected robot before the first read: a device that maps into the
         robot's ranges (a leader's gripper) takes them here."""
 
+    def reset(self) -> None:  # noqa: B027 (devices without state need nothing)
+        """Start of an episode (the robot was just reset): forget motion still held from the
+        last one."""
+
     @abc.abstractmethod
     def get_action(self) -> TeleopCommand:
         """The command now; never blocks longer than one device read."""

@@ -50,6 +50,10 @@ class KeyboardTeleop(Teleoperator):
 
     def connect(self) -> None:
         self.keys.open()
+        self.reset()
+
+    def reset(self) -> None:
+        """No axis moving, the gripper open (as our envs start)."""
         self._until[:] = 0
         self.gripper = -1.0
 

@@ -1,0 +1,34 @@
+"""``--teleop`` specs: ``keyboard``, ``leader:<port>``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from embodied_mm.errors import UsageError
+from embodied_mm.teleop.base import Teleoperator
+
+SPECS = "keyboard or leader:<port>"
+
+
+def make_teleop(
+    spec: str, calibration: Path | None = None, follower_kind: str | None = None
+) -> Teleoperator:
+    """The device a spec names (not connected). A leader needs its own ``calibration`` file;
+    its bus is the follower's kind (Feetech for so100/so101, else Dynamixel)."""
+    kind, _, target = spec.partition(":")
+    if kind == "keyboard" and not target:
+        from embodied_mm.teleop.keyboard import KeyboardTeleop
+
+        return KeyboardTeleop()
+    if kind == "leader" and target:
+        if calibration is None:
+            raise UsageError(
+                "--teleop leader:<port> needs --teleop-calibration FILE (the leader arm's own "
+                "calibration, from `embodied-mm calibrate`)"
+            )
+        from embodied_mm.teleop import leader
+
+        if follower_kind in ("so100", "so101"):
+            return leader.feetech_leader(target, calibration)
+        return leader.dynamixel_leader(target, calibration)
+    raise UsageError(f"unknown --teleop {spec!r}; accepted: {SPECS}")
