@@ -72,9 +72,10 @@ class KeyboardConfig:
 class GamepadConfig:
     """``axes``: ee_delta dimension -> (joystick axis index, direction). An axis inside
     ``dead_zone`` (of its full range) reads 0, the rest is rescaled to reach 1 at full tilt.
-    Nothing moves unless ``deadman_button`` is held. Indices follow SDL's game-controller
-    layout (an Xbox-style pad: axes 0/1 left stick, 3/4 right stick; buttons 0 A, 1 B, 2 X,
-    3 Y, 4 LB, 5 RB, 6 back, 7 start)."""
+    Nothing moves unless ``deadman_button`` is held. The defaults are an Xbox-style pad as
+    pygame sees it on Linux (axes 0/1 left stick x/y, 2 left trigger, 3/4 right stick x/y,
+    5 right trigger; buttons 0 A, 1 B, 2 X, 3 Y, 4 LB, 5 RB, 6 back, 7 start): left stick
+    x/y, right stick z/yaw, LB deadman, RB closes the gripper while held."""
 
     axes: dict[int, tuple[int, int]] = field(
         default_factory=lambda: {0: (1, -1), 1: (0, -1), 2: (4, -1), 5: (3, -1)}

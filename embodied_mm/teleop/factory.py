@@ -1,4 +1,4 @@
-"""``--teleop`` specs: ``keyboard``, ``leader:<port>``."""
+"""``--teleop`` specs: ``keyboard``, ``gamepad`` (or ``gamepad:<index>``), ``leader:<port>``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from embodied_mm.errors import UsageError
 from embodied_mm.teleop.base import Teleoperator
 
-SPECS = "keyboard or leader:<port>"
+SPECS = "keyboard, gamepad[:<index>] or leader:<port>"
 
 
 def make_teleop(
@@ -20,6 +20,14 @@ def make_teleop(
         from embodied_mm.teleop.keyboard import KeyboardTeleop
 
         return KeyboardTeleop()
+    if kind == "gamepad":
+        from embodied_mm.teleop.gamepad import GamepadTeleop
+
+        try:
+            index = int(target or 0)
+        except ValueError:
+            raise UsageError(f"--teleop {spec!r}: the gamepad index must be a number") from None
+        return GamepadTeleop(index)
     if kind == "leader" and target:
         if calibration is None:
             raise UsageError(
