@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from embodied_mm.cli import bench_model as _bench_model  # noqa: F401
+from embodied_mm.cli import bench_teleop as _bench_teleop  # noqa: F401
 from embodied_mm.cli import dataset as _dataset  # noqa: F401
 from embodied_mm.cli import demo as _demo  # noqa: F401  (registers commands)
 from embodied_mm.cli import deploy as _deploy  # noqa: F401

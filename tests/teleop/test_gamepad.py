@@ -10,7 +10,7 @@ from embodied_mm.teleop.base import TeleopEvent
 from embodied_mm.teleop.config import GamepadConfig
 from embodied_mm.teleop.control import teleop_step
 from embodied_mm.teleop.gamepad import GamepadTeleop, dead_zone
-from tests.teleop.virtual_gamepad import VirtualGamepad
+from embodied_mm.teleop.virtual_gamepad import VirtualGamepad
 
 LEFT_X, LEFT_Y, RIGHT_Y = 0, 1, 4
 A, B, LB, RB, START = 0, 1, 4, 5, 7

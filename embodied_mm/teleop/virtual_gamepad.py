@@ -1,6 +1,7 @@
-"""A virtual joystick inside SDL itself (``SDL_JoystickAttachVirtual``), the library pygame
-ships: pygame's joystick API reads it exactly as a USB pad, through SDL's event loop. The
-virtual device is driven through ctypes calls into pygame's own libSDL2 (the one loaded)."""
+"""A virtual gamepad inside SDL itself (``SDL_JoystickAttachVirtual``, SDL >= 2.0.14), for
+tests and benchmarks without a pad: pygame's joystick API reads it exactly as a USB pad,
+through SDL's event loop. It is driven through ctypes calls into the libSDL2 that pygame's
+wheel ships (already loaded by pygame, so the same library instance)."""
 
 from __future__ import annotations
 
