@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from embodied_mm.cli.app import app, bench_app
+from embodied_mm.errors import UsageError
 
 dataset_app = typer.Typer(help="Inspect, check and convert LeRobot-format datasets.")
 app.add_typer(dataset_app, name="dataset")
@@ -82,7 +83,7 @@ def record(
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from e
     except (FileExistsError, ValueError, RuntimeError, UnknownNameError) as e:
-        raise typer.BadParameter(str(e)) from e
+        raise UsageError(str(e)) from e
     rate = 1 - summary.failures / max(summary.attempts, 1)
     typer.echo(
         f"{out}: {summary.episodes} episodes ({summary.recorded} new); expert success "
@@ -254,7 +255,7 @@ def import_robomimic(
     try:
         n = run_import(hdf5, out, fps=fps, task=task, state_keys=keys)
     except (ValueError, FileExistsError) as e:
-        raise typer.BadParameter(str(e)) from e
+        raise UsageError(str(e)) from e
     typer.echo(f"{out}: imported {n} episodes from {hdf5}")
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from embodied_mm.cli import bench_model as _bench_model  # noqa: F401
 from embodied_mm.cli import bench_teleop as _bench_teleop  # noqa: F401
 from embodied_mm.cli import dataset as _dataset  # noqa: F401
@@ -15,17 +13,10 @@ from embodied_mm.cli import export as _export  # noqa: F401
 from embodied_mm.cli import policies as _policies  # noqa: F401
 from embodied_mm.cli import train as _train  # noqa: F401
 from embodied_mm.cli.app import app
-from embodied_mm.errors import UsageError, one_line
 
 
 def main() -> None:
-    """Run the command; bad input (:class:`~embodied_mm.errors.UsageError`) ends in one line
-    on stderr and exit code 2, not a traceback."""
-    try:
-        app()
-    except UsageError as e:
-        sys.stderr.write(f"error: {one_line(e)}\n")
-        sys.exit(2)
+    app()
 
 
 if __name__ == "__main__":
