@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from pathlib import Path
 
 import typer
@@ -115,6 +116,8 @@ def _record_teleop(
     from embodied_mm.dirlock import DirectoryLockedError
     from embodied_mm.errors import UsageError
     from embodied_mm.runtime.safety import EStop
+    from embodied_mm.runtime.servo_bus import BusError, HardwareError
+    from embodied_mm.teleop.base import check_fits
     from embodied_mm.teleop.config import KeyboardConfig
     from embodied_mm.teleop.factory import make_teleop
     from embodied_mm.teleop.keyboard import KeyboardTeleop
@@ -122,6 +125,8 @@ def _record_teleop(
 
     if teleop_spec is None:
         raise UsageError("--robot records with a person driving: give --teleop DEVICE")
+    follower_kind = "sim" if robot_spec is None else robot_spec.partition(":")[0]
+    device = make_teleop(teleop_spec, teleop_calibration, follower_kind)
     if (env is None) == (robot_spec is None):
         raise UsageError(
             "--teleop drives either a simulated arm (--env ID) or a real one (--robot)"
@@ -137,7 +142,6 @@ def _record_teleop(
         )
     except (KeyError, FileNotFoundError, ValueError) as e:
         raise UsageError(str(e).strip("'\"")) from e
-    device = make_teleop(teleop_spec, teleop_calibration, spec.partition(":")[0])
     controls = []
     keys: TerminalKeys | None = None
     if not isinstance(device, KeyboardTeleop):
@@ -148,7 +152,13 @@ def _record_teleop(
             mapping = KeyboardConfig().events
             controls.append(lambda: [mapping[k] for k in keys.poll() if k in mapping])
     estop = EStop()
-    with the_robot:
+    try:
+        the_robot.connect()
+    except (BusError, HardwareError, ConnectionError, OSError) as e:
+        raise UsageError(f"cannot connect {spec}: {e}") from e
+    with ExitStack() as connected:
+        connected.callback(the_robot.disconnect)
+        check_fits(device, the_robot)  # before the device takes the terminal
         if fps is None:  # the env's control rate, or 30 Hz (LeRobot's usual) for a real arm
             fps = _sim_fps(the_robot) if env is not None else 30
         config = TeleopRecordConfig(
@@ -163,23 +173,25 @@ def _record_teleop(
             seed=seed,
             codec=codec,
         )
-        with device:
-            if keys is not None:
-                keys.open()
-            estop.install_sigint()
-            try:
-                summary = record_teleop(
-                    the_robot, device, out, config, controls=controls, say=say, estop=estop
-                )
-            except DirectoryLockedError as e:
-                say(f"error: {e}")
-                raise typer.Exit(1) from e
-            except FileExistsError as e:
-                raise UsageError(str(e)) from e
-            finally:
-                estop.uninstall_sigint()
-                if keys is not None:
-                    keys.close()
+        try:
+            device.connect()
+        except (BusError, HardwareError, OSError) as e:
+            raise UsageError(f"cannot connect --teleop {teleop_spec}: {e}") from e
+        connected.callback(device.disconnect)
+        if keys is not None:
+            keys.open()
+            connected.callback(keys.close)
+        estop.install_sigint()
+        connected.callback(estop.uninstall_sigint)
+        try:
+            summary = record_teleop(
+                the_robot, device, out, config, controls=controls, say=say, estop=estop
+            )
+        except DirectoryLockedError as e:
+            say(f"error: {e}")
+            raise typer.Exit(1) from e
+        except FileExistsError as e:
+            raise UsageError(str(e)) from e
     typer.echo(
         f"{out}: {summary.episodes} episodes ({summary.recorded} new); ended: "
         f"{summary.stop_reason}; safety interventions: {summary.safety_counts or 'none'}"

@@ -36,7 +36,13 @@ def make_teleop(
             )
         from embodied_mm.teleop import leader
 
-        if follower_kind in ("so100", "so101"):
-            return leader.feetech_leader(target, calibration)
-        return leader.dynamixel_leader(target, calibration)
+        make = (
+            leader.feetech_leader
+            if follower_kind in ("so100", "so101")
+            else leader.dynamixel_leader
+        )
+        try:
+            return make(target, calibration)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            raise UsageError(f"--teleop-calibration {calibration}: {e}") from e
     raise UsageError(f"unknown --teleop {spec!r}; accepted: {SPECS}")
