@@ -46,7 +46,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 bench: $(STAMP)
-	for b in model envs experts data train deploy export; do \
+	for b in model envs experts data train deploy export teleop; do \
 	  $(VENV)/bin/embodied-mm bench $$b || exit 1; \
 	done
 
