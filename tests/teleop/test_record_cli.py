@@ -60,3 +60,32 @@ def test_an_unreachable_arm_is_one_line(tmp_path):
     assert done.returncode == 2, done.stderr
     assert "cannot connect so101:/nonexistent/tty" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_record_a_real_arm_with_a_leader_from_the_command_line(tmp_path):
+    from embodied_mm.data.check import check_dataset
+    from embodied_mm.data.reader import DatasetMeta
+
+    out = tmp_path / "ds"
+    with (
+        FeetechBusEmulator(list(range(1, 7))) as follower,
+        FeetechBusEmulator(list(range(1, 7))) as leader,
+    ):
+        leader.set_positions({1: 2048 + 200})  # the leader's shoulder turned a little
+        done = run(
+            "--robot", f"so101:{follower.port}", "--calibration", so101_file(tmp_path / "f.json"),
+            "--teleop", f"leader:{leader.port}", "--teleop-calibration",
+            so101_file(tmp_path / "l.json"), "--task", "wave", "--episodes", "1",
+            "--episode-time-s", "0.5", "--reset-time-s", "0", "--out", str(out),
+        )  # fmt: skip
+        goal = follower.motors[1].present
+    assert done.returncode == 0, done.stderr
+    assert "1 episodes (1 new); ended: done" in done.stdout
+    assert "Hz achieved (target 30)" in done.stderr
+    report = check_dataset(out)
+    assert report.ok, report.errors
+    assert report.frames == 15  # 0.5 s at 30 Hz
+    meta = DatasetMeta(out)
+    assert meta.info["robot_type"] == "so101"
+    assert meta.features["action"]["names"] == list(JOINT_NAMES)
+    assert goal > 2048  # the follower went the leader's way (rate-limited: not all of it yet)
