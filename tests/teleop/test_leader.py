@@ -124,3 +124,57 @@ def test_a_leader_of_another_arm_is_refused(rig):
     leader.calibration.joints[0].name = "waist"
     with pytest.raises(UsageError, match="leader leader:so101 has joints"):
         leader.attach(follower)
+
+
+def test_a_dynamixel_leader_drives_a_koch_follower(tmp_path, monkeypatch):
+    """The Dynamixel path: software calibration (offset, direction), a reversed leader joint."""
+    from embodied_mm.runtime.adapters.dynamixel import DynamixelRobot
+    from embodied_mm.runtime.dynamixel import calibration as dxl
+    from embodied_mm.runtime.dynamixel.bus import DynamixelBus
+    from embodied_mm.runtime.dynamixel.emulator import MotorBusEmulator
+    from embodied_mm.teleop.leader import dynamixel_leader
+
+    monkeypatch.setattr(DynamixelBus, "timeout_margin_ms", 200.0)
+    profile = dxl.get_profile("koch")
+
+    def koch(direction_of: dict[int, int], offset: int) -> dxl.Calibration:
+        return dxl.Calibration(
+            "koch",
+            [
+                dxl.JointCalibration(
+                    j.name,
+                    j.motor_id,
+                    offset,
+                    direction_of.get(j.motor_id, 1),
+                    j.nominal_min,
+                    j.nominal_max,
+                )
+                for j in profile.joints
+            ],
+        )
+
+    leader_cal, follower_cal = koch({3: -1}, 1000), koch({}, 3000)
+    path = tmp_path / "koch_leader.json"
+    leader_cal.save(path)
+    ids = leader_cal.ids
+    with MotorBusEmulator(ids) as leader_emu, MotorBusEmulator(ids) as follower_emu:
+        leader_emu.set_positions({i: 1000 for i in ids})
+        follower_emu.set_positions({i: 3000 for i in ids})
+        follower = DynamixelRobot(follower_emu.port, follower_cal)
+        leader = dynamixel_leader(str(leader_emu.port), path)
+        follower.connect()
+        leader.connect()
+        try:
+            leader.config.rescale_gripper = False  # same gripper on both arms
+            leader.attach(follower)
+            pose = np.array([0.3, -0.2, 0.4, 0.1, -0.3, 0.5])
+            leader_emu.set_positions(leader_cal.to_ticks(pose))
+            assert leader_emu.motors[3].present < 1000  # the reversed joint
+            safety = SafetyFilter(follower.default_safety(), HZ)
+            for _ in range(int(HZ)):
+                teleop_step(follower, leader, safety)
+            np.testing.assert_allclose(follower.read_joints(), pose, atol=2 * dxl.RAD_PER_TICK)
+            assert all(not m.torque for m in leader_emu.motors.values())  # moved by hand
+        finally:
+            leader.disconnect()
+            follower.disconnect()
