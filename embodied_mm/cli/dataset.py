@@ -56,7 +56,7 @@ def record(
         )  # fmt: skip
         return
     if env is None:
-        raise typer.BadParameter("give --env ID (and --teleop for a person to drive)")
+        raise UsageError("give --env ID (and --teleop for a person to drive)")
     import gymnasium as gym
 
     import embodied_mm.envs  # noqa: F401  (registers the env ids)
@@ -114,7 +114,6 @@ def _record_teleop(
     from embodied_mm.data.teleop_recorder import TeleopRecordConfig, record_teleop
     from embodied_mm.deploy.session import make_robot
     from embodied_mm.dirlock import DirectoryLockedError
-    from embodied_mm.errors import UsageError
     from embodied_mm.runtime.safety import EStop
     from embodied_mm.runtime.servo_bus import BusError, HardwareError
     from embodied_mm.teleop.base import check_fits

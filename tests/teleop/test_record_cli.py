@@ -89,3 +89,9 @@ def test_record_a_real_arm_with_a_leader_from_the_command_line(tmp_path):
     assert meta.info["robot_type"] == "so101"
     assert meta.features["action"]["names"] == list(JOINT_NAMES)
     assert goal > 2048  # the follower went the leader's way (rate-limited: not all of it yet)
+
+
+def test_record_without_env_or_robot_names_what_to_give(tmp_path):
+    done = run("--episodes", "1", "--out", str(tmp_path / "ds"))
+    assert done.returncode == 2
+    assert "error: give --env ID (and --teleop for a person to drive)" in done.stderr
