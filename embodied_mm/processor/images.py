@@ -99,7 +99,8 @@ class CameraPixels(nn.Module, Step):
             pairs = (rows[:, :, 0].to(torch.int16) + rows[:, :, 1]).float()  # (B, S, 6S)
             pairs = pairs.add_(self.pair_offset)
             out = pairs.view(-1, 6) @ self.pair_matrix  # (B·S·S, 3): column pairs, scaled
-            return out.view(b, s, s, 3).permute(0, 3, 1, 2)  # (B, 3, S, S), channels-last
+            # (B, 3, S, S), copied to the contiguous layout the towers' first conv is fastest on
+            return out.view(b, s, s, 3).permute(0, 3, 1, 2).contiguous()
         return torch.addcmul(self.shift, resize(images_to_float(frames), s), self.scale)
 
     def forward(self, batch: dict[str, Any]) -> dict[str, Any]:

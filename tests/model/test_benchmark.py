@@ -19,6 +19,7 @@ def test_bench_rows_table_and_head_comparison():
         assert row.prefix_tokens > 2 * 4  # text + 2 cameras × 4 patches + state
         assert 0 < row.p50_ms <= row.p99_ms
         assert row.backbone_ms > 0 and row.compute_ms > 0 and math.isfinite(row.overhead_pct)
+        assert math.isfinite(row.overhead_p10_pct)
         assert row.actions_per_s == policy.config.chunk_size / (row.p50_ms / 1e3)
         rows.append(row)
     table = format_table(rows)
