@@ -149,7 +149,7 @@ def _record_teleop(
         if sys.stdin.isatty():  # next / re-record / stop from the keyboard beside the device
             keys = TerminalKeys()
             mapping = KeyboardConfig().events
-            controls.append(lambda: [mapping[k] for k in keys.poll() if k in mapping])
+            controls.append(lambda: [mapping[k] for k in keys.presses() if k in mapping])
     estop = EStop()
     try:
         the_robot.connect()

@@ -27,8 +27,10 @@ def _check_scale(name: str, value: float) -> None:
 @dataclass
 class KeyboardConfig:
     """``keys``: key -> (ee_delta dimension, direction). A key press moves along its axis for
-    ``key_hold_s`` after its last press or auto-repeat (a terminal sends no key releases);
-    ``halt`` stops all motion at once. ``translation_scale``/``rotation_scale``: the size of a
+    ``key_hold_s`` after its last press or auto-repeat (a plain terminal sends no key
+    releases); with the kitty keyboard protocol, until its release, or ``release_timeout_s``
+    after its last press or repeat should the release be lost. ``halt`` stops all motion at
+    once. ``translation_scale``/``rotation_scale``: the size of a
     step in [0, 1] of the env's full-scale delta."""
 
     keys: dict[str, tuple[int, int]] = field(
@@ -53,14 +55,16 @@ class KeyboardConfig:
         }
     )
     key_hold_s: float = 0.15
+    release_timeout_s: float = 1.0
     translation_scale: float = 0.25
     rotation_scale: float = 0.25
 
     def __post_init__(self) -> None:
         _check_scale("translation_scale", self.translation_scale)
         _check_scale("rotation_scale", self.rotation_scale)
-        if self.key_hold_s <= 0:
-            raise UsageError(f"key_hold_s must be > 0, got {self.key_hold_s}")
+        for name in ("key_hold_s", "release_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise UsageError(f"{name} must be > 0, got {getattr(self, name)}")
         for key, (dim, sign) in self.keys.items():
             if not 0 <= dim < GRIPPER or sign not in (-1, 1):
                 raise UsageError(

@@ -2,9 +2,13 @@
 
 Keys (:class:`~embodied_mm.teleop.config.KeyboardConfig`): w/s x, a/d y, r/f z, i/k roll,
 j/l pitch, u/o yaw, c close and v open the gripper, space halts; → next episode, ← re-record,
-Esc stop, Ctrl-C abort. A terminal reports presses, not releases: a key moves along its axis
-until ``key_hold_s`` after its last press or auto-repeat, so holding a key moves steadily once
-the terminal's auto-repeat starts, and letting go stops within ``key_hold_s``.
+Esc stop, Ctrl-C abort.
+
+A plain terminal reports presses, not releases: a key moves along its axis until
+``key_hold_s`` after its last press or auto-repeat, so holding a key moves steadily once the
+terminal's auto-repeat starts, and letting go stops within ``key_hold_s``. A terminal with the
+kitty keyboard protocol reports releases: a key then moves until it is released (or, should a
+release be lost, ``release_timeout_s`` after its last press or repeat).
 """
 
 from __future__ import annotations
@@ -65,11 +69,19 @@ class KeyboardTeleop(Teleoperator):
         cfg = self.config
         now = self.clock()
         events = set()
-        for key in self.keys.poll():
+        hold_s = cfg.release_timeout_s if self.keys.reports_releases else cfg.key_hold_s
+        for event in self.keys.poll():
+            key = event.key
             if key in cfg.keys:
                 dim, sign = cfg.keys[key]
-                self._direction[dim] = sign
-                self._until[dim] = now + cfg.key_hold_s
+                if event.kind == "release":
+                    if self._direction[dim] == sign:
+                        self._until[dim] = 0
+                else:
+                    self._direction[dim] = sign
+                    self._until[dim] = now + hold_s
+            elif event.kind != "press":
+                continue  # the rest act once per press
             elif key == cfg.halt:
                 self._until[:] = 0
             elif key == cfg.close_gripper:

@@ -74,3 +74,48 @@ def test_a_bad_key_map_is_refused():
         KeyboardConfig(keys={"x": (6, 1)})
     with pytest.raises(UsageError, match="translation_scale"):
         KeyboardConfig(translation_scale=2.0)
+
+
+KITTY_QUERY = b"\x1b[?u"
+# the terminal's answers: kitty keyboard flags 0, then the cursor position blessed asks after it
+KITTY_ANSWER = b"\x1b[?0u\x1b[1;1R"
+
+
+def kitty_session() -> PtySession:
+    """The child on a terminal that speaks the kitty keyboard protocol (the test answers its
+    queries as kitty would)."""
+    s = PtySession([PYTHON, "-m", CHILD, str(HOLD_S)], env={"BLESSED_QUERY_TIMEOUT_SECONDS": "1"})
+    answered, end = 0, time.monotonic() + 30
+    while b"releases" not in s.output and b"ready" not in s.output:
+        assert time.monotonic() < end, s.text
+        s._read(0.02)
+        while answered < s.output.count(KITTY_QUERY):
+            s.type(KITTY_ANSWER)
+            answered += 1
+    return s
+
+
+def test_with_the_kitty_protocol_a_key_moves_until_released():
+    s = kitty_session()
+    try:
+        assert "releases" in s.text, s.text
+        s.type(b"\x1b[119u")  # w pressed
+        time.sleep(2 * HOLD_S)  # held past key_hold_s, no auto-repeat: still moving
+        s.type(b"\x1b[119;1:3u")  # w released
+        time.sleep(0.2)
+        s.type(b"\x1b[97u")  # a pressed, its release lost
+        time.sleep(1.5)  # past release_timeout_s (1 s)
+        s.type(b"\x1b[27u")  # Esc
+        assert s.wait(30) == 0
+    finally:
+        s.close()
+    rows = readings(s.text)
+    xs = [r["a"][0] for r in rows]
+    ys = [r["a"][1] for r in rows]
+    start = xs.index(0.25)
+    stop = xs.index(0.0, start)
+    # moved for the whole 1 s the key was held (well past key_hold_s), then stopped at release
+    assert rows[stop]["t"] - rows[start]["t"] > 1.6 * HOLD_S
+    assert all(x == 0 for x in xs[stop:])
+    assert 0.25 in ys and ys[-1] == 0  # the lost release timed out
+    assert "\x1b[=0;1u" in s.text  # the terminal's keyboard mode restored at exit
