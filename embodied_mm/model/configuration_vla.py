@@ -52,7 +52,8 @@ class PolicyConfig(Checked):
     # let small policies memorise the training scenes instead of locating the object the
     # instruction names; the end state (where the gripper went) is that location.
     goal_loss_weight: float = 0.0
-    # The state dims the goal head predicts (e.g. our sim's gripper x, y: [8, 9]); None = all.
+    # The state dims the goal head predicts; None = the "goal" group of the training data's
+    # robot layout (embodied_mm/processor/robots: our sim's gripper x, y), else every dim.
     goal_dims: list[int] | None = None
     norm_modes: dict[str, str] = field(
         default_factory=lambda: {OBS_STATE: "mean_std", ACTION: "q01_q99"}
