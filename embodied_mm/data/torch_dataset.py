@@ -8,6 +8,10 @@ to its first/last frame and flagged in ``<feature>_is_pad`` (True = padding), as
 A sample (``T`` = number of offsets of that feature; features without offsets have no T):
 
 - ``observation.images.<cam>``: float32 (T, 3, H, W) or (3, H, W), values in [0, 1]
+  (LeRobot's convention); with ``image_format="uint8"`` the decoded frames as they are,
+  uint8 (T, H, W, 3) or (H, W, 3): what a camera gives the policy at run time, so training
+  batches take the same path through the policy's processor pipeline (``camera_pixels``) as
+  deployment, at a quarter of the memory per batch
 - ``observation.state``: float32 (T, S) or (S,);  ``action``: float32 (K, D) or (D,)
 - ``<feature>_is_pad``: bool (T,) for every feature with offsets
 - ``task``: str;  ``plan``: str (at the sampled frame, when the dataset has it)
@@ -28,6 +32,7 @@ from embodied_mm.data.video import DEFAULT_TOLERANCE_S, DecoderPool
 from embodied_mm.features import ACTION, FINAL_STATE, OBS_STATE, PLAN, TASK
 
 BOOKKEEPING_KEYS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+IMAGE_FORMATS = ("float", "uint8")
 
 
 def chunk_delta_timestamps(
@@ -75,9 +80,14 @@ class LeRobotWindowDataset(Dataset):
         tolerance_s: float = DEFAULT_TOLERANCE_S,
         max_open_videos: int = 64,
         final_state: bool = False,
+        image_format: str = "float",
     ) -> None:
         """``final_state``: also give each sample its episode's last ``observation.state``
-        (key ``episode_final_state``), the target of the policy's goal-prediction loss."""
+        (key ``episode_final_state``), the target of the policy's goal-prediction loss.
+        ``image_format``: ``"float"`` or ``"uint8"`` (see the module docstring)."""
+        if image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image_format must be one of {IMAGE_FORMATS}; got {image_format!r}")
+        self.image_format = image_format
         self.meta = DatasetMeta(Path(root))
         in_parquet = [k for k, f in self.meta.features.items() if f.get("dtype") == "image"]
         if in_parquet:
@@ -186,6 +196,8 @@ class LeRobotWindowDataset(Dataset):
         decoder = self._decoders.get(path)
         query = [from_ts + float(t) for t in timestamps]
         frames = decoder.frames_at(query, self.tolerance_s)  # (T, H, W, 3) uint8
+        if self.image_format == "uint8":
+            return torch.from_numpy(np.ascontiguousarray(frames))
         # (T, H, W, 3) uint8 -> (T, 3, H, W) float32 in [0, 1], LeRobot's image convention.
         # Done in numpy: single-threaded, so a sample never waits on torch's intra-op thread
         # pool (which, on 2 busy cores, made these small casts ~50x slower).
@@ -199,12 +211,16 @@ def build_window_dataset(
     chunk_size: int = 8,
     episodes: Sequence[int] | None = None,
     final_state: bool = False,
+    image_format: str = "float",
 ) -> LeRobotWindowDataset:
     """The usual training view: state + images history of ``n_obs_steps``, K-action chunks
-    (and with ``final_state`` each episode's last state, see :class:`LeRobotWindowDataset`)."""
+    (and with ``final_state`` each episode's last state, ``image_format``: see
+    :class:`LeRobotWindowDataset`)."""
     meta = DatasetMeta(Path(root))
     obs_keys = [OBS_STATE, *meta.video_keys] if n_obs_steps > 1 else []
     deltas = chunk_delta_timestamps(meta.fps, n_obs_steps, chunk_size, obs_keys)
     if n_obs_steps == 1:
         deltas = {ACTION: deltas[ACTION]}
-    return LeRobotWindowDataset(root, deltas, episodes=episodes, final_state=final_state)
+    return LeRobotWindowDataset(
+        root, deltas, episodes=episodes, final_state=final_state, image_format=image_format
+    )

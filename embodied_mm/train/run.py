@@ -128,6 +128,9 @@ def load_datasets(cfg: TrainConfig, policy_config: Any) -> tuple[Dataset, list[A
                 cfg.n_obs_steps,
                 chunk_size=policy_config.chunk_size,
                 final_state=policy_config.goal_loss_weight > 0,
+                # frames as a camera gives them: the policy's processor pipeline converts and
+                # resizes them as at run time (and batches are 4x smaller than float frames)
+                image_format="uint8",
             )
         )
     dataset: Dataset = parts[0] if len(parts) == 1 else ConcatDataset(parts)
