@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -94,15 +95,8 @@ def run_rollouts(
 ) -> list[dict[str, Any]]:
     """Run ``episodes`` episodes (seeds ``seed``, ``seed + 1``, ...) to success or time-out;
     write ``episode_<seed>.mp4`` of the front camera when ``video_dir`` is given."""
-    from embodied_mm.data.video import encode_video
 
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
-    if video_dir is not None:
-        video_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for i in range(episodes):
-        episode_seed = seed + i
+    def play(episode_seed: int) -> tuple[dict[str, Any], list[np.ndarray]]:
         obs, info = env.reset(seed=episode_seed)
         policy.reset()
         frames = [obs["pixels"]["front"]]
@@ -113,13 +107,9 @@ def run_rollouts(
             steps += 1
             success = success or bool(info["is_success"])
             done = terminated or truncated
-        record = {"seed": episode_seed, "success": success, "steps": steps, "task": info["task"]}
-        if video_dir is not None:
-            path = video_dir / f"episode_{episode_seed:04d}.mp4"
-            encode_video(np.stack(frames), path, fps=fps)  # (T, H, W, 3)
-            record["video"] = str(path)
-        results.append(record)
-    return results
+        return {"success": success, "steps": steps, "task": info["task"]}, frames
+
+    return _run_episodes(play, episodes, seed, video_dir, fps)
 
 
 def run_controlled(
@@ -136,6 +126,26 @@ def run_controlled(
     simulated time. Each episode is one run of the controller loop, unpaced, until the env
     ends it or the safety filter stops it. Records add ``interventions`` (by kind),
     ``stop_reason`` and, with ``keep_actions``, the commands sent (``actions``, (T, D))."""
+
+    def play(episode_seed: int) -> tuple[dict[str, Any], list[np.ndarray]]:
+        robot.reset_episode(seed=episode_seed)
+        record, frames = _controlled_episode(robot, controller)
+        if not keep_actions:
+            del record["actions"]
+        return record, frames
+
+    return _run_episodes(play, episodes, seed, video_dir, fps)
+
+
+def _run_episodes(
+    play: Callable[[int], tuple[dict[str, Any], list[np.ndarray]]],
+    episodes: int,
+    seed: int,
+    video_dir: Path | None,
+    fps: int,
+) -> list[dict[str, Any]]:
+    """``play(seed)`` for seeds ``seed ..``: each episode's record (with its seed, and the
+    path of its front-camera video when ``video_dir`` is given)."""
     from embodied_mm.data.video import encode_video
 
     if episodes < 1:
@@ -143,13 +153,9 @@ def run_controlled(
     if video_dir is not None:
         video_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    for i in range(episodes):
-        episode_seed = seed + i
-        robot.reset_episode(seed=episode_seed)
-        record, frames = _controlled_episode(robot, controller)
+    for episode_seed in range(seed, seed + episodes):
+        record, frames = play(episode_seed)
         record = {"seed": episode_seed, **record}
-        if not keep_actions:
-            del record["actions"]
         if video_dir is not None:
             path = video_dir / f"episode_{episode_seed:04d}.mp4"
             encode_video(np.stack(frames), path, fps=fps)  # (T, H, W, 3)
