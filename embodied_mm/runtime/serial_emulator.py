@@ -82,6 +82,7 @@ class SerialBusEmulator(abc.ABC, Generic[S]):
         self._obstacles: dict[int, tuple[int, bool]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._host_stalled = False  # the last answer could not be written: nobody reads
         # close() writes a byte here to wake the serving thread out of select()
         self._wake_r, self._wake_w = os.pipe()
         self._fds_open = (self._master, self._slave, self._wake_r, self._wake_w)
@@ -226,10 +227,22 @@ class SerialBusEmulator(abc.ABC, Generic[S]):
         if self._take_fault(self.corrupt_fault):
             packet = packet[:-1] + bytes([packet[-1] ^ 0xFF])
         # The master is non-blocking: when nobody drains the slave side (the host has closed
-        # the port) a full pty buffer drops the answer, as a real adapter's would, instead of
-        # blocking this thread (and close()) forever.
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._master, packet)
+        # the port) a full pty buffer drops the rest of the answer after a short wait, as a
+        # real adapter's would, instead of blocking this thread (and close()) forever. A
+        # partial write is completed, so the host never sees a truncated packet by accident.
+        # Once a wait ran out, answers are dropped at once until the host reads again.
+        view = memoryview(packet)
+        while view and not self._stop.is_set():
+            try:
+                view = view[os.write(self._master, view) :]
+            except BlockingIOError:
+                if self._host_stalled:
+                    return
+                _, writable, _ = select.select([], [self._master], [], 0.5)
+                self._host_stalled = not writable
+                if self._host_stalled:
+                    return
+        self._host_stalled = False
 
     def _advance(self, motor: S) -> None:
         """One motion step towards the goal (at most ``max_step_ticks``), stopped by an

@@ -3,6 +3,7 @@ margin added to the vendor SDKs' port handlers, and opening and closing the port
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 
@@ -12,6 +13,19 @@ class BusError(RuntimeError):
 
 class HardwareError(RuntimeError):
     """A motor reports a hardware error; it has disabled its torque."""
+
+
+# A pseudo-terminal is an emulated bus (ours, or a user's virtual device), answered by a thread
+# or process of this machine, not by servo firmware within microseconds. The SDKs time their
+# ~34 ms status wait in wall time and check it before the answering thread has run again, so a
+# stall of the host process (a garbage collection, a loaded CI machine) is read as a silent
+# servo. On a pty each wait gets this much more; real adapters keep the SDK's timing.
+PTY_TIMEOUT_MARGIN_MS = 1000.0
+
+
+def is_pseudo_terminal(port: str) -> bool:
+    """Whether ``port`` names a pseudo-terminal (``/dev/pts/N``, also through a symlink)."""
+    return os.path.realpath(port).startswith("/dev/pts/")
 
 
 class TimeoutMargin:
@@ -37,8 +51,9 @@ class SdkServoBus:
     """A serial port opened through a vendor SDK's ``PortHandler`` (with :class:`TimeoutMargin`
     mixed in) and the SDK's packet handler for the bus's protocol."""
 
-    # Extra milliseconds on each status-packet timeout (see TimeoutMargin).
-    timeout_margin_ms: float = 0.0
+    # Extra milliseconds on each status-packet timeout (see TimeoutMargin); None: 0 on a real
+    # adapter, PTY_TIMEOUT_MARGIN_MS on a pseudo-terminal.
+    timeout_margin_ms: float | None = None
 
     def __init__(
         self,
@@ -53,6 +68,8 @@ class SdkServoBus:
         self.baudrate = baudrate
         self.retries = retries
         margin = self.timeout_margin_ms if timeout_margin_ms is None else timeout_margin_ms
+        if margin is None:
+            margin = PTY_TIMEOUT_MARGIN_MS if is_pseudo_terminal(port) else 0.0
         self.port = port_handler(port, margin)
         self.packet = packet
         self.is_open = False

@@ -10,12 +10,3 @@ def tiny_policy():
     policy = make_policy("vla-chunk", size="tiny")
     policy.eval()
     return policy
-
-
-@pytest.fixture(autouse=True)
-def patient_dynamixel_bus(monkeypatch):
-    """The motor emulator answers from a thread of this process; on a loaded CI machine it can
-    be starved past the SDK's ~34 ms status timeout, so emulator tests allow 200 ms more."""
-    from embodied_mm.runtime.dynamixel.bus import DynamixelBus
-
-    monkeypatch.setattr(DynamixelBus, "timeout_margin_ms", 200.0)

@@ -6,7 +6,6 @@ import pytest
 from embodied_mm.errors import UsageError
 from embodied_mm.runtime.adapters.feetech import FeetechRobot
 from embodied_mm.runtime.feetech import control_table as ct
-from embodied_mm.runtime.feetech.bus import FeetechBus
 from embodied_mm.runtime.feetech.calibration import (
     JOINT_NAMES,
     RAD_PER_TICK,
@@ -21,12 +20,6 @@ from embodied_mm.teleop.leader import feetech_leader
 IDS = list(range(1, 7))
 HZ = 30.0
 INVERTED_ON_LEADER = 2  # shoulder_lift: the leader's servo is mounted the other way round
-
-
-@pytest.fixture(autouse=True)
-def patient_feetech_bus(monkeypatch):
-    """Emulator answers come from a thread of this process: allow 200 ms more per answer."""
-    monkeypatch.setattr(FeetechBus, "timeout_margin_ms", 200.0)
 
 
 def calibration(offsets: dict[int, int], inverted: int | None, gripper_span: int) -> Calibration:
@@ -130,11 +123,9 @@ def test_a_dynamixel_leader_drives_a_koch_follower(tmp_path, monkeypatch):
     """The Dynamixel path: software calibration (offset, direction), a reversed leader joint."""
     from embodied_mm.runtime.adapters.dynamixel import DynamixelRobot
     from embodied_mm.runtime.dynamixel import calibration as dxl
-    from embodied_mm.runtime.dynamixel.bus import DynamixelBus
     from embodied_mm.runtime.dynamixel.emulator import MotorBusEmulator
     from embodied_mm.teleop.leader import dynamixel_leader
 
-    monkeypatch.setattr(DynamixelBus, "timeout_margin_ms", 200.0)
     profile = dxl.get_profile("koch")
 
     def koch(direction_of: dict[int, int], offset: int) -> dxl.Calibration:

@@ -12,7 +12,6 @@ from embodied_mm.data.check import check_dataset
 from embodied_mm.data.teleop_recorder import TeleopRecordConfig, record_teleop
 from embodied_mm.errors import UsageError
 from embodied_mm.runtime.adapters.feetech import FeetechRobot
-from embodied_mm.runtime.feetech.bus import FeetechBus
 from embodied_mm.runtime.feetech.calibration import (
     JOINT_NAMES,
     RAD_PER_TICK,
@@ -25,11 +24,6 @@ from embodied_mm.teleop.leader import feetech_leader
 
 IDS = list(range(1, 7))
 FPS = 30
-
-
-@pytest.fixture(autouse=True)
-def patient_feetech_bus(monkeypatch):
-    monkeypatch.setattr(FeetechBus, "timeout_margin_ms", 200.0)
 
 
 def calibration() -> Calibration:

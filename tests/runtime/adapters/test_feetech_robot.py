@@ -6,7 +6,7 @@ import pytest
 from embodied_mm.features import OBS_STATE
 from embodied_mm.runtime.adapters.feetech import FeetechRobot
 from embodied_mm.runtime.feetech import control_table as ct
-from embodied_mm.runtime.feetech.bus import BusError, FeetechBus, HardwareError
+from embodied_mm.runtime.feetech.bus import BusError, HardwareError
 from embodied_mm.runtime.feetech.calibration import (
     JOINT_NAMES,
     RAD_PER_TICK,
@@ -18,12 +18,6 @@ from embodied_mm.runtime.feetech.emulator import FeetechBusEmulator
 IDS = list(range(1, 7))
 OFFSET = 100  # every servo's homing offset in the test file
 INVERTED = 2  # shoulder_lift has drive mode 1
-
-
-@pytest.fixture(autouse=True)
-def patient_feetech_bus(monkeypatch):
-    """Emulator answers come from a thread of this process: allow 200 ms more per answer."""
-    monkeypatch.setattr(FeetechBus, "timeout_margin_ms", 200.0)
 
 
 def so101_calibration() -> Calibration:

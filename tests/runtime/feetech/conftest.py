@@ -5,20 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
-
 from embodied_mm.runtime.feetech.bus import FeetechBus
 from embodied_mm.runtime.feetech.emulator import FeetechBusEmulator
 
 IDS = [1, 2, 3]
 NAMES = {1: "shoulder_pan", 2: "shoulder_lift", 3: "elbow_flex"}
-
-
-@pytest.fixture(autouse=True)
-def patient_feetech_bus(monkeypatch):
-    """The emulator answers from a thread of this process; on a loaded CI machine it can be
-    starved past the SDK's ~34 ms status timeout, so emulator tests allow 200 ms more."""
-    monkeypatch.setattr(FeetechBus, "timeout_margin_ms", 200.0)
 
 
 @contextmanager

@@ -47,11 +47,6 @@ def run_calibration(emu: FeetechBusEmulator, inverted=("wrist_roll",)) -> tuple[
     return cal, prompts
 
 
-@pytest.fixture(autouse=True)
-def patient(monkeypatch):
-    monkeypatch.setattr(FeetechBus, "timeout_margin_ms", 200.0)
-
-
 def test_calibration_round_trip_on_an_emulated_arm(tmp_path):
     with FeetechBusEmulator(IDS) as emu:
         cal, prompts = run_calibration(emu)
