@@ -10,6 +10,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 from embodied_mm.envs.tasks import TASKS
+from embodied_mm.errors import UsageError
 
 NAMESPACE = "embodied_mm"
 VERSION = 0
@@ -24,6 +25,14 @@ def gym_id(task_name: str) -> str:
 def task_ids() -> dict[str, str]:
     """Gymnasium id → task name, for every registered task."""
     return {gym_id(name): name for name in TASKS.names()}
+
+
+def check_env_id(env_id: str) -> None:
+    """A :class:`~embodied_mm.errors.UsageError` naming the known ids when ``env_id`` is not a
+    registered Gymnasium id (call :func:`register_envs` first)."""
+    if env_id not in gym.registry:
+        known = ", ".join(sorted(task_ids()))
+        raise UsageError(f"unknown env {env_id!r}; known: {known}")
 
 
 def register_envs() -> None:

@@ -239,11 +239,9 @@ def rollout(
     open loop at 20 Hz); scripted and random policies ignore it. ``keep_actions``: a
     checkpoint's records also hold the commands sent (``actions``, (T, D))."""
     import embodied_mm.envs  # noqa: F401  (registers the ids)
+    from embodied_mm.envs.registration import check_env_id
 
-    if env_id not in gym.registry:
-        from embodied_mm.envs.registration import task_ids
-
-        raise ValueError(f"unknown env {env_id!r}; known: {', '.join(sorted(task_ids()))}")
+    check_env_id(env_id)
     t0 = time.perf_counter()
     if is_checkpoint(policy):
         results = _rollout_checkpoint(Path(policy), env_id, engine, episodes, video_dir, seed,

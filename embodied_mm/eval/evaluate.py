@@ -126,8 +126,17 @@ def run_eval(
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
+    import embodied_mm.envs  # noqa: F401  (registers the ids)
+    from embodied_mm.envs.registration import check_env_id
     from embodied_mm.runtime.inference import LocalPolicy
 
+    if not env_ids:
+        raise UsageError("give at least one --env ID (see `embodied-mm envs`)")
+    for env_id in env_ids:  # before the policy loads
+        check_env_id(env_id)
+    for name, value in (("--episodes", episodes), ("--num-envs", num_envs)):
+        if value < 1:
+            raise UsageError(f"{name} must be >= 1, got {value}")
     control = control or ControlSpec()
     state = PartialState(cpu=True)
     policy = LocalPolicy.from_checkpoint(checkpoint)

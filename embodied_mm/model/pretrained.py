@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from embodied_mm.errors import UsageError
 from embodied_mm.fsio import follow_umask, sha256_file
 from embodied_mm.model.config_io import config_to_dict, decode_config
 from embodied_mm.model.configuration_vla import PolicyConfig
@@ -93,6 +94,11 @@ def from_pretrained(
     from safetensors.torch import load_model
 
     directory = Path(directory)
+    if not directory.is_dir():
+        raise UsageError(
+            f"policy directory {directory} does not exist (a save_pretrained or export "
+            "directory: config.json, model.safetensors, ...)"
+        )
     config_path = directory / CONFIG_FILE
     try:
         meta = json.loads(config_path.read_text())
@@ -107,7 +113,7 @@ def from_pretrained(
         ValueError,
         TypeError,
     ) as err:
-        raise ValueError(f"cannot read policy config {config_path}: {err}") from err
+        raise UsageError(f"cannot read policy config {config_path}: {err}") from err
     # the one config decoder: a wrong field, type or value fails naming this file and the field
     config = decode_config(PolicyConfig, meta.get("config"), str(config_path), prefix=("config",))
     stats = load_stats(directory / STATS_FILE)

@@ -31,6 +31,15 @@ EVAL = ["eval", "--checkpoint", "no-such-dir", "--env", "embodied_mm/ReachObject
             "unknown execution mode",
         ),
         (["demo", "--mode", "async", "--latency-steps", "-1"], "latency_steps must be >= 1"),
+        (
+            ["eval", "--checkpoint", "no-such-dir", "--env", "nope"],
+            "unknown env 'nope'; known: embodied_mm/PickLift-v0",
+        ),
+        ([*EVAL, "--episodes", "0"], "--episodes must be >= 1, got 0"),
+        ([*EVAL, "--episodes", "-1"], "--episodes must be >= 1, got -1"),
+        ([*EVAL, "--num-envs", "0"], "--num-envs must be >= 1, got 0"),
+        (EVAL, "policy directory no-such-dir does not exist"),
+        (["demo", "--env", "pick_lift"], "unknown env 'pick_lift'; known: embodied_mm/PickLift-v0"),
     ],
 )
 def test_bad_execution_options_are_one_line_errors(args, message):
