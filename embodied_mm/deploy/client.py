@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 
@@ -68,11 +68,13 @@ class PolicyClient:
             if e.response.status_code == 401:
                 raise PermissionError(f"{self.url} refused the token") from e
             raise PolicyUnavailable(f"cannot connect to {self.url}: {e}") from e
-        except (OSError, TimeoutError, InvalidHandshake) as e:
-            raise PolicyUnavailable(f"cannot connect to {self.url}: {e}") from e
+        # anything else the transport raises (a server killed mid-handshake: EOFError or any
+        # websockets error) means the same: no server now, try again on the next call
+        except (OSError, TimeoutError, EOFError, WebSocketException) as e:
+            raise PolicyUnavailable(f"cannot connect to {self.url}: {type(e).__name__}: {e}") from e
         try:
             meta = unpackb(ws.recv(timeout=self.timeout_s), self.max_message_bytes)
-        except (ConnectionClosed, TimeoutError, WireError) as e:
+        except (TimeoutError, EOFError, OSError, WebSocketException, WireError) as e:
             ws.close()
             raise PolicyUnavailable(f"no metadata from {self.url}: {e}") from e
         self.metadata = meta
@@ -122,7 +124,7 @@ class PolicyClient:
         try:
             self._ws.send(packb(obs))
             reply = self._ws.recv(timeout=self.timeout_s)
-        except (ConnectionClosed, TimeoutError, OSError) as e:
+        except (TimeoutError, EOFError, OSError, WebSocketException) as e:
             self.close()  # a late reply would desynchronise request and response: start over
             raise PolicyUnavailable(f"policy server {self.url}: {type(e).__name__}: {e}") from e
         if isinstance(reply, str):

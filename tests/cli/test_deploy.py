@@ -258,7 +258,9 @@ def test_every_stop_leaves_the_arm_holding_with_torque_on(stop, steady_checkpoin
     stdout, stderr = stdout_path.read_text(), stderr_path.read_text()
     assert proc.returncode == 1, stderr[-3000:]
     (summary,) = json.loads((out / "summary.json").read_text())
-    assert summary["stop_reason"] == ("error" if stop == "bus_fault" else stop), summary
+    assert summary["stop_reason"] == ("error" if stop == "bus_fault" else stop), (
+        f"{summary}\n{stderr[-3000:]}"
+    )
     assert all(torque for torque, _, _ in motors.values()), motors  # nothing went limp
     target = [steady_arm.ticks(r) for r in steady_arm.TARGET]
     assert [goal for _, goal, _ in motors.values()] == target, motors  # held; still squeezing
