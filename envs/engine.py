@@ -76,6 +76,23 @@ class SceneSpec:
     image_size: tuple[int, int] = (128, 128)  # (H, W)
     table_rgba: tuple[float, float, float, float] = (0.55, 0.45, 0.35, 1.0)
     table_size: tuple[float, float] = (0.8, 1.0)  # full (x, y) extent, centred at (0.5, 0)
+    # A camera for videos made for people, rendered only on request (``Engine.render`` of its
+    # name, at ``presentation_size``): it is never one of ``cameras``, so never observed.
+    presentation: CameraSpec | None = None
+    presentation_size: tuple[int, int] = (360, 480)  # (H, W)
+
+    def camera_and_size(self, name: str) -> tuple[CameraSpec, tuple[int, int]]:
+        """The camera called ``name`` (an observed one or the presentation camera) and the
+        (H, W) it renders at; KeyError naming the scene's cameras for an unknown name."""
+        for cam in self.cameras:
+            if cam.name == name:
+                return cam, self.image_size
+        if self.presentation is not None and self.presentation.name == name:
+            return self.presentation, self.presentation_size
+        known = [c.name for c in self.cameras] + (
+            [self.presentation.name] if self.presentation is not None else []
+        )
+        raise KeyError(f"unknown camera {name!r}; scene has {sorted(known)}")
 
 
 @dataclass
@@ -174,7 +191,8 @@ class Engine(abc.ABC):
     # --- rendering -----------------------------------------------------------------------
     @abc.abstractmethod
     def render(self, camera: str) -> np.ndarray:
-        """(H, W, 3) uint8 image of a camera in ``scene.cameras``."""
+        """(H, W, 3) uint8 image of a camera in ``scene.cameras`` (at ``scene.image_size``) or
+        of ``scene.presentation`` (at ``scene.presentation_size``)."""
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release the simulator and renderer."""

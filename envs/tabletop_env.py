@@ -36,6 +36,7 @@ from embodied_mm.envs import rotations
 from embodied_mm.envs.domain_randomization import sample_randomization
 from embodied_mm.envs.engine import CameraSpec, Engine, Randomization, SceneSpec
 from embodied_mm.envs.engines import engine_class
+from embodied_mm.envs.presentation import PRESENTATION_CAMERA, PRESENTATION_SIZE
 from embodied_mm.envs.robot import (
     HOME_Q,
     JOINT_LIMITS,
@@ -114,7 +115,9 @@ class TabletopEnv(gym.Env):
         self.reward_type = reward_type
         self.render_mode = render_mode
         self.max_episode_steps = max_episode_steps or self.task.max_steps
-        self.scene = SceneSpec(objects=self.task.objects(), cameras=CAMERAS, image_size=(h, w))
+        self.scene = SceneSpec(objects=self.task.objects(), cameras=CAMERAS, image_size=(h, w),
+                               presentation=PRESENTATION_CAMERA,
+                               presentation_size=PRESENTATION_SIZE)  # fmt: skip
         self.cameras: tuple[CameraSpec, ...] = self.scene.cameras
 
         image = spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)
@@ -196,6 +199,13 @@ class TabletopEnv(gym.Env):
         if self._last_front is None:
             raise RuntimeError("call reset() before render()")
         return self._last_front.copy()
+
+    def render_presentation(self) -> np.ndarray:
+        """(360, 480, 3) uint8: the presentation camera's view now (videos for people; it is
+        never part of the observation, and is rendered only when this is called)."""
+        if self.engine is None:
+            raise RuntimeError("call reset() before render_presentation()")
+        return self.engine.render(PRESENTATION_CAMERA.name)
 
     def close(self) -> None:
         if self.engine is not None:

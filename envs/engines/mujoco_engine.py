@@ -52,6 +52,11 @@ _GEOM_TYPES = {
 }
 
 
+def _all_cameras(scene: SceneSpec) -> tuple[CameraSpec, ...]:
+    """The observed cameras and, when the scene has one, the presentation camera."""
+    return scene.cameras + ((scene.presentation,) if scene.presentation is not None else ())
+
+
 def look_at_quat(
     pos: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])
 ) -> np.ndarray:
@@ -109,8 +114,8 @@ class MujocoEngine(Engine):
         }
         self._table_geom = m.geom("table").id
         self._table_mats = {t: m.material(f"table_{t}").id for t in TABLE_TEXTURES}
-        self._cam_ids = {c.name: m.camera(c.name).id for c in scene.cameras}
-        self._renderer: mujoco.Renderer | None = None
+        self._cam_ids = {c.name: m.camera(c.name).id for c in _all_cameras(scene)}
+        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}  # one per (H, W)
         self.reset(HOME_Q, 2 * FINGER_TRAVEL, {}, {}, Randomization())
 
     # --- building --------------------------------------------------------------------------
@@ -127,9 +132,9 @@ class MujocoEngine(Engine):
         missing += ["tcp"] if spec.site("tcp") is None else []
         if missing:
             raise AssetError(f"robot asset {path} lacks the joints/bodies/sites {missing}")
-        h, w = scene.image_size
-        spec.visual.global_.offwidth = max(w, 1)
-        spec.visual.global_.offheight = max(h, 1)
+        sizes = [scene.image_size] + ([scene.presentation_size] if scene.presentation else [])
+        spec.visual.global_.offwidth = max(1, *(w for _, w in sizes))
+        spec.visual.global_.offheight = max(1, *(h for h, _ in sizes))
         spec.visual.quality.offsamples = 0
         spec.visual.quality.shadowsize = 0
         spec.visual.headlight.ambient = [0.35, 0.35, 0.35]
@@ -145,7 +150,7 @@ class MujocoEngine(Engine):
         )
         for obj in scene.objects:
             self._add_object(spec, obj)
-        for cam in scene.cameras:
+        for cam in _all_cameras(scene):
             self._add_camera(spec, cam)
         try:
             return spec.compile()
@@ -317,19 +322,19 @@ class MujocoEngine(Engine):
 
     # --- rendering -------------------------------------------------------------------------
     def render(self, camera: str) -> np.ndarray:
-        if camera not in self._cam_ids:
-            raise KeyError(f"unknown camera {camera!r}; scene has {sorted(self._cam_ids)}")
-        if self._renderer is None:  # created on first use: EGL contexts do not survive fork
-            h, w = self.scene.image_size
-            self._renderer = mujoco.Renderer(self.model, height=h, width=w)
-            flags = self._renderer.scene.flags
+        _, (h, w) = self.scene.camera_and_size(camera)  # KeyError for an unknown name
+        renderer = self._renderers.get((h, w))
+        if renderer is None:  # created on first use: EGL contexts do not survive fork
+            renderer = mujoco.Renderer(self.model, height=h, width=w)
+            flags = renderer.scene.flags
             flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
             flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
             flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
-        self._renderer.update_scene(self.data, camera=camera)
-        return self._renderer.render()
+            self._renderers[(h, w)] = renderer
+        renderer.update_scene(self.data, camera=camera)
+        return renderer.render()
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()

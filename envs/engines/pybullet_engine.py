@@ -491,10 +491,7 @@ class PyBulletEngine(Engine):
     # --- rendering -------------------------------------------------------------------------
     def render(self, camera: str) -> np.ndarray:
         cid = self._sim()
-        spec = next((c for c in self.scene.cameras if c.name == camera), None)
-        if spec is None:
-            raise KeyError(f"unknown camera {camera!r}; scene has {sorted(self._cam_names)}")
-        h, w = self.scene.image_size
+        spec, (h, w) = self.scene.camera_and_size(camera)  # KeyError for an unknown name
         if spec.mount == "wrist":
             s = p.getLinkState(
                 self.robot, self._hand, computeForwardKinematics=True, physicsClientId=cid
