@@ -13,6 +13,13 @@ works in normalised action space ([-1, 1] for bounded actions):
   reuse the prefix hidden states (the backbone runs once).
 
 Plan text goes through the LM head (:class:`PlanText`).
+
+Real-time chunking (Black, Galliker, Levine 2025): a chunk requested while the previous one
+still plays can be asked to continue a :class:`Committed` prefix, the actions the robot
+executes while it is computed. The ``chunk`` head takes it as input when trained with
+``rtc_max_delay`` > 0 (prefix conditioning) and its first ``delay`` actions are the prefix;
+the ``flow`` head needs no training: the Euler steps are guided towards the committed actions
+(ΠGDM-style inpainting with the paper's soft mask, :func:`rtc_soft_mask`).
 """
 
 from __future__ import annotations
@@ -44,6 +51,13 @@ class HeadConfig(Checked):
     # flow: seed of the inference noise. A fixed seed makes predict_chunk deterministic and
     # each sample's result independent of the rest of the batch; None draws fresh noise.
     noise_seed: int | None = 0
+    # chunk: > 0 trains with prefix conditioning for real-time chunking: each sample gets a
+    # random delay d in 0..rtc_max_delay and its first d ground-truth actions as input, so
+    # that inference continues a committed prefix of up to this many actions (--mode rtc).
+    # 0: no prefix input (the layout of checkpoints from before it existed).
+    rtc_max_delay: int = 0
+    # flow: the largest guidance weight of RTC inpainting (the paper's beta)
+    rtc_max_guidance: float = 5.0
 
     RULES: ClassVar[dict[str, Rule]] = {
         "kind": registered(lambda: HEADS.names()),
@@ -51,7 +65,48 @@ class HeadConfig(Checked):
         **dict.fromkeys(
             ("expert_hidden", "expert_layers", "expert_heads", "flow_steps"), at_least(1)
         ),
+        **dict.fromkeys(("rtc_max_delay", "rtc_max_guidance"), at_least(0)),
     }
+
+
+@dataclass
+class Committed:
+    """Actions already committed to when a chunk is requested (real-time chunking), in
+    normalised action space.
+
+    ``actions`` (B, L, D): the previous plan's actions for the chunk's first L steps (rows at
+    or past ``overlap`` are padding); ``delay`` (B,): the first ``delay`` of them execute while
+    the chunk is computed and are frozen; ``overlap`` (B,) >= delay: how many rows are real
+    (the rest of the old plan, which guided flow softly continues)."""
+
+    actions: torch.Tensor  # (B, L, D)
+    delay: torch.Tensor  # (B,) long
+    overlap: torch.Tensor  # (B,) long
+
+    def padded(self, k: int) -> torch.Tensor:
+        """``actions`` cut or zero-padded to K rows: (B, K, D)."""
+        a = self.actions[:, :k]
+        if a.shape[1] < k:
+            a = torch.cat([a, a.new_zeros(a.shape[0], k - a.shape[1], a.shape[2])], dim=1)
+        return a
+
+    def frozen(self, k: int) -> torch.Tensor:
+        """(B, K) bool: True at the frozen steps (i < delay)."""
+        return torch.arange(k, device=self.delay.device)[None] < self.delay[:, None]
+
+
+def rtc_soft_mask(delay: torch.Tensor, overlap: torch.Tensor, k: int) -> torch.Tensor:
+    """The guidance weights (B, K) of real-time chunking (Black et al. 2025, eq. 5): 1 on the
+    frozen steps i < d, then exponentially decaying over the rest of the old plan,
+    ``c (e^c - 1) / (e - 1)`` with ``c = (L - i) / (L - d + 1)`` for d <= i < L, 0 from L on."""
+    i = torch.arange(k, device=delay.device, dtype=torch.float32)[None]  # (1, K)
+    d = delay.float()[:, None]  # (B, 1)
+    n = overlap.float()[:, None]
+    c = (n - i) / (n - d + 1.0)
+    soft = c * (torch.exp(c) - 1.0) / (math.e - 1.0)
+    return torch.where(
+        i < d, torch.ones_like(soft), torch.where(i < n, soft, torch.zeros_like(soft))
+    )
 
 
 def extend_positions(
@@ -111,8 +166,35 @@ class ActionHead(nn.Module):
         prefix: torch.Tensor,
         mask: torch.Tensor | None,
         pos: torch.Tensor | None,
+        committed: Committed | None = None,
     ) -> torch.Tensor:
+        """(B, K, D) in [-1, 1]; ``committed``: continue these actions (real-time chunking;
+        only heads with :attr:`rtc_max_delay` > 0 take it)."""
         raise NotImplementedError
+
+    @property
+    def rtc_max_delay(self) -> int:
+        """The largest delay :meth:`predict` continues a committed prefix for (0: none)."""
+        return 0
+
+    #: the first ``delay`` actions of a chunk are the committed ones exactly (prefix
+    #: conditioning) rather than close to them (guided inpainting)
+    exact_prefix: bool = False
+
+    def _check_committed(self, committed: Committed | None) -> None:
+        if committed is None:
+            return
+        worst = int(committed.delay.max()) if committed.delay.numel() else 0
+        if worst > self.rtc_max_delay:
+            if self.rtc_max_delay == 0:
+                raise ValueError(
+                    f"this {self.cfg.kind} head cannot continue a committed prefix (real-time "
+                    f"chunking): train a chunk head with --rtc-max-delay D, or use a flow head"
+                )
+            raise ValueError(
+                f"a delay of {worst} steps exceeds the {self.rtc_max_delay} this head was "
+                f"trained for (--rtc-max-delay)"
+            )
 
 
 HEADS: Registry[type[ActionHead]] = Registry("action head")
@@ -126,26 +208,62 @@ def _masked_mean(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 @HEADS.register("chunk")
 class ChunkHead(ActionHead):
+    """With ``rtc_max_delay`` > 0, a committed action goes into the query of its step (and
+    dimension) through ``committed_in``: the queries of frozen steps say "this is the
+    action", the others continue it."""
+
+    exact_prefix = True
+
     def __init__(self, cfg: HeadConfig, hidden_size: int, chunk_size: int, action_dim: int) -> None:
         super().__init__(cfg, hidden_size, chunk_size, action_dim)
         n_queries = chunk_size * action_dim if cfg.per_dim_queries else chunk_size
         self.queries = nn.Parameter(torch.randn(n_queries, hidden_size) * 0.02)
         self.out = nn.Linear(hidden_size, 1 if cfg.per_dim_queries else action_dim)
+        self.committed_in: nn.Linear | None = None
+        if cfg.rtc_max_delay > 0:  # absent otherwise: older checkpoints keep their layout
+            self.committed_in = nn.Linear(1 if cfg.per_dim_queries else action_dim, hidden_size)
 
-    def _chunk(self, backbone, prefix, mask, pos) -> torch.Tensor:
+    @property
+    def rtc_max_delay(self) -> int:
+        return min(self.cfg.rtc_max_delay, self.chunk_size)
+
+    def _queries(self, b: int, dtype: torch.dtype, committed: Committed | None) -> torch.Tensor:
+        queries = self.queries.to(dtype).unsqueeze(0).expand(b, -1, -1)  # (B, Q, H)
+        if committed is None or self.committed_in is None:
+            return queries
+        k, d = self.chunk_size, self.action_dim
+        values = committed.padded(k).float()  # (B, K, D)
+        frozen = committed.frozen(k)  # (B, K)
+        if self.cfg.per_dim_queries:
+            values = values.reshape(b, k * d, 1)  # (B, K*D, 1), step-major like the queries
+            frozen = frozen.repeat_interleave(d, dim=1)  # (B, K*D)
+        added = self.committed_in(values) * frozen[..., None].to(values.dtype)  # (B, Q, H)
+        return queries + added.to(dtype)
+
+    def _chunk(self, backbone, prefix, mask, pos, committed=None) -> torch.Tensor:
         b, n = prefix.shape[0], self.queries.shape[0]
-        queries = self.queries.to(prefix.dtype).unsqueeze(0).expand(b, -1, -1)  # (B, Q, H)
+        queries = self._queries(b, prefix.dtype, committed)
         full_mask, full_pos = extend_positions(mask, pos, n)
         hidden = backbone(torch.cat([prefix, queries], 1), full_mask, full_pos)
         return self.out(hidden[:, -n:]).reshape(b, self.chunk_size, self.action_dim)  # (B, K, D)
 
     def loss(self, backbone, prefix, mask, pos, actions, valid):
-        pred = self._chunk(backbone, prefix, mask, pos)
+        committed = None
+        if self.committed_in is not None:
+            # RTC prefix conditioning: a random delay d in 0..D per sample, its first d
+            # ground-truth actions committed; the loss is on the continuation only (the
+            # committed steps are replaced by the prefix at inference).
+            b, k = actions.shape[:2]
+            delay = torch.randint(0, self.rtc_max_delay + 1, (b,), device=actions.device)
+            committed = Committed(actions, delay, torch.full_like(delay, k))
+            valid = valid & ~committed.frozen(k)
+        pred = self._chunk(backbone, prefix, mask, pos, committed)
         l1 = _masked_mean((pred.float() - actions).abs(), valid)
         return l1, {"l1": l1.item()}
 
-    def predict(self, backbone, prefix, mask, pos):
-        return self._chunk(backbone, prefix, mask, pos).float().clamp(-1.0, 1.0)
+    def predict(self, backbone, prefix, mask, pos, committed=None):
+        self._check_committed(committed)
+        return self._chunk(backbone, prefix, mask, pos, committed).float().clamp(-1.0, 1.0)
 
 
 @HEADS.register("discrete")
@@ -189,7 +307,8 @@ class DiscreteHead(ActionHead):
         acc = ((logits.argmax(-1) == bins).float() * w).sum() / w.sum().clamp_min(1.0)
         return loss, {"ce": loss.item(), "token_acc": acc.item()}
 
-    def predict(self, backbone, prefix, mask, pos):
+    def predict(self, backbone, prefix, mask, pos, committed=None):
+        self._check_committed(committed)
         cache = backbone.new_cache()
         n = self.chunk_size * self.action_dim
         hidden = backbone(prefix, mask, pos, cache)[:, -1:]  # (B, 1, H)
@@ -270,7 +389,11 @@ class FlowHead(ActionHead):
         mse = _masked_mean((v.float() - (noise - actions)) ** 2, valid)
         return mse, {"flow_mse": mse.item()}
 
-    def predict(self, backbone, prefix, mask, pos):
+    @property
+    def rtc_max_delay(self) -> int:
+        return self.chunk_size
+
+    def predict(self, backbone, prefix, mask, pos, committed=None):
         memory, pad = self._memory(backbone, prefix, mask, pos)
         b = prefix.shape[0]
         shape = (b, self.chunk_size, self.action_dim)
@@ -282,10 +405,50 @@ class FlowHead(ActionHead):
             gen = torch.Generator(device=prefix.device).manual_seed(self.cfg.noise_seed)
             x = torch.randn(shape[1:], device=prefix.device, generator=gen).expand(shape)
         n = self.cfg.flow_steps
+        if committed is not None:
+            self._check_committed(committed)
+            return self._guided(x, memory, pad, committed).clamp(-1.0, 1.0)
         for i in range(n):
             t = torch.full((b,), 1.0 - i / n, device=prefix.device)
             x = x - self.velocity(x, t, memory, pad).float() / n
         return x.clamp(-1.0, 1.0)
+
+    def _guided(
+        self,
+        x: torch.Tensor,  # (B, K, D) the initial noise
+        memory: torch.Tensor,  # (B, P, E)
+        pad: torch.Tensor | None,
+        committed: Committed,
+    ) -> torch.Tensor:
+        """Euler steps with RTC's training-free inpainting (Black et al. 2025, algorithm 1,
+        in this head's time convention: t = 1 is noise, t = 0 the action). At each step the
+        action the velocity implies, ``â = x - t v``, is pulled towards the committed actions
+        under the soft mask W: ``v <- v - w J^T (W (Y - â))`` with J = dâ/dx, and the weight
+        ``w = min(beta, t / ((1 - t) r²))``, ``r² = t² / (t² + (1 - t)²)``, clipped at
+        ``rtc_max_guidance`` (beta) where it diverges at t = 1."""
+        b, k = x.shape[:2]
+        n = self.cfg.flow_steps
+        beta = float(self.cfg.rtc_max_guidance)
+        target = committed.padded(k).float()  # (B, K, D)
+        weights = rtc_soft_mask(committed.delay, committed.overlap, k)[..., None]  # (B, K, 1)
+        # the vector-Jacobian product needs autograd, also under torch.inference_mode
+        with torch.inference_mode(False), torch.enable_grad():
+            memory = memory.clone()
+            pad = None if pad is None else pad.clone()
+            x = x.clone().float()
+            target, weights = target.clone(), weights.clone()
+            for i in range(n):
+                t_val = 1.0 - i / n
+                t = torch.full((b,), t_val, device=x.device)
+                x_in = x.detach().requires_grad_(True)
+                v = self.velocity(x_in, t, memory, pad).float()  # (B, K, D)
+                clean = x_in - t_val * v  # (B, K, D) the action this velocity leads to
+                error = (target - clean) * weights
+                (vjp,) = torch.autograd.grad(clean, x_in, error)
+                r2 = t_val**2 / (t_val**2 + (1.0 - t_val) ** 2)
+                w = beta if t_val >= 1.0 else min(beta, t_val / ((1.0 - t_val) * r2))
+                x = (x_in - (v - w * vjp) / n).detach()
+        return x
 
 
 def build_head(cfg: HeadConfig, hidden_size: int, chunk_size: int, action_dim: int) -> ActionHead:

@@ -36,7 +36,7 @@ from embodied_mm.model.backbone import Backbone
 from embodied_mm.model.configuration_vla import PolicyConfig
 from embodied_mm.model.encoders import VISION_FAMILIES, MultiCameraVision, ProprioEncoder
 from embodied_mm.model.film import pooled_text
-from embodied_mm.model.heads import HEADS, DiscreteHead, PlanText, build_head
+from embodied_mm.model.heads import HEADS, Committed, DiscreteHead, PlanText, build_head
 from embodied_mm.model.normalize import Normalizer, Stats, unit_stats
 from embodied_mm.model.projectors import build_projector
 from embodied_mm.processor.core import Pipeline, Resources
@@ -295,18 +295,81 @@ class VLAPolicy(nn.Module):
         return actions, valid
 
     @torch.inference_mode()
-    def predict_chunk(self, obs: dict[str, Any]) -> torch.Tensor:
+    def predict_chunk(
+        self,
+        obs: dict[str, Any],
+        prefix: torch.Tensor | None = None,
+        delay: torch.Tensor | int | None = None,
+        overlap: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Action chunk (B, K, D) in robot units (float32, on the policy's device), inside the
-        action bounds of the stats. Call ``eval()`` first when the model has dropout."""
-        return self.processor.postprocess(self.predict_normalized(self.preprocess(obs)))
+        action bounds of the stats. Call ``eval()`` first when the model has dropout.
+
+        Real-time chunking: ``prefix`` (B, L, D) robot units, the actions already committed
+        for the chunk's first L steps, of which the first ``delay`` (B,) (or one int for all)
+        execute while this chunk is computed; ``overlap`` (B,) how many of the L rows are
+        real (default all). The chunk then continues them: a ``chunk`` head trained with
+        ``rtc_max_delay`` returns the first ``delay`` actions exactly as given, a ``flow``
+        head guides its Euler steps towards them (close, not exact; see
+        :attr:`rtc_max_delay`)."""
+        committed = None if prefix is None else self._committed(prefix, delay, overlap)
+        chunk = self.processor.postprocess(
+            self.predict_normalized(self.preprocess(obs), committed)
+        )  # (B, K, D)
+        if prefix is not None and self.head.exact_prefix:
+            # exactly the given robot units (not their normalised round trip)
+            k = chunk.shape[1]
+            frozen = committed.frozen(k)[..., None]  # (B, K, 1)
+            given = torch.as_tensor(prefix).to(chunk)[:, :k]  # (B, min(L, K), D)
+            given = torch.cat([given, chunk[:, given.shape[1] :]], dim=1)  # (B, K, D)
+            chunk = torch.where(frozen, given, chunk)
+        return chunk
+
+    @property
+    def rtc_max_delay(self) -> int:
+        """The largest delay (steps) :meth:`predict_chunk` continues a ``prefix`` for; 0 when
+        this policy cannot (a chunk head trained without ``--rtc-max-delay``, discrete)."""
+        return self.head.rtc_max_delay
+
+    def _committed(
+        self,
+        prefix: torch.Tensor,
+        delay: torch.Tensor | int | None,
+        overlap: torch.Tensor | None,
+    ) -> Committed:
+        """The robot-unit ``prefix`` (B, L, D) normalised as actions, with its counts."""
+        prefix = torch.as_tensor(prefix, dtype=torch.float32, device=self.device)
+        b, n = prefix.shape[:2]
+        if prefix.ndim != 3 or prefix.shape[2] != self.config.action_dim:
+            raise ValueError(
+                f"prefix must be (B, L, {self.config.action_dim}); got {tuple(prefix.shape)}"
+            )
+
+        def counts(value: torch.Tensor | int | None, default: int) -> torch.Tensor:
+            value = default if value is None else value
+            return torch.as_tensor(value, dtype=torch.long, device=self.device).expand(b).clone()
+
+        overlap_t = counts(overlap, n)
+        delay_t = counts(delay, n)
+        if (delay_t < 0).any() or (delay_t > overlap_t).any() or (overlap_t > n).any():
+            raise ValueError(
+                f"need 0 <= delay <= overlap <= {n} (the prefix rows); got delay "
+                f"{delay_t.tolist()}, overlap {overlap_t.tolist()}"
+            )
+        actions = self.normalizer.normalize(ACTION, prefix)  # (B, L, D)
+        return Committed(actions, delay_t, overlap_t)
 
     @torch.inference_mode()
-    def predict_normalized(self, inputs: dict[str, Any]) -> torch.Tensor:
+    def predict_normalized(
+        self, inputs: dict[str, Any], committed: Committed | None = None
+    ) -> torch.Tensor:
         """Normalised action chunk (B, K, D) (in [-1, 1] for bounded modes) of preprocessed
-        inputs (:meth:`preprocess`): the networks alone."""
+        inputs (:meth:`preprocess`): the networks alone. ``committed``: see
+        :meth:`predict_chunk` (normalised)."""
         with self._autocast():
             prefix, mask, pos, _ = self.prefix_from_inputs(inputs)
-            return self.head.predict(self.backbone, prefix, mask, pos).float()  # (B, K, D)
+            chunk = self.head.predict(self.backbone, prefix, mask, pos, committed)
+            return chunk.float()  # (B, K, D)
 
     @torch.inference_mode()
     def generate_plan(
