@@ -94,6 +94,10 @@ class TrainConfig(Checked):
     )
     align_samples: int = 2000  # align stage: caption pairs rendered
     n_obs_steps: int = 1  # observation frames per sample
+    # > 0: real-time chunking prefix conditioning (chunk head): each sample gets a random
+    # delay d in 0..D and its first d ground-truth actions as input, so that --mode rtc can
+    # continue a committed prefix; sets policy.head.rtc_max_delay
+    rtc_max_delay: int = 0
     num_workers: int = 0  # DataLoader workers
     # bookkeeping
     seed: int = 0  # initial weights and data order
@@ -111,7 +115,15 @@ class TrainConfig(Checked):
         "size": one_of(*SIZES),
         **dict.fromkeys(_COUNTS, at_least(1)),
         **dict.fromkeys(
-            ("weight_decay", "warmup_steps", "lora_r", "num_workers", "eval_every"), at_least(0)
+            (
+                "weight_decay",
+                "warmup_steps",
+                "lora_r",
+                "num_workers",
+                "eval_every",
+                "rtc_max_delay",
+            ),
+            at_least(0),
         ),
         "lr": above(0),
         "max_grad_norm": above(0),
@@ -129,6 +141,21 @@ class TrainConfig(Checked):
 
             self.policy = recipe_config(self.recipe, self.size)
         super().__post_init__()
+        if self.rtc_max_delay > 0:
+            if self.policy.head.kind != "chunk":
+                raise ConfigError(
+                    ("rtc_max_delay",),
+                    f"prefix conditioning is for the chunk head (a flow head does real-time "
+                    f"chunking untrained, by guidance); this policy's head is "
+                    f"{self.policy.head.kind!r}",
+                )
+            if self.rtc_max_delay >= self.policy.chunk_size:
+                raise ConfigError(
+                    ("rtc_max_delay",),
+                    f"expected fewer than the chunk's {self.policy.chunk_size} actions, got "
+                    f"{self.rtc_max_delay}",
+                )
+            self.policy.head.rtc_max_delay = self.rtc_max_delay
 
     def save(self, path: Path) -> None:
         """The resolved config as YAML (what :meth:`from_yaml` and ``--config`` read)."""
