@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from embodied_mm.errors import UsageError
+from embodied_mm.eval.progress import EvalProgress
 from embodied_mm.eval.stats import wilson_interval
 from embodied_mm.eval.vector_rollout import rollout_batch
 from embodied_mm.runtime.controller import ControlSpec
@@ -84,11 +86,13 @@ def evaluate_policy(
     world_size: int = 1,
     control: ControlSpec | None = None,
     keep_actions: bool = False,
+    on_episode: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """This rank's share of the episodes (global episode ``i`` runs on rank ``i % world``):
     env id → per-episode records. Rank 0 writes one video per task. ``policy``: a
     ``LocalPolicy``, or a policy object it wraps; ``control``: the mode (default open loop);
-    ``keep_actions``: records also hold the commands sent (``actions``, (T, D)).
+    ``keep_actions``: records also hold the commands sent (``actions``, (T, D));
+    ``on_episode(env_id, record)``: called as each episode ends (e.g. :class:`EvalProgress`).
     """
     policy = as_batch_policy(policy)
     control = control or ControlSpec()
@@ -99,13 +103,14 @@ def evaluate_policy(
     for env_id in env_ids:
         seeds = [seed + i for i in range(episodes) if i % world_size == rank]
         records: list[dict[str, Any]] = []
+        done = None if on_episode is None else (lambda r, e=env_id: on_episode(e, r))
         for b in range(0, len(seeds), num_envs):
             video = None
             if video_dir is not None and rank == 0 and b == 0:
                 video = video_dir / f"{env_id.replace('/', '_')}_{engine}.mp4"
             records += rollout_batch(policy, env_id, seeds[b : b + num_envs], engine, split,
-                                     control, video_path=video,
-                                     keep_actions=keep_actions)  # fmt: skip
+                                     control, video_path=video, keep_actions=keep_actions,
+                                     on_episode=done)  # fmt: skip
         out[env_id] = records
     return out
 
@@ -120,9 +125,13 @@ def run_eval(
     seed: int = HELDOUT_SEED_BASE,
     num_envs: int = 2,
     control: ControlSpec | None = None,
+    progress_bar: bool | None = None,
 ) -> dict[str, Any] | None:
     """Evaluate a checkpoint (``save_pretrained`` or ``export`` directory) under ``control``
-    (default: open loop at 20 Hz); on the main process, write and return ``eval_info.json``."""
+    (default: open loop at 20 Hz); on the main process, write and return ``eval_info.json``.
+
+    The main process reports its progress on stderr (:class:`EvalProgress`): a bar when
+    ``progress_bar`` (default: stderr is a terminal), else a plain line per tenth done."""
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
@@ -141,9 +150,19 @@ def run_eval(
     state = PartialState(cpu=True)
     policy = LocalPolicy.from_checkpoint(checkpoint)
     t0 = time.perf_counter()
-    mine = evaluate_policy(policy, env_ids, engine, episodes, split, seed, num_envs,
-                           out_dir / "videos", state.process_index, state.num_processes,
-                           control)  # fmt: skip
+    # the main process shows its own share of the episodes (all of them in one process)
+    mine_total = len(env_ids) * len(range(state.process_index, episodes, state.num_processes))
+    progress = None
+    if state.is_main_process:
+        progress = EvalProgress(mine_total, interactive=progress_bar)
+    try:
+        mine = evaluate_policy(policy, env_ids, engine, episodes, split, seed, num_envs,
+                               out_dir / "videos", state.process_index, state.num_processes,
+                               control, on_episode=progress.episode_done if progress else None,
+                               )  # fmt: skip
+    finally:
+        if progress is not None:
+            progress.close()
     gathered = gather_object([mine]) if state.num_processes > 1 else [mine]
     if not state.is_main_process:
         return None

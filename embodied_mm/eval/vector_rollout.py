@@ -12,7 +12,7 @@ ended (success, time limit, or a safety stop) is held until every env of the bat
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +77,7 @@ def rollout_batch(
     video_path: Path | None = None,
     fps: int = 20,
     keep_actions: bool = False,
+    on_episode: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One episode per seed, all in parallel (an async vector env of ``len(seeds)`` envs).
 
@@ -85,7 +86,8 @@ def rollout_batch(
     "stop_reason"}`` (``interventions``: the safety filter's counts by kind; ``stop_reason``:
     ``episode_done``, or the filter's ``watchdog_stop`` / ``estop``), plus ``actions`` (the
     commands sent, (T, D) as lists) with ``keep_actions``. With ``video_path``, the front
-    camera of the first env is written there.
+    camera of the first env is written there. ``on_episode`` is called with each record as
+    its episode ends (before the batch's last one has).
     """
     import embodied_mm.envs  # noqa: F401  (registers the ids)
     from embodied_mm.data.video import encode_video
@@ -119,8 +121,8 @@ def rollout_batch(
         success = np.zeros(n, dtype=bool)
         steps = np.zeros(n, dtype=np.int64)
         stop = ["episode_done"] * n
-        counts = [Counter[str]() for _ in range(n)]
         actions: list[list[list[float]]] = [[] for _ in range(n)]
+        records: dict[int, dict[str, Any]] = {}  # env -> its record, once its episode ended
         frames = [obs["pixels"]["front"][0]] if video_path is not None else None
 
         def control_step(i: int):
@@ -148,8 +150,12 @@ def rollout_batch(
                 if safe.stop:
                     stop[i] = "estop" if controllers[i].safety.estop.engaged else "watchdog_stop"
                 if safe.stop or ended[i]:
-                    counts[i] = Counter(controllers[i].interventions)
+                    records[i] = _record(seeds[i], success[i], steps[i], tasks[i],
+                                         controllers[i].interventions, stop[i],
+                                         actions[i] if keep_actions else None)  # fmt: skip
                     live.discard(i)
+                    if on_episode is not None:
+                        on_episode(records[i])
     finally:
         for ctl in controllers:
             ctl.close()
@@ -158,12 +164,22 @@ def rollout_batch(
     if frames is not None:
         video_path.parent.mkdir(parents=True, exist_ok=True)
         encode_video(np.stack(frames), video_path, fps=fps)  # (T, H, W, 3)
-    records = []
-    for i, s in enumerate(seeds):
-        record = {"seed": int(s), "success": bool(success[i]), "steps": int(steps[i]),
-                  "task": tasks[i], "interventions": dict(sorted(counts[i].items())),
-                  "stop_reason": stop[i]}  # fmt: skip
-        if keep_actions:
-            record["actions"] = actions[i]
-        records.append(record)
-    return records
+    return [records[i] for i in range(n)]
+
+
+def _record(
+    seed: int,
+    success: bool,
+    steps: int,
+    task: str,
+    interventions: dict[str, int],
+    stop_reason: str,
+    actions: list[list[float]] | None,
+) -> dict[str, Any]:
+    """One episode's record (see :func:`rollout_batch`)."""
+    record = {"seed": int(seed), "success": bool(success), "steps": int(steps), "task": task,
+              "interventions": dict(sorted(Counter(interventions).items())),
+              "stop_reason": stop_reason}  # fmt: skip
+    if actions is not None:
+        record["actions"] = actions
+    return record
