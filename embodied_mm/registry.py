@@ -11,11 +11,15 @@ import importlib
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
+from embodied_mm.errors import UsageError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
-    """Raised for a name that is not registered; the message lists the known names."""
+class UnknownNameError(KeyError, UsageError):
+    """Raised for a name that is not registered; the message lists the known names. A
+    KeyError (a failed lookup) and a :class:`~embodied_mm.errors.UsageError` (the name came
+    from the user: the command line shows it as one line)."""
 
     def __str__(self) -> str:  # KeyError quotes its message; keep it readable
         return str(self.args[0])

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from embodied_mm.errors import UsageError
+from embodied_mm.features import ACTION, OBS_STATE
 from embodied_mm.fsio import follow_umask, sha256_file
 from embodied_mm.model.config_io import config_to_dict, decode_config
 from embodied_mm.model.configuration_vla import PolicyConfig
@@ -44,13 +45,32 @@ def shipped_tokenizer_dir() -> Path:
 
 
 def load_tokenizer(source: str | Path) -> Any:
-    """A transformers tokenizer from a directory or hub name; any failure names ``source``."""
+    """A transformers tokenizer from a directory or hub name.
+
+    Raises:
+        UsageError: one line naming ``source`` and what is expected there.
+    """
     from transformers import AutoTokenizer
 
     try:
         return AutoTokenizer.from_pretrained(str(source))
     except Exception as err:  # transformers raises many types; all mean "unusable tokenizer"
-        raise ValueError(f"cannot load tokenizer from {source}: {err}") from err
+        reason = first_line(err)
+        if Path(source).exists():
+            raise UsageError(
+                f"cannot load tokenizer directory {source} ({reason}); expected what a "
+                "tokenizer's save_pretrained writes: tokenizer.json and tokenizer_config.json"
+            ) from err
+        raise UsageError(
+            f"tokenizer {source}: no such directory, and no tokenizer of that hub name is "
+            f"available offline ({reason})"
+        ) from err
+
+
+def first_line(err: BaseException) -> str:
+    """An exception's message cut to its first non-empty line (for one-line errors)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
 
 
 def _migrate(meta: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +137,14 @@ def from_pretrained(
     # the one config decoder: a wrong field, type or value fails naming this file and the field
     config = decode_config(PolicyConfig, meta.get("config"), str(config_path), prefix=("config",))
     stats = load_stats(directory / STATS_FILE)
-    tokenizer = load_tokenizer(directory / TOKENIZER_DIR)
+    check_stats_dims(config, stats, directory)
+    tokenizer_dir = directory / TOKENIZER_DIR
+    if not tokenizer_dir.is_dir():
+        raise UsageError(
+            f"tokenizer directory {tokenizer_dir} is missing: a checkpoint keeps the tokenizer "
+            "it was trained with there (tokenizer.json, tokenizer_config.json)"
+        )
+    tokenizer = load_tokenizer(tokenizer_dir)
     policy = cls(
         config,
         stats=stats,
@@ -127,14 +154,39 @@ def from_pretrained(
     )
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
-        raise ValueError(f"policy weights {weights} are missing")
+        raise UsageError(f"policy weights {weights} are missing")
     if sha256_file(weights) != meta.get("weights_sha256"):
-        raise ValueError(f"policy weights {weights} are corrupt or truncated (sha256 mismatch)")
+        raise UsageError(f"policy weights {weights} are corrupt or truncated (sha256 mismatch)")
     try:
         load_model(policy, str(weights), strict=True)
     except Exception as err:  # safetensors raises its own error type and RuntimeError
-        raise ValueError(f"cannot load policy weights {weights}: {err}") from err
+        # torch lists every mismatching tensor on its own line; the first says what is wrong
+        detail = [line.strip() for line in str(err).splitlines()[1:] if line.strip()]
+        reason = detail[0] if detail else first_line(err)
+        raise UsageError(
+            f"cannot load policy weights {weights}: {reason} "
+            f"(they do not match {directory / CONFIG_FILE})"
+        ) from err
     return policy.to(device or default_device())
+
+
+def check_stats_dims(config: PolicyConfig, stats: dict[str, Any], directory: Path) -> None:
+    """Every normalised feature's stats have as many values as the config's dims say.
+
+    Raises:
+        UsageError: naming both files, the feature and both numbers.
+    """
+    dims = {OBS_STATE: ("state_dim", config.state_dim), ACTION: ("action_dim", config.action_dim)}
+    for feature, (field, want) in dims.items():
+        if config.norm_modes.get(feature, "identity") == "identity" or feature not in stats:
+            continue  # no stats needed (the normaliser names a missing feature)
+        for name, values in stats[feature].items():
+            if name != "count" and isinstance(values, list) and len(values) != want:
+                raise UsageError(
+                    f"{directory / STATS_FILE}: {feature}.{name} has {len(values)} values, but "
+                    f"{directory / CONFIG_FILE} has config.{field} {want}: the two files must "
+                    "come from one save_pretrained"
+                )
 
 
 def load_processor(

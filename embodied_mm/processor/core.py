@@ -29,6 +29,7 @@ from dataclasses import MISSING, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from embodied_mm.errors import UsageError
 from embodied_mm.registry import Registry, UnknownNameError
 
 PROCESSOR_FILE = "processor.json"
@@ -38,8 +39,9 @@ STAGES = ("host", "tensor")
 SIDES = ("input", "output")
 
 
-class ProcessorError(ValueError):
-    """A processor file, step name or step parameter that cannot be used."""
+class ProcessorError(UsageError):
+    """A processor file, step name or step parameter that cannot be used (a ValueError; the
+    command line shows it as one line)."""
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Step:
 STEPS: Registry[type[Step]] = Registry("processor step")
 STEPS.register("observation_check", "embodied_mm.processor.observation:ObservationCheck")
 STEPS.register("tokenize_task", "embodied_mm.processor.tokenize:TokenizeTask")
+STEPS.register("vlm_prompt", "embodied_mm.processor.vlm_prompt:VLMPrompt")
 STEPS.register("camera_pixels", "embodied_mm.processor.images:CameraPixels")
 STEPS.register("normalize", "embodied_mm.processor.normalize:Normalize")
 STEPS.register("unnormalize", "embodied_mm.processor.normalize:Unnormalize")
