@@ -102,6 +102,8 @@ class Randomization:
     light_dir_jitter: tuple[float, float, float] = (0.0, 0.0, 0.0)
     light_intensity: float = 1.0
     camera_pos_jitter: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    # Added to a world camera's aim point (m); none in training (the camera_shift perturbation).
+    camera_target_jitter: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     table_rgba: tuple[float, float, float, float] | None = None
     # "plain": flat colour; "checker": 2-tone checkerboard (~5 cm squares); "noise": the colour
     # with random speckles. Each is tinted by table_rgba (or SceneSpec.table_rgba).

@@ -21,11 +21,14 @@ instruction (also ``env.task_instruction``); ``info["is_success"]`` the task's p
 Out-of-range actions are clipped and counted (``info["action_clipped"]`` this step,
 ``info["n_clipped_actions"]`` this episode); NaN/inf or wrongly shaped actions raise. ``render()`` returns the latest front-camera frame;
 ``env.timing`` accumulates seconds spent in physics, IK and rendering (for ``bench envs``).
+``perturb={"camera_shift": 2, ...}`` applies factors of :mod:`embodied_mm.envs.perturbations`
+(robustness evaluation: camera, lighting, objects, sensing, latency, instruction wording).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import gymnasium as gym
@@ -36,6 +39,7 @@ from embodied_mm.envs import rotations
 from embodied_mm.envs.domain_randomization import sample_randomization
 from embodied_mm.envs.engine import CameraSpec, Engine, Randomization, SceneSpec
 from embodied_mm.envs.engines import engine_class
+from embodied_mm.envs.perturbations import Context, make_perturbation
 from embodied_mm.envs.presentation import PRESENTATION_CAMERA, PRESENTATION_SIZE
 from embodied_mm.envs.robot import (
     HOME_Q,
@@ -94,6 +98,7 @@ class TabletopEnv(gym.Env):
         reward_type: Literal["sparse", "dense"] = "sparse",
         render_mode: str | None = "rgb_array",
         max_episode_steps: int | None = None,
+        perturb: Mapping[str, int | str] | None = None,
     ) -> None:
         self.task: Task = get_task(task)
         if action_mode not in ACTION_FIELDS:
@@ -118,6 +123,9 @@ class TabletopEnv(gym.Env):
         self.scene = SceneSpec(objects=self.task.objects(), cameras=CAMERAS, image_size=(h, w),
                                presentation=PRESENTATION_CAMERA,
                                presentation_size=PRESENTATION_SIZE)  # fmt: skip
+        # {factor: level} of envs/perturbations (UsageError for unknown ones); none: unchanged
+        self.perturbation = make_perturbation(perturb)
+        self.scene = self.perturbation.scene(self.scene)
         self.cameras: tuple[CameraSpec, ...] = self.scene.cameras
 
         image = spaces.Box(0, 255, shape=(h, w, 3), dtype=np.uint8)
@@ -160,7 +168,18 @@ class TabletopEnv(gym.Env):
         self.episode = self.task.sample(rng, randomize_colors=randomize)
         self.task_instruction = self.task.instruction(self.episode, rng, split)
         appearance = sample_randomization(rng, self.scene) if randomize else Randomization()
-        self.engine.reset(HOME_Q, MAX_OPENING, self.episode.poses, self.episode.rgba, appearance)
+        q0 = HOME_Q
+        if self.perturbation:  # its own generators: the episode's draws above stay the same
+            ctx = Context(self.task, self.scene, self.action_mode, split)
+            self.perturbation.seed(seed)
+            self.perturbation.episode(self.episode, ctx)
+            self.task_instruction = self.perturbation.instruction(
+                self.task_instruction, self.episode, ctx
+            )
+            self.perturbation.appearance(appearance, ctx)
+            q0 = self.perturbation.initial_joints(HOME_Q.copy())
+            self.perturbation.start(self._hold_action(q0))
+        self.engine.reset(q0, MAX_OPENING, self.episode.poses, self.episode.rgba, appearance)
         self.episode_index += 1
         self.elapsed_steps = 0
         self.n_clipped_actions = 0
@@ -172,6 +191,7 @@ class TabletopEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         a, n_clipped = self._validate(action)
         self.n_clipped_actions += n_clipped
+        a = self.perturbation.act(a)  # e.g. action latency; unchanged without perturbation
         q_target, close = self._targets(a)
         t0 = time.perf_counter()
         self.engine.step(q_target, close)
@@ -232,6 +252,12 @@ class TabletopEnv(gym.Env):
         clipped = np.clip(a, low, high)
         return clipped, int(np.count_nonzero(clipped != a))
 
+    def _hold_action(self, q: np.ndarray) -> np.ndarray:
+        """The action that keeps the robot still with open jaws at joints ``q`` (7,)."""
+        if self.action_mode == "joint_pos":
+            return np.append(q, MAX_OPENING)
+        return np.array([0.0] * 6 + [-1.0])
+
     def _targets(self, a: np.ndarray) -> tuple[np.ndarray, float]:
         """Joint targets (7,) and gripper closure (0 open … 1 closed) of a valid action."""
         assert self.engine is not None
@@ -271,6 +297,7 @@ class TabletopEnv(gym.Env):
         t0 = time.perf_counter()
         pixels = {c.name: self.engine.render(c.name) for c in self.cameras}
         self.timing["render"] += time.perf_counter() - t0
+        pixels = self.perturbation.observe(pixels)  # image noise, blur, dropped frames
         self._last_front = pixels[self.cameras[0].name]
         pos, quat = self.engine.ee_pose()
         # q and -q are the same rotation and engines pick either; keep the hemisphere of the

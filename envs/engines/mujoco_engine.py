@@ -262,7 +262,10 @@ class MujocoEngine(Engine):
             pos = np.array(cam.pos) + np.asarray(rnd.camera_pos_jitter.get(cam.name, (0, 0, 0)))
             cid = self._cam_ids[cam.name]
             m.cam_pos[cid] = pos
-            m.cam_quat[cid] = look_at_quat(pos, np.array(cam.target))
+            aim = np.array(cam.target) + np.asarray(
+                rnd.camera_target_jitter.get(cam.name, (0, 0, 0))
+            )
+            m.cam_quat[cid] = look_at_quat(pos, aim)
         if rnd.table_texture not in self._table_mats:
             raise ValueError(f"table_texture {rnd.table_texture!r} not in {TABLE_TEXTURES}")
         mat = self._table_mats[rnd.table_texture]

@@ -503,7 +503,8 @@ class PyBulletEngine(Engine):
         else:
             jitter = self._randomization.camera_pos_jitter.get(camera, (0.0, 0.0, 0.0))
             eye = np.asarray(spec.pos) + np.asarray(jitter)
-            look = np.asarray(spec.target)
+            aim = self._randomization.camera_target_jitter.get(camera, (0.0, 0.0, 0.0))
+            look = np.asarray(spec.target) + np.asarray(aim)
             up = np.array([0.0, 0.0, 1.0])
         view = p.computeViewMatrix(eye.tolist(), look.tolist(), up.tolist(), physicsClientId=cid)
         proj = p.computeProjectionMatrixFOV(spec.fovy_deg, w / h, 0.01, 5.0, physicsClientId=cid)
