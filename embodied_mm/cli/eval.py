@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -58,10 +57,9 @@ def eval_compare(
     max_drop: float = typer.Option(0.1, help="Success-rate drop that counts as a regression."),
 ) -> None:
     """Flag tasks whose success rate regressed; exits 1 when any did."""
-    from embodied_mm.eval.evaluate import compare_evals
+    from embodied_mm.eval.evaluate import compare_evals, read_eval_info
 
-    rows = compare_evals(json.loads(baseline.read_text()), json.loads(candidate.read_text()),
-                         max_drop)  # fmt: skip
+    rows = compare_evals(read_eval_info(baseline), read_eval_info(candidate), max_drop)
     for r in rows:
         env_id, engine, split = r["task"]
         base = "n/a" if r["baseline"] is None else f"{r['baseline']:.0%}"
