@@ -11,6 +11,7 @@ from embodied_mm.cli import envs as _envs  # noqa: F401
 from embodied_mm.cli import eval as _eval  # noqa: F401
 from embodied_mm.cli import export as _export  # noqa: F401
 from embodied_mm.cli import policies as _policies  # noqa: F401
+from embodied_mm.cli import report as _report  # noqa: F401
 from embodied_mm.cli import train as _train  # noqa: F401
 from embodied_mm.cli.app import app
 

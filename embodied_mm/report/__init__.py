@@ -1,0 +1,1 @@
+"""Reports made for people from evaluation runs (``report.html``)."""
