@@ -235,6 +235,33 @@ def read_eval_info(path: Path) -> dict[str, Any]:
     return info
 
 
+TASK_FIELDS = ("env_id", "engine", "split", "success_rate", "ci95")
+
+
+def read_eval_info(path: Path) -> dict[str, Any]:
+    """An ``eval_info.json`` as :func:`evaluate` writes it, read for :func:`compare_evals`.
+
+    Raises:
+        UsageError: one line naming the file and what is wrong (unreadable, not JSON, no
+            ``tasks`` list, a task without one of :data:`TASK_FIELDS`).
+    """
+    try:
+        info = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise UsageError(f"cannot read {path}: {err.strerror or err}") from None
+    except json.JSONDecodeError as err:
+        what = "empty" if not err.doc.strip() else f"not valid JSON ({err})"
+        raise UsageError(f"{path}: {what}; expected an eval_info.json that eval wrote") from None
+    tasks = info.get("tasks") if isinstance(info, dict) else None
+    if not isinstance(tasks, list):
+        raise UsageError(f"{path}: no 'tasks' list; expected an eval_info.json that eval wrote")
+    for i, task in enumerate(tasks):
+        missing = [k for k in TASK_FIELDS if not isinstance(task, dict) or k not in task]
+        if missing:
+            raise UsageError(f"{path}: tasks[{i}] lacks {', '.join(missing)}")
+    return info
+
+
 def compare_evals(baseline: dict[str, Any], candidate: dict[str, Any], max_drop: float = 0.1):
     """Per task: rates of both, and ``regression`` when the candidate's rate is lower by more
     than ``max_drop`` AND its 95% interval lies wholly below the baseline's rate."""
