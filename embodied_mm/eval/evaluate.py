@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,12 +87,14 @@ def evaluate_policy(
     control: ControlSpec | None = None,
     keep_actions: bool = False,
     on_episode: Callable[[str, dict[str, Any]], None] | None = None,
+    perturb: Mapping[str, int] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """This rank's share of the episodes (global episode ``i`` runs on rank ``i % world``):
     env id → per-episode records. Rank 0 writes one video per task. ``policy``: a
     ``LocalPolicy``, or a policy object it wraps; ``control``: the mode (default open loop);
     ``keep_actions``: records also hold the commands sent (``actions``, (T, D));
-    ``on_episode(env_id, record)``: called as each episode ends (e.g. :class:`EvalProgress`).
+    ``on_episode(env_id, record)``: called as each episode ends (e.g. :class:`EvalProgress`);
+    ``perturb``: ``{factor: level}`` of :mod:`embodied_mm.envs.perturbations` (every env).
     """
     policy = as_batch_policy(policy)
     control = control or ControlSpec()
@@ -110,7 +112,7 @@ def evaluate_policy(
                 video = video_dir / f"{env_id.replace('/', '_')}_{engine}.mp4"
             records += rollout_batch(policy, env_id, seeds[b : b + num_envs], engine, split,
                                      control, video_path=video, keep_actions=keep_actions,
-                                     on_episode=done)  # fmt: skip
+                                     on_episode=done, perturb=perturb)  # fmt: skip
         out[env_id] = records
     return out
 
@@ -126,16 +128,23 @@ def run_eval(
     num_envs: int = 2,
     control: ControlSpec | None = None,
     progress_bar: bool | None = None,
+    perturb: Mapping[str, int] | None = None,
+    loaded_policy: Any = None,
+    videos: bool = True,
 ) -> dict[str, Any] | None:
     """Evaluate a checkpoint (``save_pretrained`` or ``export`` directory) under ``control``
     (default: open loop at 20 Hz); on the main process, write and return ``eval_info.json``.
 
     The main process reports its progress on stderr (:class:`EvalProgress`): a bar when
-    ``progress_bar`` (default: stderr is a terminal), else a plain line per tenth done."""
+    ``progress_bar`` (default: stderr is a terminal), else a plain line per tenth done.
+    ``perturb``: ``{factor: level}`` of :mod:`embodied_mm.envs.perturbations`, recorded in
+    ``eval_info.json``; ``loaded_policy``: the checkpoint's ``LocalPolicy`` if already loaded
+    (a suite of evaluations loads it once); ``videos``: write one video per task."""
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
     import embodied_mm.envs  # noqa: F401  (registers the ids)
+    from embodied_mm.envs.perturbations import make_perturbation
     from embodied_mm.envs.registration import check_env_id
     from embodied_mm.runtime.inference import LocalPolicy
 
@@ -146,9 +155,10 @@ def run_eval(
     for name, value in (("--episodes", episodes), ("--num-envs", num_envs)):
         if value < 1:
             raise UsageError(f"{name} must be >= 1, got {value}")
+    perturbation = make_perturbation(perturb)  # UsageError for unknown names, before loading
     control = control or ControlSpec()
     state = PartialState(cpu=True)
-    policy = LocalPolicy.from_checkpoint(checkpoint)
+    policy = loaded_policy or LocalPolicy.from_checkpoint(checkpoint)
     t0 = time.perf_counter()
     # the main process shows its own share of the episodes (all of them in one process)
     mine_total = len(env_ids) * len(range(state.process_index, episodes, state.num_processes))
@@ -157,9 +167,10 @@ def run_eval(
         progress = EvalProgress(mine_total, interactive=progress_bar)
     try:
         mine = evaluate_policy(policy, env_ids, engine, episodes, split, seed, num_envs,
-                               out_dir / "videos", state.process_index, state.num_processes,
-                               control, on_episode=progress.episode_done if progress else None,
-                               )  # fmt: skip
+                               out_dir / "videos" if videos else None, state.process_index,
+                               state.num_processes, control,
+                               on_episode=progress.episode_done if progress else None,
+                               perturb=perturbation.levels)  # fmt: skip
     finally:
         if progress is not None:
             progress.close()
@@ -180,6 +191,7 @@ def run_eval(
         "num_processes": state.num_processes,
         "control": control.as_dict(),
         "n_action_steps": control.n_action_steps,
+        "perturb": perturbation.describe(),
         "seconds": time.perf_counter() - t0,
         "tasks": [asdict(t) for t in tasks],
         "overall": {
@@ -234,8 +246,16 @@ def compare_evals(baseline: dict[str, Any], candidate: dict[str, Any], max_drop:
                          "regression": False})  # fmt: skip
             continue
         b = base[key]
-        drop = b["success_rate"] - t["success_rate"]
-        regression = drop > max_drop and t["ci95"][1] < b["success_rate"]
+        regression = is_regression(b["success_rate"], t["success_rate"], t["ci95"], max_drop)
         rows.append({"task": key, "baseline": b["success_rate"], "candidate": t["success_rate"],
                      "regression": regression})  # fmt: skip
     return rows
+
+
+def is_regression(
+    baseline_rate: float, candidate_rate: float, candidate_ci95: Any, max_drop: float = 0.1
+) -> bool:
+    """The candidate's rate is lower by more than ``max_drop`` AND its 95% interval lies
+    wholly below the baseline's rate."""
+    drop = baseline_rate - candidate_rate
+    return bool(drop > max_drop and candidate_ci95[1] < baseline_rate)

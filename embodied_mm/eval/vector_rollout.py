@@ -12,7 +12,7 @@ ended (success, time limit, or a safety stop) is held until every env of the bat
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 from embodied_mm.eval.batching import BatchPolicy, StepBatcher
+from embodied_mm.eval.clips import ClipBudget, ClipRecorder
 from embodied_mm.features import TASK
 from embodied_mm.runtime.adapters.sim import SimRobot
 from embodied_mm.runtime.controller import Controller, ControlSpec, robot_sim_controller
@@ -75,23 +76,30 @@ def rollout_batch(
     control: ControlSpec | None = None,
     image_size: int = 128,
     video_path: Path | None = None,
+    video_camera: str = "presentation",
+    clips: ClipBudget | None = None,
     fps: int = 20,
     keep_actions: bool = False,
     on_episode: Callable[[dict[str, Any]], None] | None = None,
+    perturb: Mapping[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """One episode per seed, all in parallel (an async vector env of ``len(seeds)`` envs).
 
     ``policy``: anything with ``infer_batch(frames)`` and ``reset()`` (``LocalPolicy``).
+    Videos come from ``video_camera``: ``"presentation"`` (480×360, the instruction and the
+    current plan drawn on) or ``"policy"`` (the front camera the policy sees); ``clips``: the
+    task's budget of per-episode clips (:mod:`embodied_mm.eval.clips`), a kept clip's path
+    in its record's ``video``. Records also hold ``plans``, the distinct plan texts the
+    policy gave in order (empty for a policy not asked for plans).
     Returns one record per seed: ``{"seed", "success", "steps", "task", "interventions",
     "stop_reason"}`` (``interventions``: the safety filter's counts by kind; ``stop_reason``:
     ``episode_done``, or the filter's ``watchdog_stop`` / ``estop``), plus ``actions`` (the
-    commands sent, (T, D) as lists) with ``keep_actions``. With ``video_path``, the front
+    commands sent, (T, D) as lists) with ``keep_actions``. With ``video_path``, the video
     camera of the first env is written there. ``on_episode`` is called with each record as
-    its episode ends (before the batch's last one has).
+    its episode ends (before the batch's last one has). ``perturb``: ``{factor: level}`` of
+    :mod:`embodied_mm.envs.perturbations`, applied by every env.
     """
     import embodied_mm.envs  # noqa: F401  (registers the ids)
-    from embodied_mm.data.video import encode_video
-
     control = control or ControlSpec()
     n = len(seeds)
     envs = gym.make_vec(
@@ -101,11 +109,13 @@ def rollout_batch(
         engine=engine,
         image_size=image_size,
         instruction_split=split,
+        perturb=dict(perturb) if perturb else None,
         # forkserver: a forked worker hangs in EGL set-up when this process rendered before
         vector_kwargs={"context": "forkserver"} if n > 1 else {},
     )
     batcher = StepBatcher(policy, n)
     controllers: list[Controller] = []
+    recorder: ClipRecorder | None = None
     try:
         spaces = _Spaces(envs)
         slots = [VectorSlot(env_id, i, spaces) for i in range(n)]
@@ -123,7 +133,10 @@ def rollout_batch(
         stop = ["episode_done"] * n
         actions: list[list[list[float]]] = [[] for _ in range(n)]
         records: dict[int, dict[str, Any]] = {}  # env -> its record, once its episode ended
-        frames = [obs["pixels"]["front"][0]] if video_path is not None else None
+        plans: list[list[str]] = [[] for _ in range(n)]
+        recorder = ClipRecorder(envs, seeds, tasks, video_camera, fps,
+                                {0: video_path} if video_path is not None else None, clips)  # fmt: skip
+        recorder.capture(obs, range(n), [None] * n)
 
         def control_step(i: int):
             frame = dict(slots[i].get_observation().frame)
@@ -139,13 +152,17 @@ def rollout_batch(
                     actions[i].append(np.asarray(safe.action, dtype=np.float64).tolist())
             obs, _, terminated, truncated, info = envs.step(command)
             ended = np.asarray(terminated) | np.asarray(truncated)
+            now = [controllers[i].executor.plan for i in range(n)]
+            for i in decided:
+                if now[i] and (not plans[i] or plans[i][-1] != now[i]):
+                    plans[i].append(now[i])
+            if recorder.active:
+                recorder.capture(obs, sorted(decided), now)
             for i in sorted(decided):
                 steps[i] += 1
                 success[i] |= bool(info["is_success"][i])
                 slots[i].observe(_slice(obs, i), {"task": tasks[i], "is_success": success[i]})
                 slots[i].sent(command[i])
-                if frames is not None and i == 0:
-                    frames.append(obs["pixels"]["front"][0])
                 safe = decided[i][1]
                 if safe.stop:
                     stop[i] = "estop" if controllers[i].safety.estop.engaged else "watchdog_stop"
@@ -153,17 +170,18 @@ def rollout_batch(
                     records[i] = _record(seeds[i], success[i], steps[i], tasks[i],
                                          controllers[i].interventions, stop[i],
                                          actions[i] if keep_actions else None)  # fmt: skip
+                    records[i]["plans"] = list(plans[i])
+                    recorder.episode_ended(i, records[i])
                     live.discard(i)
                     if on_episode is not None:
                         on_episode(records[i])
     finally:
+        if recorder is not None:
+            recorder.close()  # only what an error left open
         for ctl in controllers:
             ctl.close()
         batcher.close()
         envs.close()
-    if frames is not None:
-        video_path.parent.mkdir(parents=True, exist_ok=True)
-        encode_video(np.stack(frames), video_path, fps=fps)  # (T, H, W, 3)
     return [records[i] for i in range(n)]
 
 
