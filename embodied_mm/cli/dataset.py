@@ -208,14 +208,9 @@ def _sim_fps(robot) -> int:
 @dataset_app.command()
 def info(root: Path = typer.Argument(..., help="Dataset directory.")) -> None:
     """Print a dataset's version, size, features and tasks."""
-    from embodied_mm.data.lerobot_format import DatasetFormatError
     from embodied_mm.data.reader import DatasetMeta
 
-    try:
-        meta = DatasetMeta(root)
-    except DatasetFormatError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(1) from e
+    meta = DatasetMeta(root)  # not a dataset: a DatasetFormatError (a UsageError), one line
     typer.echo(
         f"{root}: LeRobot {meta.version}, robot {meta.info.get('robot_type')!r}, {meta.fps} fps"
     )
@@ -240,10 +235,13 @@ def check(root: Path = typer.Argument(..., help="Dataset directory.")) -> None:
     from embodied_mm.data.check import check_dataset
 
     report = check_dataset(root)
+    # The report on stdout, each problem naming its file; one line on stderr and exit 1 (the
+    # dataset failed the check; a directory that is no dataset at all is a problem too).
     for err in report.errors:
-        typer.echo(f"error: {err}", err=True)
+        typer.echo(f"problem: {err}")
     if not report.ok:
-        typer.echo(f"{root}: {len(report.errors)} problem(s)", err=True)
+        n = len(report.errors)
+        typer.echo(f"error: {root}: {n} problem(s), listed on stdout", err=True)
         raise typer.Exit(1)
     typer.echo(
         f"{root}: OK ({report.episodes} episodes, {report.frames} frames, "

@@ -65,7 +65,7 @@ def test_show_names_a_truncated_file_in_one_line(small_dataset, tmp_path, damage
 
 def test_info_on_a_non_dataset_is_a_clear_error(tmp_path):
     out = runner.invoke(app, ["dataset", "info", str(tmp_path)])
-    assert out.exit_code == 1 and "meta/info.json: missing" in out.output
+    assert out.exit_code == 2 and "meta/info.json: missing" in out.output
 
 
 def test_import_robomimic_then_show(tmp_path):
