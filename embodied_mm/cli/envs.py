@@ -29,10 +29,23 @@ def _engine_available(engine: str) -> bool:
 
 
 @app.command("envs")
-def list_envs() -> None:
+def list_envs(
+    perturbations: bool = typer.Option(
+        False, help="List the perturbation factors (--perturb NAME=LEVEL) and their levels."
+    ),
+) -> None:
     """List the Gymnasium ids of the tabletop tasks (with task name and episode length)."""
     from embodied_mm.envs.registration import task_ids
     from embodied_mm.envs.tasks import TASKS
+
+    if perturbations:
+        from embodied_mm.envs.perturbations import factor_table
+
+        for f in factor_table():
+            unit = f" {f['unit']}" if f["unit"] else ""
+            levels = ", ".join(f"{k}={v}{unit}" for k, v in f["levels"].items())
+            typer.echo(f"{f['name']:16s} {f['group']:8s} {levels:42s} {f['description']}")
+        return
 
     for env_id, name in sorted(task_ids().items()):
         task = TASKS.get(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
@@ -28,15 +29,36 @@ def eval_command(
     hz: float = typer.Option(20.0, help=HZ_HELP),
     refill_at: int = typer.Option(4, help=REFILL_HELP),
     latency_steps: int = typer.Option(1, help=LATENCY_HELP),
+    perturb: list[str] = typer.Option(
+        [],
+        help="NAME=LEVEL: a perturbation factor at a level (repeatable; `envs --perturbations`).",
+    ),
+    suite: str | None = typer.Option(
+        None, help="robustness: every perturbation factor at each level, one at a time."
+    ),
+    quick: bool = typer.Option(False, help="--suite: one level per factor."),
+    factors: str | None = typer.Option(None, help="--suite: only these factors (comma-separated)."),
 ) -> None:
     """Success rate (95% Wilson interval), mean episode length and safety interventions per
     task, through deploy's controller stack; runs sharded across processes under
-    `accelerate launch`."""
+    `accelerate launch`. With --suite, one evaluation per perturbation factor x level
+    (suite.json and a table)."""
+    from embodied_mm.envs.perturbations import parse_perturb_args
+    from embodied_mm.errors import UsageError
     from embodied_mm.eval.evaluate import run_eval
 
     env_ids = [e for e in env.split(",") if e]
     control = ControlSpec(mode, hz, refill_at, latency_steps, n_action_steps)  # UsageError
-    info = run_eval(checkpoint, env_ids, engine, episodes, out, split, seed, num_envs, control)
+    levels = parse_perturb_args(perturb)  # UsageError naming the known factors / levels
+    if suite is not None:
+        if levels:
+            raise UsageError("--suite sets the perturbations itself; drop --perturb")
+        return _run_suite(checkpoint, env_ids, engine, episodes, out, suite, quick, factors,
+                          split, seed, num_envs, control)  # fmt: skip
+    if quick or factors:
+        raise UsageError("--quick and --factors go with --suite")
+    info = run_eval(checkpoint, env_ids, engine, episodes, out, split, seed, num_envs, control,
+                    perturb=levels)  # fmt: skip
     if info is None:  # not the main process
         return
     for t in info["tasks"]:
@@ -50,16 +72,46 @@ def eval_command(
     typer.echo(f"wrote {out / 'eval_info.json'}")
 
 
+def _run_suite(checkpoint, env_ids, engine, episodes, out, suite, quick, factors, split, seed,
+               num_envs, control) -> None:  # fmt: skip
+    from embodied_mm.eval.suite import parse_factor_list, run_suite, suite_table
+
+    result = run_suite(checkpoint, env_ids, engine, episodes, out, suite, quick,
+                       parse_factor_list(factors), split, seed, num_envs, control)  # fmt: skip
+    if result is None:  # not the main process
+        return
+    typer.echo(suite_table(result))
+    typer.echo(f"{len(result['cells'])} cells in {result['seconds'] / 60:.1f} min; "
+               f"wrote {out / 'suite.json'}")  # fmt: skip
+
+
+def _read_for_compare(path: Path) -> dict:
+    """A suite.json, or an eval_info.json checked by read_eval_info (one-line errors)."""
+    from embodied_mm.eval.evaluate import read_eval_info
+    from embodied_mm.eval.suite import is_suite
+
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return read_eval_info(path)  # its one-line error
+    return info if is_suite(info) else read_eval_info(path)
+
+
 @app.command("eval-compare")
 def eval_compare(
-    baseline: Path = typer.Argument(..., help="eval_info.json of the reference."),
-    candidate: Path = typer.Argument(..., help="eval_info.json to check."),
+    baseline: Path = typer.Argument(..., help="eval_info.json (or suite.json) of the reference."),
+    candidate: Path = typer.Argument(..., help="eval_info.json (or suite.json) to check."),
     max_drop: float = typer.Option(0.1, help="Success-rate drop that counts as a regression."),
 ) -> None:
-    """Flag tasks whose success rate regressed; exits 1 when any did."""
-    from embodied_mm.eval.evaluate import compare_evals, read_eval_info
+    """Flag tasks (or, for two suite.json, task x factor x level cells) whose success rate
+    regressed; exits 1 when any did."""
+    from embodied_mm.eval.evaluate import compare_evals
+    from embodied_mm.eval.suite import compare_suites, is_suite
 
-    rows = compare_evals(read_eval_info(baseline), read_eval_info(candidate), max_drop)
+    base_info, cand_info = _read_for_compare(baseline), _read_for_compare(candidate)
+    if is_suite(base_info) or is_suite(cand_info):
+        return _compare_suites(compare_suites(base_info, cand_info, max_drop))
+    rows = compare_evals(base_info, cand_info, max_drop)
     for r in rows:
         env_id, engine, split = r["task"]
         base = "n/a" if r["baseline"] is None else f"{r['baseline']:.0%}"
@@ -67,5 +119,16 @@ def eval_compare(
         typer.echo(
             f"{env_id:32s} {engine:8s} {split:7s} {base:>5s} -> {r['candidate']:.0%}  {flag}"
         )
+    if any(r["regression"] for r in rows):
+        raise typer.Exit(1)
+
+
+def _compare_suites(rows: list[dict]) -> None:
+    for r in rows:
+        env_id, factor, level = r["cell"]
+        base = "n/a" if r["baseline"] is None else f"{r['baseline']:.0%}"
+        flag = "REGRESSION" if r["regression"] else "ok"
+        typer.echo(f"{env_id:32s} {factor:16s} {level:>3s} {base:>5s} -> "
+                   f"{r['candidate']:.0%}  {flag}")  # fmt: skip
     if any(r["regression"] for r in rows):
         raise typer.Exit(1)

@@ -74,7 +74,6 @@ class ExtraWords(Factor):
     name = "extra_words"
     group = "language"
     description = "extra words around and inside the instruction"
-    unit = "words"
     levels = {1: "prefix_or_suffix", 2: "prefix_filler_suffix"}  # noqa: RUF012
 
     def instruction(

@@ -34,7 +34,7 @@ class ImageNoise(Factor):
     name = "image_noise"
     group = "robot"
     description = "pixel noise (std, 0-255)"
-    unit = "px value"
+    unit = "std"
     levels = {1: 8.0, 2: 20.0, 3: 40.0}  # noqa: RUF012
 
     def observe(self, pixels: Pixels, rng: np.random.Generator) -> Pixels:
