@@ -39,7 +39,10 @@ class TrainLogger:
             drop_rows_after(run_dir / "metrics.jsonl", drop_after)
         self._tb = SummaryWriter(str(run_dir / "tensorboard"))
         self._jsonl = open(run_dir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
-        self._bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step")
+        # a bar on a terminal only (disable=None): piped stderr keeps errors on their own line
+        self._bar = tqdm(
+            total=total_steps, initial=start_step, desc="train", unit="step", disable=None
+        )
 
     def log(self, step: int, metrics: dict[str, float], every: int, prefix: str = "") -> None:
         if not self.enabled:
