@@ -39,9 +39,9 @@ def check_features(policy_config: Any, features: dict[str, dict[str, Any]], wher
     if problems:
         want = ", ".join(f"{k}{list(s) if s else ''}" for k, s in expected.items())
         found = ", ".join(f"{k}{list(f.get('shape', []))}" for k, f in sorted(features.items()))
-        raise FeatureMismatchError(
-            f"{where} does not fit the recipe: {'; '.join(problems)}.\n"
-            f"  expected: {want}\n  found:    {found}"
+        raise FeatureMismatchError(  # one line: the CLI prints it as the error
+            f"{where} does not fit the recipe: {'; '.join(problems)} (expected: {want}; "
+            f"found: {found})"
         )
 
 
