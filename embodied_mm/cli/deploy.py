@@ -335,5 +335,8 @@ def bench_deploy(
 ) -> None:
     """Loopback round-trip overhead, control rate async vs sync, server throughput."""
     from embodied_mm.deploy.benchmark import run
+    from embodied_mm.errors import require_positive
 
+    require_positive("--hz", hz)
+    require_positive("--latency-ms", latency_ms)
     typer.echo(run(out, latency_ms=latency_ms, hz=hz))
