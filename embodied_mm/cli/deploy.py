@@ -335,8 +335,9 @@ def bench_deploy(
 ) -> None:
     """Loopback round-trip overhead, control rate async vs sync, server throughput."""
     from embodied_mm.deploy.benchmark import run
-    from embodied_mm.errors import require_positive
+    from embodied_mm.errors import UsageError, require_positive
 
     require_positive("--hz", hz)
-    require_positive("--latency-ms", latency_ms)
+    if not latency_ms >= 0 or latency_ms == float("inf"):  # nan fails the first test
+        raise UsageError(f"--latency-ms must be a finite number >= 0, got {latency_ms!r}")
     typer.echo(run(out, latency_ms=latency_ms, hz=hz))
