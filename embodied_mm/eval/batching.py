@@ -115,6 +115,11 @@ class _EnvSource:
     def infer(self, frame: dict[str, Any]) -> ChunkResult:
         return self.batcher._infer(self.env, frame)
 
+    @property
+    def rtc_max_delay(self) -> int:
+        """The policy's (real-time chunking, ``--mode rtc``); 0 when it cannot continue one."""
+        return int(getattr(self.batcher.policy, "rtc_max_delay", 0) or 0)
+
     def reset(self) -> None:
         # The policy keeps no per-episode state but an instruction cache, shared by all envs.
         self.batcher.policy.reset()

@@ -377,7 +377,7 @@ def merge_chunk(
     return merged
 
 
-MODES = ("open_loop", "ensemble", "async")
+MODES = ("open_loop", "ensemble", "async", "rtc")
 
 
 def make_executor(
@@ -387,11 +387,14 @@ def make_executor(
     ensemble_coeff: float = 0.01,
     n_action_steps: int | None = None,
     latency_steps: int | None = None,
+    hz: float | None = None,
 ) -> ChunkExecutor:
     """The executor of a ``--mode``. ``async`` is the threaded :class:`AsyncExecutor` (wall
     clock, a robot), or with ``latency_steps`` the deterministic
-    :class:`SimulatedLatencyExecutor` (simulated time). ``n_action_steps`` applies to
-    ``open_loop`` (actions played per chunk; default the whole chunk)."""
+    :class:`SimulatedLatencyExecutor` (simulated time); ``rtc`` likewise is real-time
+    chunking (:mod:`embodied_mm.runtime.rtc`; the threaded one needs the control rate
+    ``hz``). ``n_action_steps`` applies to ``open_loop`` (actions played per chunk; default
+    the whole chunk)."""
     if mode == "open_loop":
         return OpenLoopExecutor(source, n_action_steps)
     if n_action_steps is not None:
@@ -402,6 +405,14 @@ def make_executor(
         if latency_steps is not None:
             return SimulatedLatencyExecutor(source, refill_at, latency_steps)
         return AsyncExecutor(source, refill_at)
+    if mode == "rtc":
+        from embodied_mm.runtime.rtc import RTCExecutor, SimulatedRTCExecutor
+
+        if latency_steps is not None:
+            return SimulatedRTCExecutor(source, refill_at, latency_steps)
+        if hz is None:
+            raise ValueError("--mode rtc on the wall clock needs the control rate hz")
+        return RTCExecutor(source, hz, refill_at)
     raise ValueError(f"unknown execution mode {mode!r}; known: {', '.join(MODES)}")
 
 

@@ -116,8 +116,8 @@ class Controller:
 class ControlSpec:
     """How a sim episode is controlled: the ``--mode`` and its knobs, and the control rate.
 
-    ``latency_steps``: in ``async`` mode, the control steps a chunk takes to arrive (the
-    simulated policy latency; 1 = answers within a control period).
+    ``latency_steps``: in ``async`` and ``rtc`` modes, the control steps a chunk takes to
+    arrive (the simulated policy latency; 1 = answers within a control period).
     """
 
     mode: str = "open_loop"
@@ -142,7 +142,7 @@ class ControlSpec:
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mode": self.mode, "hz": self.hz}
-        if self.mode == "async":
+        if self.mode in ("async", "rtc"):
             out |= {"refill_at": self.refill_at, "latency_steps": self.latency_steps}
         if self.mode == "open_loop":
             out["n_action_steps"] = self.n_action_steps
@@ -162,7 +162,8 @@ def sim_controller(
         source,
         spec.refill_at,
         n_action_steps=spec.n_action_steps,
-        latency_steps=spec.latency_steps if spec.mode == "async" else None,
+        latency_steps=spec.latency_steps if spec.mode in ("async", "rtc") else None,
+        hz=spec.hz,
     )
     return Controller(
         executor, SafetyFilter(limits, spec.hz, ee_position_fn, clock=StepClock(spec.hz))

@@ -42,6 +42,33 @@ def _state_names(policy: Any) -> list[str] | None:
     return list(names) if names else None
 
 
+# Optional request keys of real-time chunking (``--mode rtc``, :mod:`embodied_mm.runtime.rtc`):
+# the actions already committed for the chunk's first steps, (L, D) float32 robot units, and
+# how many of them execute while it is computed (an int <= L). The chunk continues them.
+RTC_PREFIX = "rtc.prefix"
+RTC_DELAY = "rtc.delay"
+
+
+def rtc_request(frames: list[dict[str, Any]], action_dim: int) -> dict[str, np.ndarray] | None:
+    """The committed prefixes of a batch of request frames as ``predict_chunk``'s keyword
+    arguments: ``prefix`` (B, L, D) zero-padded to the longest, ``delay`` (B,) and
+    ``overlap`` (B,) (the real rows); frames without one get delay 0 and overlap 0. None
+    when no frame carries a prefix."""
+    if not any(RTC_PREFIX in f for f in frames):
+        return None
+    rows = [np.asarray(f.get(RTC_PREFIX, np.zeros((0, action_dim))), np.float32) for f in frames]
+    for r in rows:
+        if r.ndim != 2 or r.shape[1] != action_dim:
+            raise ValueError(f"{RTC_PREFIX} must be (L, {action_dim}); got {r.shape}")
+    width = max(len(r) for r in rows)
+    prefix = np.zeros((len(frames), width, action_dim), np.float32)
+    for i, r in enumerate(rows):
+        prefix[i, : len(r)] = r
+    delay = np.array([int(f.get(RTC_DELAY, 0)) for f in frames], np.int64)
+    overlap = np.array([len(r) for r in rows], np.int64)
+    return {"prefix": prefix, "delay": delay, "overlap": overlap}
+
+
 class PolicyUnavailable(RuntimeError):
     """The policy could not answer (server down, timeout); the caller holds the robot."""
 
@@ -77,6 +104,8 @@ class LocalPolicy:
         self.chunk_size: int = int(cfg.chunk_size)
         self.image_size: int | None = getattr(cfg, "image_size", None)
         self.state_names: list[str] | None = _state_names(policy)
+        # the largest delay a committed prefix may have (--mode rtc); 0: this policy cannot
+        self.rtc_max_delay: int = int(getattr(policy, "rtc_max_delay", 0))
 
     @classmethod
     def from_checkpoint(
@@ -96,6 +125,9 @@ class LocalPolicy:
             # the state layout the policy was trained on (its processor's observation_check),
             # None when unknown
             "state_names": self.state_names,
+            # real-time chunking: the largest committed prefix delay the policy continues
+            # (0: it cannot; --mode rtc needs a flow head or --rtc-max-delay training)
+            "rtc_max_delay": self.rtc_max_delay,
         }
 
     def reset(self) -> None:
@@ -120,8 +152,15 @@ class LocalPolicy:
 
         t0 = time.perf_counter()
         batch = self._batch(frames)
+        rtc = rtc_request(frames, self.action_dim)
+        if rtc is not None and self.rtc_max_delay == 0:
+            raise ValueError(
+                "this policy cannot continue a committed prefix (--mode rtc): train a chunk "
+                "head with --rtc-max-delay D, or use a flow head"
+            )
+        kwargs = {} if rtc is None else {k: torch.from_numpy(v) for k, v in rtc.items()}
         with torch.inference_mode():
-            chunk = self.policy.predict_chunk(batch)  # (B, K, D)
+            chunk = self.policy.predict_chunk(batch, **kwargs)  # (B, K, D)
             plans = self.policy.generate_plan(batch) if self.with_plan else [None] * len(frames)
         actions = chunk.detach().float().cpu().numpy() if hasattr(chunk, "detach") else chunk
         actions = np.asarray(actions, dtype=np.float32)
