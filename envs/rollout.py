@@ -85,6 +85,18 @@ class RolloutSummary:
     per_episode: list[dict[str, Any]] = field(default_factory=list)
 
 
+def video_frame(
+    env: gym.Env, obs: dict[str, Any], instruction: str, plan: str | None, camera: str
+) -> np.ndarray:  # (H, W, 3) uint8
+    """A video frame for people: the presentation camera (480×360) with the instruction and
+    plan drawn on it, or (``camera="policy"``) the front camera the policy sees."""
+    if camera == "policy":
+        return obs["pixels"]["front"]
+    from embodied_mm.envs.presentation import draw_banner
+
+    return draw_banner(env.unwrapped.render_presentation(), instruction, plan)
+
+
 def run_rollouts(
     env: gym.Env,
     policy: RolloutPolicy,
@@ -92,18 +104,22 @@ def run_rollouts(
     seed: int = 0,
     video_dir: Path | None = None,
     fps: int = 20,
+    video_camera: str = "presentation",
 ) -> list[dict[str, Any]]:
     """Run ``episodes`` episodes (seeds ``seed``, ``seed + 1``, ...) to success or time-out;
-    write ``episode_<seed>.mp4`` of the front camera when ``video_dir`` is given."""
+    write ``episode_<seed>.mp4`` when ``video_dir`` is given (``video_camera``: see
+    :func:`video_frame`; frames are rendered only then)."""
 
     def play(episode_seed: int) -> tuple[dict[str, Any], list[np.ndarray]]:
         obs, info = env.reset(seed=episode_seed)
         policy.reset()
-        frames = [obs["pixels"]["front"]]
+        grab = video_dir is not None
+        frames = [video_frame(env, obs, info["task"], None, video_camera)] if grab else []
         steps, success, done = 0, False, False
         while not done:
             obs, _, terminated, truncated, info = env.step(policy.act(obs, info))
-            frames.append(obs["pixels"]["front"])
+            if grab:
+                frames.append(video_frame(env, obs, info["task"], None, video_camera))
             steps += 1
             success = success or bool(info["is_success"])
             done = terminated or truncated
@@ -120,16 +136,19 @@ def run_controlled(
     video_dir: Path | None = None,
     fps: int = 20,
     keep_actions: bool = False,
+    video_camera: str = "presentation",
 ) -> list[dict[str, Any]]:
     """:func:`run_rollouts` for a policy behind a controller: ``robot`` a connected
     ``SimRobot``, ``controller`` a :class:`~embodied_mm.runtime.controller.Controller` in
     simulated time. Each episode is one run of the controller loop, unpaced, until the env
     ends it or the safety filter stops it. Records add ``interventions`` (by kind),
-    ``stop_reason`` and, with ``keep_actions``, the commands sent (``actions``, (T, D))."""
+    ``stop_reason``, ``plans`` (the distinct plan texts, in order) and, with
+    ``keep_actions``, the commands sent (``actions``, (T, D))."""
+    camera = video_camera if video_dir is not None else None
 
     def play(episode_seed: int) -> tuple[dict[str, Any], list[np.ndarray]]:
         robot.reset_episode(seed=episode_seed)
-        record, frames = _controlled_episode(robot, controller)
+        record, frames = _controlled_episode(robot, controller, camera)
         if not keep_actions:
             del record["actions"]
         return record, frames
@@ -156,7 +175,7 @@ def _run_episodes(
     for episode_seed in range(seed, seed + episodes):
         record, frames = play(episode_seed)
         record = {"seed": episode_seed, **record}
-        if video_dir is not None:
+        if video_dir is not None and frames:
             path = video_dir / f"episode_{episode_seed:04d}.mp4"
             encode_video(np.stack(frames), path, fps=fps)  # (T, H, W, 3)
             record["video"] = str(path)
@@ -164,21 +183,30 @@ def _run_episodes(
     return results
 
 
-def _controlled_episode(robot: Any, controller: Any) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """One episode from the robot's present state: (its record, the front frames (H, W, 3):
-    the first observation and one per step)."""
+def _controlled_episode(
+    robot: Any, controller: Any, camera: str | None = None
+) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """One episode from the robot's present state: (its record, the video frames (H, W, 3)
+    of ``camera`` (:func:`video_frame`; none for None): the first observation and one per
+    step)."""
     from embodied_mm.features import image_key
     from embodied_mm.runtime.loop import ControllerLoop
 
     controller.reset()
-    front = image_key("front")
-    frames = [robot.get_observation().frame[front]]
+
+    def grab(plan: str | None) -> list[np.ndarray]:
+        if camera is None:
+            return []
+        obs = {"pixels": {"front": robot.get_observation().frame[image_key("front")]}}
+        return [video_frame(robot.env, obs, robot.task or "", plan, camera)]
+
+    frames = grab(None)
     sent: list[list[float]] = []
     success = False
 
     def on_step(step: int, loop: ControllerLoop) -> None:
         nonlocal success
-        frames.append(robot.get_observation().frame[front])
+        frames.extend(grab(loop.executor.plan))
         sent.append(np.asarray(loop.last_sent, dtype=np.float64).tolist())
         success = success or bool(robot.info.get("is_success"))
 
@@ -190,7 +218,8 @@ def _controlled_episode(robot: Any, controller: Any) -> tuple[dict[str, Any], li
         raise RuntimeError(f"the episode failed: {result.error}")
     record = {"success": success, "steps": result.steps, "task": robot.task,
               "interventions": dict(sorted(result.interventions.items())),
-              "stop_reason": result.stop_reason, "actions": sent}  # fmt: skip
+              "stop_reason": result.stop_reason, "plans": list(result.plans),
+              "actions": sent}  # fmt: skip
     return record, frames
 
 
@@ -232,27 +261,30 @@ def rollout(
     action_mode: str = "ee_delta",
     control: Any = None,
     keep_actions: bool = False,
+    video_camera: str = "presentation",
 ) -> RolloutSummary:
     """Make the env, run the episodes, write the summary JSON (to ``summary_path``, or
     ``video_dir/summary.json``). ``control``: the
     :class:`~embodied_mm.runtime.controller.ControlSpec` a checkpoint runs under (default
     open loop at 20 Hz); scripted and random policies ignore it. ``keep_actions``: a
-    checkpoint's records also hold the commands sent (``actions``, (T, D))."""
+    checkpoint's records also hold the commands sent (``actions``, (T, D)).
+    ``video_camera``: what the videos show (:func:`video_frame`)."""
     import embodied_mm.envs  # noqa: F401  (registers the ids)
     from embodied_mm.envs.registration import check_env_id
+    from embodied_mm.eval.clips import check_video_camera
 
     check_env_id(env_id)
+    check_video_camera(video_camera)
     t0 = time.perf_counter()
     if is_checkpoint(policy):
         results = _rollout_checkpoint(Path(policy), env_id, engine, episodes, video_dir, seed,
                                       image_size, action_mode, control,
-                                      keep_actions)  # fmt: skip
+                                      keep_actions, video_camera)  # fmt: skip
     else:
         env = gym.make(env_id, engine=engine, image_size=image_size, action_mode=action_mode)
         try:
-            results = run_rollouts(
-                env, make_rollout_policy(policy, env, seed), episodes, seed, video_dir
-            )
+            results = run_rollouts(env, make_rollout_policy(policy, env, seed), episodes, seed,
+                                   video_dir, video_camera=video_camera)  # fmt: skip
         finally:
             env.close()
     summary = summarize(env_id, engine, policy, results, time.perf_counter() - t0)
@@ -274,6 +306,7 @@ def _rollout_checkpoint(
     action_mode: str,
     control: Any,
     keep_actions: bool,
+    video_camera: str = "presentation",
 ) -> list[dict[str, Any]]:
     from embodied_mm.runtime.adapters.sim import SimRobot
     from embodied_mm.runtime.controller import ControlSpec, robot_sim_controller
@@ -285,6 +318,7 @@ def _rollout_checkpoint(
         controller = robot_sim_controller(control or ControlSpec(), source, robot)
         try:
             return run_controlled(robot, controller, episodes, seed, video_dir,
-                                  keep_actions=keep_actions)  # fmt: skip
+                                  keep_actions=keep_actions,
+                                  video_camera=video_camera)  # fmt: skip
         finally:
             controller.close()

@@ -55,12 +55,7 @@ def encode_video(
     _, h, w, _ = frames.shape
     if h % 2 or w % 2:
         raise ValueError(f"{path}: {pix_fmt} needs even height and width, got {h}x{w}")
-    options = {"g": str(gop)}
-    if codec in ("h264", "libx264"):
-        # bf=0: no B-frames, so decode order == presentation order and seeks land cleanly.
-        options.update({"crf": str(crf), "preset": "veryfast", "bf": "0"})
-    elif codec == "libsvtav1":
-        options.update({"crf": str(crf), "preset": "12"})
+    options = _codec_options(codec, gop, crf)
     with av.open(str(path), mode="w", format="mp4") as container:
         stream = container.add_stream(codec, rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
@@ -74,6 +69,66 @@ def encode_video(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+def _codec_options(codec: str, gop: int, crf: int) -> dict[str, str]:
+    options = {"g": str(gop)}
+    if codec in ("h264", "libx264"):
+        # bf=0: no B-frames, so decode order == presentation order and seeks land cleanly.
+        options.update({"crf": str(crf), "preset": "veryfast", "bf": "0"})
+    elif codec == "libsvtav1":
+        options.update({"crf": str(crf), "preset": "12"})
+    return options
+
+
+class VideoWriter:
+    """An mp4 written frame by frame (what :func:`encode_video` writes, without holding the
+    episode in memory): ``add`` RGB frames (H, W, 3) uint8 of one size, then ``close``;
+    ``discard`` closes and deletes the file (an episode whose clip is not wanted)."""
+
+    def __init__(self, path: Path, fps: int, codec: str = DEFAULT_CODEC, gop: int = 10,
+                 crf: int = 23) -> None:  # fmt: skip
+        self.path = Path(path)
+        self.fps = fps
+        self.frames = 0
+        self._codec, self._options = codec, _codec_options(codec, gop, crf)
+        self._container = None
+        self._stream = None
+
+    def add(self, img: np.ndarray) -> None:
+        img = np.ascontiguousarray(img)
+        if img.ndim != 3 or img.shape[-1] != 3 or img.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 frame, got {img.shape} {img.dtype}")
+        if self._container is None:
+            h, w, _ = img.shape
+            if h % 2 or w % 2:
+                raise ValueError(f"{self.path}: yuv420p needs even height and width, got {h}x{w}")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._container = av.open(str(self.path), mode="w", format="mp4")
+            self._stream = self._container.add_stream(self._codec, rate=self.fps,
+                                                      options=self._options)  # fmt: skip
+            self._stream.width, self._stream.height = w, h
+            self._stream.pix_fmt = DEFAULT_PIX_FMT
+            self._stream.time_base = Fraction(1, self.fps)
+            self._stream.codec_context.thread_count = 1
+        frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+        frame.pts = self.frames
+        frame.time_base = Fraction(1, self.fps)
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        for packet in self._stream.encode():
+            self._container.mux(packet)
+        self._container.close()
+        self._container = None
+
+    def discard(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
 
 
 def count_frames(path: Path) -> int:

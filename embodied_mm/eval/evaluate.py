@@ -8,6 +8,7 @@ interventions by kind, per episode, per task and overall."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from embodied_mm.errors import UsageError
+from embodied_mm.eval.clips import ClipBudget
 from embodied_mm.eval.progress import EvalProgress
 from embodied_mm.eval.stats import wilson_interval
 from embodied_mm.eval.vector_rollout import rollout_batch
@@ -88,6 +90,8 @@ def evaluate_policy(
     keep_actions: bool = False,
     on_episode: Callable[[str, dict[str, Any]], None] | None = None,
     perturb: Mapping[str, int] | None = None,
+    video_camera: str = "presentation",
+    clip_failures: int = 0,
 ) -> dict[str, list[dict[str, Any]]]:
     """This rank's share of the episodes (global episode ``i`` runs on rank ``i % world``):
     env id → per-episode records. Rank 0 writes one video per task. ``policy``: a
@@ -95,6 +99,9 @@ def evaluate_policy(
     ``keep_actions``: records also hold the commands sent (``actions``, (T, D));
     ``on_episode(env_id, record)``: called as each episode ends (e.g. :class:`EvalProgress`);
     ``perturb``: ``{factor: level}`` of :mod:`embodied_mm.envs.perturbations` (every env).
+    Videos come from ``video_camera`` (``presentation`` or ``policy``); with
+    ``clip_failures`` > 0 each rank also keeps per-episode clips of its first
+    ``clip_failures`` failures and first success per task (``video_dir/clips/<task>/``).
     """
     policy = as_batch_policy(policy)
     control = control or ControlSpec()
@@ -106,13 +113,17 @@ def evaluate_policy(
         seeds = [seed + i for i in range(episodes) if i % world_size == rank]
         records: list[dict[str, Any]] = []
         done = None if on_episode is None else (lambda r, e=env_id: on_episode(e, r))
+        budget = None
+        if video_dir is not None and clip_failures > 0:
+            budget = ClipBudget(video_dir / "clips" / env_id.replace("/", "_"), clip_failures)
         for b in range(0, len(seeds), num_envs):
             video = None
             if video_dir is not None and rank == 0 and b == 0:
                 video = video_dir / f"{env_id.replace('/', '_')}_{engine}.mp4"
             records += rollout_batch(policy, env_id, seeds[b : b + num_envs], engine, split,
                                      control, video_path=video, keep_actions=keep_actions,
-                                     on_episode=done, perturb=perturb)  # fmt: skip
+                                     on_episode=done, perturb=perturb,
+                                     video_camera=video_camera, clips=budget)  # fmt: skip
         out[env_id] = records
     return out
 
@@ -131,6 +142,9 @@ def run_eval(
     perturb: Mapping[str, int] | None = None,
     loaded_policy: Any = None,
     videos: bool = True,
+    video_camera: str = "presentation",
+    clip_failures: int = 0,
+    with_plan: bool = False,
 ) -> dict[str, Any] | None:
     """Evaluate a checkpoint (``save_pretrained`` or ``export`` directory) under ``control``
     (default: open loop at 20 Hz); on the main process, write and return ``eval_info.json``.
@@ -139,13 +153,17 @@ def run_eval(
     ``progress_bar`` (default: stderr is a terminal), else a plain line per tenth done.
     ``perturb``: ``{factor: level}`` of :mod:`embodied_mm.envs.perturbations`, recorded in
     ``eval_info.json``; ``loaded_policy``: the checkpoint's ``LocalPolicy`` if already loaded
-    (a suite of evaluations loads it once); ``videos``: write one video per task."""
+    (a suite of evaluations loads it once); ``videos``: write one video per task (from
+    ``video_camera``) and, with ``clip_failures`` > 0, per-episode clips of the first
+    failures and success (their paths, relative to ``out_dir``, in ``per_episode[].video``);
+    ``with_plan``: the policy also writes its plan text each chunk (``per_episode[].plans``)."""
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
     import embodied_mm.envs  # noqa: F401  (registers the ids)
     from embodied_mm.envs.perturbations import make_perturbation
     from embodied_mm.envs.registration import check_env_id
+    from embodied_mm.eval.clips import check_video_camera
     from embodied_mm.runtime.inference import LocalPolicy
 
     if not env_ids:
@@ -156,9 +174,10 @@ def run_eval(
         if value < 1:
             raise UsageError(f"{name} must be >= 1, got {value}")
     perturbation = make_perturbation(perturb)  # UsageError for unknown names, before loading
+    check_video_camera(video_camera)
     control = control or ControlSpec()
     state = PartialState(cpu=True)
-    policy = loaded_policy or LocalPolicy.from_checkpoint(checkpoint)
+    policy = loaded_policy or LocalPolicy.from_checkpoint(checkpoint, with_plan=with_plan)
     t0 = time.perf_counter()
     # the main process shows its own share of the episodes (all of them in one process)
     mine_total = len(env_ids) * len(range(state.process_index, episodes, state.num_processes))
@@ -170,7 +189,8 @@ def run_eval(
                                out_dir / "videos" if videos else None, state.process_index,
                                state.num_processes, control,
                                on_episode=progress.episode_done if progress else None,
-                               perturb=perturbation.levels)  # fmt: skip
+                               perturb=perturbation.levels, video_camera=video_camera,
+                               clip_failures=clip_failures)  # fmt: skip
     finally:
         if progress is not None:
             progress.close()
@@ -180,6 +200,9 @@ def run_eval(
     tasks = []
     for env_id in env_ids:
         records = [r for part in gathered for r in part[env_id]]
+        for r in records:  # clips relative to the run directory (the report links them so)
+            if r.get("video"):
+                r["video"] = os.path.relpath(r["video"], out_dir)
         video = out_dir / "videos" / f"{env_id.replace('/', '_')}_{engine}.mp4"
         tasks.append(summarize_task(env_id, engine, split, records,
                                     str(video) if video.exists() else None))  # fmt: skip
