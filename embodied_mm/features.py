@@ -9,6 +9,8 @@ renames.
 - ``action``: float32 robot command, (D,) / (B, D); chunks are (B, K, D)
 - ``task``: the language instruction, str / list[str]
 - ``plan``: optional sub-task text, str / list[str]
+- ``intervention``: uint8, (1,) per frame in the dataset (a scalar column): 1 = a person
+  drove this frame (``deploy --teleop``), 0 = the policy did
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ OBS_STATE = "observation.state"
 ACTION = "action"
 TASK = "task"
 PLAN = "plan"
+INTERVENTION = "intervention"
 # Not a stored feature: the state at the last frame of a sample's episode (its hindsight goal),
 # which the window dataset adds on request for the policy's goal-prediction loss.
 FINAL_STATE = "episode_final_state"

@@ -98,16 +98,37 @@ def deploy(
         "--release-on-exit",
         help="Turn the arm's torque off at exit (it falls!); by default it holds, torque on.",
     ),
+    teleop: str | None = typer.Option(
+        None,
+        help="A person may take over: keyboard, gamepad[:<index>] or leader:<port> "
+        "(t / gamepad Y: take over, and hand back).",
+    ),
+    teleop_calibration: Path | None = typer.Option(
+        None, help="With --teleop leader:<port>: the leader arm's calibration file."
+    ),
+    record: Path | None = typer.Option(
+        None, help="Also write the run as a LeRobot dataset here (an intervention flag a frame)."
+    ),
+    resume: bool = typer.Option(False, help="Continue the --record dataset."),
 ) -> None:
     """Run the perception-to-action loop on a robot, behind the safety filter.
 
-    Every stop (Ctrl-C, watchdog, fault) leaves a real arm holding where it is, torque on."""
+    Every stop (Ctrl-C, watchdog, fault) leaves a real arm holding where it is, torque on.
+    With --teleop, t (gamepad Y) hands control to the person and back; the person's commands
+    pass the same safety filter; → (A) ends the episode, Esc (start) the run."""
+    from contextlib import ExitStack
+
     from embodied_mm.deploy.session import DeployConfig, make_robot, result_dict, run_episodes
     from embodied_mm.runtime.safety import EStop
 
     if (server is None) == (checkpoint is None):
         typer.echo("error: give exactly one of --server or --checkpoint", err=True)
         raise typer.Exit(2)
+    device = None
+    if teleop is not None:  # a wrong spec fails before the policy loads
+        from embodied_mm.teleop.factory import make_teleop
+
+        device = make_teleop(teleop, teleop_calibration, robot.partition(":")[0])
     cfg = DeployConfig(  # checked before the policy loads
         mode=mode,
         hz=hz,
@@ -117,6 +138,9 @@ def deploy(
         refill_at=refill_at,
         out_dir=out,
         safety_overrides={"watchdog_stop_s": watchdog_stop_s, "max_obs_age_s": max_obs_age_s},
+        record=record,
+        resume=resume,
+        seed=seed,
     )
     try:
         source, meta = _policy_source(server, checkpoint, token, timeout, backend, connect_wait)
@@ -143,12 +167,17 @@ def deploy(
             sys.stderr.flush()
 
     def event(message: str) -> None:  # on a line of its own, below the status line
-        sys.stderr.write(f"\n{message}\n")
+        sys.stderr.write(f"\r\n{message}\r\n")  # \r: a --teleop terminal is in raw mode
         sys.stderr.flush()
 
     try:
-        with bot:
-            results = run_episodes(bot, source, meta, cfg, estop, status, event)
+        with bot, ExitStack() as held:
+            takeover = None
+            if device is not None:
+                from embodied_mm.teleop.takeover_session import takeover_session
+
+                takeover = held.enter_context(takeover_session(device, bot, estop, event))
+            results = run_episodes(bot, source, meta, cfg, estop, status, event, takeover)
     except (ValueError, ConnectionError) as e:
         typer.echo(f"\nerror: {e}", err=True)
         raise typer.Exit(2) from e
@@ -164,8 +193,11 @@ def deploy(
         typer.echo(
             f"episode {i}: {r['stop_reason']} after {r['steps']} steps, success={r['success']}, "
             f"{r['achieved_hz']} Hz, interventions={r['interventions']}"
+            + (f", driven by the person: {r['person_steps']} steps" if device else "")
         )
     typer.echo(f"run log and video under {out}")
+    if record is not None:
+        typer.echo(f"dataset under {record} (`embodied-mm dataset check {record}`)")
     if not robot.startswith("sim:"):
         typer.echo(
             "torque released (--release-on-exit)"

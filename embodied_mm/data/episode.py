@@ -15,6 +15,8 @@ class Episode:
     """A finished episode: T frames of every feature, one instruction.
 
     ``images`` maps a feature key (``observation.images.front``) to (T, H, W, 3) uint8.
+    ``extras``: per-frame numeric features beside state and action, a key (``intervention``)
+    to (T,) values (a scalar column) or (T, D).
     """
 
     task: str
@@ -24,6 +26,7 @@ class Episode:
     plan: list[str] | None = None
     seed: int = -1
     success: bool = True
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.state = np.asarray(self.state, dtype=np.float32)
@@ -37,6 +40,8 @@ class Episode:
             )
         lengths = {OBS_STATE: t, ACTION: len(self.action)}
         lengths.update({k: len(v) for k, v in self.images.items()})
+        self.extras = {k: np.asarray(v) for k, v in self.extras.items()}
+        lengths.update({k: len(v) for k, v in self.extras.items()})
         if self.plan is not None:
             lengths[PLAN] = len(self.plan)
         if len(set(lengths.values())) != 1:
@@ -58,11 +63,25 @@ class EpisodeBuffer:
     frames: list[dict[str, Any]] = field(default_factory=list)
     actions: list[np.ndarray] = field(default_factory=list)
     plans: list[str] = field(default_factory=list)
+    extras: dict[str, list[Any]] = field(default_factory=dict)  # key -> one value per frame
 
-    def add(self, frame: dict[str, Any], action: np.ndarray, plan: str = "") -> None:
+    def add(
+        self,
+        frame: dict[str, Any],
+        action: np.ndarray,
+        plan: str = "",
+        extras: dict[str, Any] | None = None,
+    ) -> None:
+        """``extras``: this frame's values of the :attr:`Episode.extras` features; every frame
+        of an episode gives the same keys."""
+        extras = extras or {}
+        if self.frames and set(extras) != set(self.extras):
+            raise ValueError(f"frame extras {sorted(extras)} differ from {sorted(self.extras)}")
         self.frames.append(frame)
         self.actions.append(np.asarray(action, dtype=np.float32))
         self.plans.append(plan)
+        for key, value in extras.items():
+            self.extras.setdefault(key, []).append(value)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -80,4 +99,5 @@ class EpisodeBuffer:
             plan=list(self.plans),
             seed=seed,
             success=success,
+            extras={k: np.asarray(v) for k, v in self.extras.items()},
         )

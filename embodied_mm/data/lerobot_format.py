@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from embodied_mm.errors import UsageError
-from embodied_mm.features import ACTION, OBS_STATE, PLAN, image_key
+from embodied_mm.features import ACTION, INTERVENTION, OBS_STATE, PLAN, image_key
 
 # re-exported: the writer (and its crash tests) call these as fmt.<name>
 from embodied_mm.fsio import atomic_write_bytes, atomic_write_json, fsync_dir  # noqa: F401
@@ -64,6 +64,12 @@ BOOKKEEPING: dict[str, dict[str, Any]] = {
     "episode_index": {"dtype": "int64", "shape": [1], "names": None},
     "index": {"dtype": "int64", "shape": [1], "names": None},
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
+}
+
+# Per-frame features some recordings add (Episode.extras), by key.
+EXTRA_FEATURES: dict[str, dict[str, Any]] = {
+    # 1: a person drove this frame (deploy --teleop), 0: the policy did
+    INTERVENTION: {"dtype": "uint8", "shape": [1], "names": None},
 }
 
 # Our episodes table also has "seed" and "success" columns (LeRobot ignores unknown columns).
@@ -103,11 +109,13 @@ def build_features(
     state_names: list[str] | None = None,
     action_names: list[str] | None = None,
     with_plan: bool = True,
+    extras: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The ``features`` block of info.json for our recordings.
 
     ``cameras`` maps a camera name ("front") to its (H, W); ``task`` is not a feature in
-    LeRobot: it is stored as ``task_index`` into ``meta/tasks.parquet``.
+    LeRobot: it is stored as ``task_index`` into ``meta/tasks.parquet``. ``extras``: more
+    per-frame features by key (``{"intervention": INTERVENTION_FEATURE}``).
     """
     for name, dim, names in (
         (OBS_STATE, state_dim, state_names),
@@ -123,6 +131,7 @@ def build_features(
         features[image_key(cam)] = video_feature(h, w, fps, codec, pix_fmt)
     if with_plan:
         features[PLAN] = {"dtype": "string", "shape": [1], "names": None}
+    features.update({k: dict(v) for k, v in (extras or {}).items()})
     features.update({k: dict(v) for k, v in BOOKKEEPING.items()})
     return features
 

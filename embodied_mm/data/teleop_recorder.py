@@ -117,7 +117,7 @@ def record_teleop(
                     f"{out} already holds a dataset; pass --resume to continue it"
                 )
             writer = held.enter_context(DatasetWriter.open_for_resume(out, lock=False))
-            _check_resumable(writer, robot, config.fps)
+            check_resumable(writer, robot, config.fps)
         else:
             refuse_to_overwrite(out)
         seed = config.seed
@@ -153,9 +153,9 @@ def record_teleop(
             if writer is None:
                 writer = DatasetWriter.create(
                     out,
-                    _features(robot, episode, config),
+                    dataset_features(robot, episode, config.fps, config.codec),
                     config.fps,
-                    robot_type=_robot_type(robot),
+                    robot_type=robot_type(robot),
                     lock=False,
                 )
                 held.enter_context(writer)
@@ -261,13 +261,16 @@ def _add_counts(total: dict[str, int], counts: dict[str, int]) -> None:
         total[k] = total.get(k, 0) + int(v)
 
 
-def _robot_type(robot: Robot) -> str:
+def robot_type(robot: Robot) -> str:
+    """The dataset's ``robot_type``: a simulated env's own, else the robot's name."""
     env = getattr(robot, "env", None)
     base = getattr(env, "unwrapped", None)
     return str(getattr(base, "robot_type", None) or robot.name)
 
 
-def _features(robot: Robot, episode: Episode, config: TeleopRecordConfig) -> dict[str, Any]:
+def dataset_features(robot: Robot, episode: Episode, fps: int, codec: str) -> dict[str, Any]:
+    """The features of a dataset of ``robot``'s episodes like ``episode`` (its cameras' sizes,
+    its extras: ``intervention``)."""
     obs_names = robot.observation_features.get(OBS_STATE, {}).get("names")
     act_names = robot.action_features[ACTION].get("names")
     state_dim, action_dim = episode.state.shape[1], episode.action.shape[1]
@@ -275,14 +278,15 @@ def _features(robot: Robot, episode: Episode, config: TeleopRecordConfig) -> dic
         state_dim=state_dim,
         action_dim=action_dim,
         cameras={camera_of(k): tuple(v.shape[1:3]) for k, v in episode.images.items()},
-        fps=config.fps,
-        codec=config.codec,
+        fps=fps,
+        codec=codec,
         state_names=list(obs_names) if obs_names and len(obs_names) == state_dim else None,
         action_names=list(act_names) if act_names and len(act_names) == action_dim else None,
+        extras={k: fmt.EXTRA_FEATURES[k] for k in episode.extras},
     )
 
 
-def _check_resumable(writer: DatasetWriter, robot: Robot, fps: int) -> None:
+def check_resumable(writer: DatasetWriter, robot: Robot, fps: int) -> None:
     """A resumed dataset must be this robot's: same rate, sizes and cameras."""
     feats = writer.features
     problems = []

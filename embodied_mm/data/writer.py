@@ -98,6 +98,7 @@ class StagedEpisode:
     image_stats: dict[str, Stats] = field(default_factory=dict)
     seed: int = -1
     success: bool = True
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # as Episode.extras
 
     def __len__(self) -> int:
         return len(self.state)
@@ -130,6 +131,7 @@ def stage_episode(
         image_stats=stats,
         seed=episode.seed,
         success=episode.success,
+        extras=episode.extras,
     )
 
 
@@ -419,12 +421,12 @@ class DatasetWriter:
 
     def add_episode(self, episode: Episode) -> int:
         """Stage and commit in this process; returns the new episode's index."""
-        self._check(episode.state, episode.action, list(episode.images))  # before encoding
+        self._check(episode.state, episode.action, list(episode.images), episode.extras)
         return self.commit(stage_episode(episode, self.staging_dir, self.fps, self.codec))
 
     def commit(self, staged: StagedEpisode) -> int:
         """Move a staged episode into the dataset and rewrite the metadata (the commit)."""
-        self._check(staged.state, staged.action, list(staged.videos))
+        self._check(staged.state, staged.action, list(staged.videos), staged.extras)
         ep = self.num_episodes
         start, length = self.num_frames, len(staged)
         task_index = self.tasks.setdefault(staged.task, len(self.tasks))
@@ -491,11 +493,23 @@ class DatasetWriter:
         self._write_metadata(episodes_file=self._episodes_path(chunk, file))
         return ep
 
-    def _check(self, state: np.ndarray, action: np.ndarray, cameras: list[str]) -> None:
-        for key, arr in ((OBS_STATE, state), (ACTION, action)):
-            want = tuple(self.features[key]["shape"])
-            if arr.shape[1:] != want:
-                raise ValueError(f"{key}: frames have shape {arr.shape[1:]}, dataset has {want}")
+    def _check(
+        self,
+        state: np.ndarray,
+        action: np.ndarray,
+        cameras: list[str],
+        extras: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        extras = extras or {}
+        for key, arr in ((OBS_STATE, state), (ACTION, action), *extras.items()):
+            want = tuple(self.features[key]["shape"]) if key in self.features else None
+            got = arr.shape[1:] or (1,)  # a scalar column is shape (1,)
+            if got != want:
+                raise ValueError(f"{key}: frames have shape {got}, dataset has {want}")
+        declared = set(self.features) - {OBS_STATE, ACTION, PLAN, *fmt.BOOKKEEPING}
+        missing = declared - set(self.video_keys) - set(extras)
+        if missing:
+            raise ValueError(f"episode lacks the dataset's features {sorted(missing)}")
         if set(cameras) != set(self.video_keys):
             raise ValueError(
                 f"episode cameras {sorted(cameras)} differ from the dataset's {self.video_keys}"
@@ -546,6 +560,7 @@ def _frame_columns(
     }
     if with_plan:
         columns[PLAN] = list(staged.plan) if staged.plan is not None else [""] * t
+    columns.update(staged.extras)
     return columns
 
 

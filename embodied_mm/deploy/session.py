@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embodied_mm.deploy.warmup import warm_up
 from embodied_mm.errors import UsageError, require_positive
 from embodied_mm.features import OBS_STATE, image_key
 from embodied_mm.runtime.chunking import MODES, make_executor
 from embodied_mm.runtime.inference import ChunkSource
+from embodied_mm.runtime.intervention import Takeover
 from embodied_mm.runtime.loop import ControllerLoop, LoopResult
 from embodied_mm.runtime.recording import RunRecorder
 from embodied_mm.runtime.robot import Robot
@@ -128,6 +131,12 @@ class DeployConfig:
     video_camera: str | None = "front"
     # SafetyConfig fields that replace the robot's defaults (e.g. watchdog_stop_s)
     safety_overrides: dict[str, Any] = field(default_factory=dict)
+    # --record: the run as a LeRobot dataset (with the intervention flags); --resume
+    # continues one. Recorded sim episodes get seeds seed, seed+1, ... (after a resumed
+    # dataset's last).
+    record: Path | None = None
+    resume: bool = False
+    seed: int = 0
 
     def __post_init__(self) -> None:
         require_positive("--hz", self.hz)
@@ -136,6 +145,12 @@ class DeployConfig:
                 raise UsageError(f"{name} must be >= 1, got {value}")
         if self.refill_at < 0:
             raise UsageError(f"--refill-at must be >= 0, got {self.refill_at}")
+        if self.record is not None:
+            from embodied_mm.data.deploy_dataset import record_fps
+
+            record_fps(self.hz)
+        elif self.resume:
+            raise UsageError("--resume continues a --record dataset: give --record DIR")
 
 
 def run_episodes(
@@ -146,20 +161,43 @@ def run_episodes(
     estop: EStop | None = None,
     on_step: Callable[[int, ControllerLoop], None] | None = None,
     on_event: Callable[[str], None] | None = None,
+    takeover: Takeover | None = None,
 ) -> list[LoopResult]:
     """Run ``cfg.episodes`` episodes (the robot must be connected); stops early on an e-stop
     or a safety stop, because those need an operator. ``on_event`` receives the loop's
-    operator messages (policy server lost or back, stops) when they happen."""
+    operator messages (policy server lost or back, stops, episodes saved) when they happen.
+    ``takeover``: a person may take over (``--teleop``, see
+    :mod:`embodied_mm.runtime.intervention`); each episode starts with the policy driving.
+    With ``cfg.record`` each episode is committed to that dataset as it ends."""
+    from embodied_mm.data.deploy_dataset import DeployDataset, record_fps
+    from embodied_mm.data.episode import EpisodeBuffer
+
     check_compatible(robot, meta)
     estop = estop or EStop()
+    # before the first observation the loop acts on: its first step is then as fast as the rest
+    warm = warm_up(source, robot, cfg.task, on_event)
     name = policy_name(source)
     results = []
-    executor = make_executor(cfg.mode, source, cfg.refill_at)
-    try:
+    say = on_event or (lambda message: None)
+    with ExitStack() as held:
+        dataset: DeployDataset | None = None
+        if cfg.record is not None:  # before the executor starts a worker thread
+            dataset = held.enter_context(
+                DeployDataset(cfg.record, robot, record_fps(cfg.hz), cfg.resume)
+            )
+        first_seed = dataset.next_seed(cfg.seed) if dataset is not None else cfg.seed
+        executor = make_executor(cfg.mode, source, cfg.refill_at)
+        held.callback(executor.close)
         for ep in range(cfg.episodes):
-            if ep > 0:
+            seed = first_seed + ep
+            if dataset is not None:  # every recorded episode has its seed
+                robot.reset_episode(seed=seed)
+            elif ep > 0:
                 robot.reset_episode(seed=None)
             executor.reset()
+            if takeover is not None:
+                takeover.reset()
+            buffer = EpisodeBuffer() if dataset is not None else None
             limits = dataclasses.replace(robot.default_safety(), **cfg.safety_overrides)
             safety = SafetyFilter(limits, cfg.hz, robot.ee_position_fn(), estop)
             recorder = None
@@ -167,8 +205,9 @@ def run_episodes(
                 cam = cfg.video_camera if cfg.video_camera in meta["cameras"] else None
                 recorder = RunRecorder(Path(cfg.out_dir) / f"episode_{ep:03d}", cam, cfg.hz)
             loop = ControllerLoop(
-                robot, executor, safety, cfg.hz, cfg.task, recorder, on_step, on_event, name
-            )
+                robot, executor, safety, cfg.hz, cfg.task, recorder, on_step, on_event, name,
+                takeover=takeover, episode=buffer,
+            )  # fmt: skip
             result: LoopResult | None = None
             try:
                 result = loop.run(cfg.max_steps)
@@ -177,11 +216,19 @@ def run_episodes(
                     if result is not None:
                         recorder.log({"summary": result_dict(result)})
                     recorder.close()
+            if ep == 0:  # the summary says what the warm-up took; the step statistics do not
+                result.timing["policy_warmup_ms"] = warm["ms"]
             results.append(result)
-            if result.stop_reason in ("estop", "watchdog_stop", "error"):
+            if dataset is not None and buffer is not None:
+                success = bool(result.success) if result.success is not None else True
+                index = dataset.commit(buffer, seed, success)
+                if index is not None:
+                    say(
+                        f"episode {ep} saved to {cfg.record} as episode {index} "
+                        f"({len(buffer)} frames, {result.person_steps} driven by the person)"
+                    )
+            if result.stop_reason in ("estop", "watchdog_stop", "error", "stop"):
                 break
-    finally:
-        executor.close()
     return results
 
 
@@ -204,4 +251,6 @@ def result_dict(r: LoopResult) -> dict[str, Any]:
         "timing": r.timing,
         "plans": r.plans,
         "error": r.error,
+        "person_steps": r.person_steps,
+        "takeovers": r.takeovers,
     }

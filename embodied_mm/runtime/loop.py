@@ -10,6 +10,12 @@ inference (which can take up to the server timeout): the step goes straight to t
 ``paced=False`` runs the steps back to back (``rollout`` and ``demo`` in simulated time). Things an operator must know at once (the policy became unavailable or
 came back, a stop and why) are passed to ``on_event`` as one line of text when they happen
 (logged as warnings without it).
+
+With a :class:`~embodied_mm.runtime.intervention.Takeover` (``deploy --teleop``) a person can
+take over at any step: the device's command then takes the executor's place in front of the
+same filter, and handing back resets the executor. With an ``episode`` buffer every step's
+observation, the command sent and its ``intervention`` flag (1: the person drove) are kept
+for the dataset (``deploy --record``).
 """
 
 from __future__ import annotations
@@ -22,9 +28,11 @@ from typing import Any
 
 import numpy as np
 
-from embodied_mm.features import TASK, image_key
+from embodied_mm.data.episode import EpisodeBuffer
+from embodied_mm.features import INTERVENTION, TASK, image_key
 from embodied_mm.runtime.chunking import ChunkExecutor
 from embodied_mm.runtime.controller import Controller
+from embodied_mm.runtime.intervention import Takeover
 from embodied_mm.runtime.recording import RunRecorder
 from embodied_mm.runtime.robot import Robot, RobotObservation
 from embodied_mm.runtime.safety import FilteredAction, SafetyFilter
@@ -36,13 +44,17 @@ log = logging.getLogger(__name__)
 @dataclass
 class LoopResult:
     steps: int
-    stop_reason: str  # "max_steps" | "episode_done" | "estop" | "watchdog_stop" | "error"
+    # "max_steps" | "episode_done" | "estop" | "watchdog_stop" | "error" | "next" | "stop"
+    # (the last two: the person's controls, with --teleop)
+    stop_reason: str
     success: bool | None
     timing: dict[str, float | int]
     interventions: dict[str, int]
     achieved_hz: float
     plans: list[str] = field(default_factory=list)
     error: str | None = None
+    person_steps: int = 0  # steps a person drove (--teleop)
+    takeovers: int = 0
 
 
 class ControllerLoop:
@@ -58,10 +70,14 @@ class ControllerLoop:
         on_event: Callable[[str], None] | None = None,
         policy_name: str = "policy",
         paced: bool = True,
+        takeover: Takeover | None = None,
+        episode: EpisodeBuffer | None = None,
     ) -> None:
         """``on_event``: receives operator messages as they happen (see the module docstring).
         ``policy_name``: how those messages name the policy, e.g. ``policy server ws://...``.
         ``paced``: keep the control rate in wall time (a robot); False runs steps back to back.
+        ``takeover``: a person may take over (see the module docstring); ``episode``: gets
+        each step's frame (with the task), the command sent and its ``intervention`` flag.
         """
         if hz <= 0:
             raise ValueError(f"hz must be positive, got {hz}")
@@ -82,6 +98,9 @@ class ControllerLoop:
         self.last_sent: np.ndarray | None = None  # (D,) the command of the last step
         self.error: str | None = None
         self._policy_lost = False
+        self.takeover = takeover
+        self.episode = episode
+        self.person_driving = False  # the person drove the last step
 
     def run(self, max_steps: int) -> LoopResult:
         """Run until ``max_steps``, the end of a sim episode, an e-stop or a watchdog stop."""
@@ -117,6 +136,9 @@ class ControllerLoop:
             policy_error = self.executor.last_error
             interventions = [i.value for i in safe.interventions]
             self._record(obs.frame, raw, safe.action, interventions, plan, policy_error)
+            if self.episode is not None and not safe.stop:  # a stop sent the safe stop instead
+                frame = {**obs.frame, TASK: self._task()}
+                self.episode.add(frame, safe.action, extras={INTERVENTION: self.person_driving})
             self._watch_policy(raw, policy_error)
             steps_run += 1
             self.step += 1
@@ -129,6 +151,9 @@ class ControllerLoop:
                 break
             if self.robot.episode_done:
                 reason = "episode_done"
+                break
+            if self.takeover is not None and self.takeover.end is not None:
+                reason = self.takeover.end
                 break
             if not self.paced:
                 continue
@@ -144,11 +169,13 @@ class ControllerLoop:
             steps=steps_run,
             stop_reason=reason,
             success=None if success is None else bool(success),
-            timing=self.timer.summary(),
+            timing={**self.timer.summary(), **self.executor.chunk_stats()},
             interventions=dict(self.safety.counts),
             achieved_hz=steps_run / elapsed if elapsed > 0 else float("nan"),
             plans=plans,
             error=self.error,
+            person_steps=self.takeover.person_steps if self.takeover else 0,
+            takeovers=self.takeover.takeovers if self.takeover else 0,
         )
 
     def _step(self) -> tuple[FilteredAction, np.ndarray | None, RobotObservation]:
@@ -156,11 +183,11 @@ class ControllerLoop:
             obs = self.robot.get_observation()
         with self.timer.stage("preprocess"):
             frame = dict(obs.frame)
-            frame[TASK] = self.task if self.task is not None else (self.robot.task or "")
+            frame[TASK] = self._task()
         with self.timer.stage("infer"):
             # An e-stop engaged since the last step must not wait for an inference (up to the
             # server timeout in open-loop mode): no action, and the filter holds and stops.
-            raw = self.controller.propose(frame)
+            raw = self._propose(frame)
         with self.timer.stage("postprocess"):
             safe = self.controller.filter(raw, self.robot.hold_action(), obs.stamps)
         with self.timer.stage("act"):
@@ -170,6 +197,22 @@ class ControllerLoop:
                 self.robot.send_action(safe.action)
             self.last_sent = safe.action
         return safe, raw, obs
+
+    def _task(self) -> str:
+        return self.task if self.task is not None else (self.robot.task or "")
+
+    def _propose(self, frame: dict[str, Any]) -> np.ndarray | None:
+        """(D,) this step's command before the filter: the person's when a person drives,
+        else the executor's (None: no fresh action)."""
+        if self.takeover is None:
+            return self.controller.propose(frame)
+        read = self.takeover.read(self.robot.hold_action())
+        self.person_driving = read.person
+        if read.person:
+            return read.action
+        if read.handed_back:  # a fresh chunk from this observation; the old queue is gone
+            self.executor.reset()
+        return self.controller.propose(frame)
 
     def _event(self, message: str) -> None:
         if self.on_event is not None:
@@ -225,6 +268,7 @@ class ControllerLoop:
                 "plan": plan,
                 "infer_ms": self.executor.last_infer_ms,
                 "policy_error": policy_error,
+                "person": self.person_driving,
                 "stage_ms": {k: v[-1] * 1e3 for k, v in self.timer.samples.items() if v},
             }
         )
@@ -233,12 +277,20 @@ class ControllerLoop:
             self.recorder.add_frame(frame[image_key(cam)])
 
     def status_line(self) -> str:
+        """One line for the operator: step time, the model's inference time (not the loop's
+        wait, which the async executor keeps near zero), the age of the chunk being played
+        (steps since its observation), deadline misses, interventions and the plan."""
         p50, p99 = self.timer.percentiles_ms("step")
-        inf50, _ = self.timer.percentiles_ms("infer")
+        model = self.executor.model_ms
+        model50 = float(np.percentile(np.fromiter(model, dtype=np.float64), 50)) if model else None
+        age = self.executor.chunk_age
         n = sum(self.safety.counts.values())
         plan = (self.executor.plan or "")[:40]
         return (
-            f"step {self.step:5d} | step p50 {p50:6.1f} ms p99 {p99:6.1f} ms | infer p50 "
-            f"{inf50:6.1f} ms | misses {self.timer.deadline_misses} | interventions {n}"
+            f"step {self.step:5d} | step p50 {p50:6.1f} ms p99 {p99:6.1f} ms | model p50 "
+            + ("   n/a" if model50 is None else f"{model50:6.1f}")
+            + " ms | chunk age "
+            + ("n/a" if age is None else f"{age:d} step{'s' if age != 1 else ''}")
+            + f" | misses {self.timer.deadline_misses} | interventions {n}"
             + (f" | plan: {plan}" if plan else "")
         )

@@ -30,6 +30,7 @@ class TeleopEvent(str, enum.Enum):
     RERECORD = "rerecord"  # drop this episode and record it again
     STOP = "stop"  # keep this episode and end the recording
     ABORT = "abort"  # Ctrl-C: hold the robot, drop this episode, end the recording
+    TAKEOVER = "takeover"  # deploy: the person takes over from the policy, or hands back
 
 
 @dataclass
@@ -71,6 +72,12 @@ class Teleoperator(abc.ABC):
     def reset(self) -> None:  # noqa: B027 (devices without state need nothing)
         """Start of an episode (the robot was just reset): forget motion still held from the
         last one."""
+
+    def take_over(self, hold: np.ndarray) -> None:  # noqa: B027 (absolute devices need nothing)
+        """The person takes over from a policy (``deploy --teleop``); ``hold`` (D,) is the
+        robot's hold command now. A device whose gripper is a latched state (the keyboard's
+        c/v) starts from the gripper the policy left, so that taking over never drops a
+        grasp; no motion is carried over from before."""
 
     @abc.abstractmethod
     def get_action(self) -> TeleopCommand:

@@ -52,6 +52,7 @@ class KeyboardConfig:
             "KEY_LEFT": TeleopEvent.RERECORD,
             "KEY_ESCAPE": TeleopEvent.STOP,
             "KEY_CTRL_C": TeleopEvent.ABORT,
+            "t": TeleopEvent.TAKEOVER,  # deploy: take over from the policy / hand back
         }
     )
     key_hold_s: float = 0.15
@@ -79,7 +80,8 @@ class GamepadConfig:
     Nothing moves unless ``deadman_button`` is held. The defaults are an Xbox-style pad as
     pygame sees it on Linux (axes 0/1 left stick x/y, 2 left trigger, 3/4 right stick x/y,
     5 right trigger; buttons 0 A, 1 B, 2 X, 3 Y, 4 LB, 5 RB, 6 back, 7 start): left stick
-    x/y, right stick z/yaw, LB deadman, RB closes the gripper while held."""
+    x/y, right stick z/yaw, LB deadman, RB closes the gripper while held, Y takes over from a
+    policy and hands back (``deploy --teleop``)."""
 
     axes: dict[int, tuple[int, int]] = field(
         default_factory=lambda: {0: (1, -1), 1: (0, -1), 2: (4, -1), 5: (3, -1)}
@@ -90,6 +92,7 @@ class GamepadConfig:
         default_factory=lambda: {
             0: TeleopEvent.NEXT,
             1: TeleopEvent.RERECORD,
+            3: TeleopEvent.TAKEOVER,  # Y. deploy: take over from the policy / hand back
             7: TeleopEvent.STOP,
         }
     )

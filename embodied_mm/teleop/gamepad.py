@@ -4,6 +4,8 @@ Nothing moves unless the deadman button is held: released, the device reports
 ``engaged=False`` and the robot holds (a zero delta, the gripper at its last command). Each
 mapped axis has a dead zone (a stick at rest never reads exactly 0); beyond it the reading is
 rescaled so full tilt still gives the full step. Button presses give the episode controls.
+Taking over from a policy (``deploy --teleop``, Y) keeps the gripper where the policy left it
+until the gripper button is next pressed or released.
 
 Headless machines: SDL needs a video driver for its event loop, so the ``dummy`` driver is used
 when none is set, and joystick events are let through without a focused window
@@ -55,6 +57,8 @@ class GamepadTeleop(Teleoperator):
         self.config = config or GamepadConfig()
         self._pygame: Any = None
         self._joystick: Any = None
+        # after a take-over: (the gripper command the policy left, the button's state then)
+        self._kept_gripper: tuple[float, bool] | None = None
 
     @property
     def action_features(self) -> dict[str, FeatureSpec]:
@@ -96,6 +100,14 @@ class GamepadTeleop(Teleoperator):
             self._joystick.quit()
             self._joystick = None
 
+    def reset(self) -> None:
+        self._kept_gripper = None
+
+    def take_over(self, hold: np.ndarray) -> None:
+        """Keep the policy's gripper command until the gripper button changes state."""
+        pressed = bool(self._joystick.get_button(self.config.close_gripper_button))
+        self._kept_gripper = (float(hold[GRIPPER]), pressed)
+
     def get_action(self) -> TeleopCommand:
         pygame, js, cfg = self._pygame, self._joystick, self.config
         events = set()
@@ -110,5 +122,9 @@ class GamepadTeleop(Teleoperator):
         for dim, (axis, sign) in cfg.axes.items():
             scale = cfg.translation_scale if dim < 3 else cfg.rotation_scale
             action[dim] = sign * scale * dead_zone(js.get_axis(axis), cfg.dead_zone)
-        action[GRIPPER] = 1.0 if js.get_button(cfg.close_gripper_button) else -1.0
+        pressed = bool(js.get_button(cfg.close_gripper_button))
+        if self._kept_gripper is not None and self._kept_gripper[1] != pressed:
+            self._kept_gripper = None  # the person works the gripper now
+        kept = self._kept_gripper
+        action[GRIPPER] = kept[0] if kept is not None else 1.0 if pressed else -1.0
         return TeleopCommand(action, events)

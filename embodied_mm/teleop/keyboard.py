@@ -2,7 +2,7 @@
 
 Keys (:class:`~embodied_mm.teleop.config.KeyboardConfig`): w/s x, a/d y, r/f z, i/k roll,
 j/l pitch, u/o yaw, c close and v open the gripper, space halts; → next episode, ← re-record,
-Esc stop, Ctrl-C abort.
+Esc stop, Ctrl-C abort; t takes over from a policy and hands back (``deploy --teleop``).
 
 A plain terminal reports presses, not releases: a key moves along its axis until
 ``key_hold_s`` after its last press or auto-repeat, so holding a key moves steadily once the
@@ -63,6 +63,11 @@ class KeyboardTeleop(Teleoperator):
 
     def disconnect(self) -> None:
         self.keys.close()
+
+    def take_over(self, hold: np.ndarray) -> None:
+        """No axis moving; the gripper where the policy left it (closed stays closed)."""
+        self._until[:] = 0
+        self.gripper = 1.0 if float(hold[GRIPPER]) > 0 else -1.0
 
     def get_action(self) -> TeleopCommand:
         """(7,) ee_delta: the axes whose key was pressed within ``key_hold_s``."""

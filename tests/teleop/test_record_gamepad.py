@@ -7,41 +7,9 @@ import pandas as pd
 from embodied_mm.data.check import check_dataset
 from embodied_mm.data.teleop_recorder import TeleopRecordConfig, record_teleop
 from embodied_mm.runtime.adapters.sim import SimRobot
-from embodied_mm.teleop.base import TeleopCommand, Teleoperator
 from embodied_mm.teleop.gamepad import GamepadTeleop
 from embodied_mm.teleop.virtual_gamepad import VirtualGamepad
-
-LEFT_Y, RIGHT_Y = 1, 4
-A, LB, RB = 0, 4, 5
-
-
-class Hands(Teleoperator):
-    """The pad in a person's hands: before read ``k`` the script's moves for ``k`` are made
-    on the virtual pad, then the real gamepad teleoperator reads it."""
-
-    def __init__(self, pad: GamepadTeleop, vpad: VirtualGamepad, script: dict) -> None:
-        self.pad, self.vpad, self.script, self.reads = pad, vpad, script, 0
-        self.name, self.action_space = pad.name, pad.action_space
-
-    @property
-    def action_features(self):
-        return self.pad.action_features
-
-    @property
-    def is_connected(self) -> bool:
-        return self.pad.is_connected
-
-    def connect(self) -> None:
-        self.pad.connect()
-
-    def disconnect(self) -> None:
-        self.pad.disconnect()
-
-    def get_action(self) -> TeleopCommand:
-        self.reads += 1
-        for move in self.script.get(self.reads, []):
-            move(self.vpad)
-        return self.pad.get_action()
+from tests.teleop.hands import LB, LEFT_Y, RB, RIGHT_Y, A, Hands
 
 
 def test_a_gamepad_session_records_motion_only_with_the_deadman(tmp_path):
