@@ -24,7 +24,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from embodied_mm.deploy.wire import WireError, packb, unpackb
 from embodied_mm.features import OBS_STATE, TASK, image_key
-from embodied_mm.runtime.inference import ChunkResult, PolicyUnavailable
+from embodied_mm.runtime.inference import RTC_DELAY, RTC_PREFIX, ChunkResult, PolicyUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +149,12 @@ class RemotePolicy:
     def reset(self) -> None:
         self._reset_pending = True  # sent with the next request
 
+    @property
+    def rtc_max_delay(self) -> int:
+        """The served policy's largest committed-prefix delay (``--mode rtc``); 0 when it
+        cannot continue a prefix or the server predates real-time chunking."""
+        return int(self.client.connect().get("rtc_max_delay", 0) or 0)
+
     def infer(self, frame: dict[str, Any]) -> ChunkResult:
         meta = self.client.connect()
         cameras = meta["cameras"]
@@ -157,6 +163,9 @@ class RemotePolicy:
         obs[TASK] = str(frame.get(TASK, ""))
         if self._reset_pending:
             obs["reset"] = True
+        if RTC_PREFIX in frame:  # real-time chunking: the committed actions travel along
+            obs[RTC_PREFIX] = np.asarray(frame[RTC_PREFIX], dtype=np.float32)
+            obs[RTC_DELAY] = int(frame[RTC_DELAY])
         t0 = time.perf_counter()
         reply = self.client.infer(obs)
         self._reset_pending = False

@@ -19,9 +19,12 @@ import numpy as np
 from embodied_mm.deploy.state_range import FLOAT32_MAX
 from embodied_mm.deploy.wire import MAX_NDIM, DecodeLimits
 from embodied_mm.features import OBS_STATE, TASK, image_key
+from embodied_mm.runtime.inference import RTC_DELAY, RTC_PREFIX
 
 # Optional request keys besides the observation: ``reset`` asks the server to reset the
-# policy's internal state (e.g. a recurrent plan) before inferring.
+# policy's internal state (e.g. a recurrent plan) before inferring; ``rtc.prefix`` (L, D)
+# float and ``rtc.delay`` (an int) are real-time chunking's committed actions, accepted
+# (together) when the policy continues a prefix (metadata ``rtc_max_delay`` > 0).
 RESET = "reset"
 
 
@@ -43,6 +46,11 @@ class ObsSchema:
     max_task_chars: int = 1024
     state_low: tuple[float, ...] | None = None
     state_high: tuple[float, ...] | None = None
+    # real-time chunking: a committed prefix has at most chunk_size rows of action_dim and a
+    # delay of at most rtc_max_delay; 0: the policy takes none (the keys are unknown)
+    action_dim: int = 0
+    chunk_size: int = 0
+    rtc_max_delay: int = 0
     # derived in __post_init__: (S,) float64 bounds used by validate
     _low: np.ndarray = field(init=False, repr=False, compare=False)
     _high: np.ndarray = field(init=False, repr=False, compare=False)
@@ -102,7 +110,7 @@ class ObsSchema:
         array map (four entries, a shape list of at most MAX_NDIM ints) per camera and for the
         state, strings no longer than the task. Generous (×2 and a few spare keys) so that a
         request with a wrong key or dtype still decodes and gets its precise schema error."""
-        keys = len(self.required_keys) + 1  # + reset
+        keys = len(self.required_keys) + 3  # + reset and the two RTC keys
         return DecodeLimits(
             max_containers=2 * (1 + 2 * keys),  # top map + (array map + shape list) per key
             max_map_len=2 * keys + 8,
@@ -116,7 +124,7 @@ class ObsSchema:
         if not isinstance(msg, dict):
             raise SchemaError(f"request must be a map, got {type(msg).__name__}")
         keys = msg.keys()
-        if keys != self._keys and not (RESET in msg and keys - {RESET} == self._keys):
+        if keys != self._keys and keys - self._optional != self._keys:
             self._key_error(msg)
         frame: dict[str, Any] = {}
         for cam in self.cameras:
@@ -133,7 +141,35 @@ class ObsSchema:
         if not isinstance(reset, bool):
             raise SchemaError(f"{RESET} must be a bool")
         frame[RESET] = reset
+        if RTC_PREFIX in msg or RTC_DELAY in msg:
+            frame[RTC_PREFIX], frame[RTC_DELAY] = self._committed(msg)
         return frame
+
+    @property
+    def _optional(self) -> set[str]:
+        return {RESET, RTC_PREFIX, RTC_DELAY} if self.rtc_max_delay > 0 else {RESET}
+
+    def _committed(self, msg: dict) -> tuple[np.ndarray, int]:
+        """The real-time chunking keys of a request, checked."""
+        if RTC_PREFIX not in msg or RTC_DELAY not in msg:
+            raise SchemaError(f"{RTC_PREFIX} and {RTC_DELAY} go together")
+        prefix, delay = msg[RTC_PREFIX], msg[RTC_DELAY]
+        if not isinstance(prefix, np.ndarray) or prefix.dtype.kind != "f":
+            raise SchemaError(f"{RTC_PREFIX} must be a float array")
+        if prefix.ndim != 2 or prefix.shape[1] != self.action_dim:
+            raise SchemaError(
+                f"{RTC_PREFIX} has shape {prefix.shape}, expected (L, {self.action_dim})"
+            )
+        if not 1 <= prefix.shape[0] <= self.chunk_size:
+            raise SchemaError(f"{RTC_PREFIX} has {prefix.shape[0]} rows, 1..{self.chunk_size}")
+        if not np.isfinite(prefix).all():
+            raise SchemaError(f"{RTC_PREFIX} holds NaN or inf")
+        if type(delay) is not int or not 0 <= delay <= min(len(prefix), self.rtc_max_delay):
+            raise SchemaError(
+                f"{RTC_DELAY} must be an int in 0..{min(len(prefix), self.rtc_max_delay)} "
+                f"(the prefix rows and the policy's rtc_max_delay), got {delay!r}"
+            )
+        return prefix.astype(np.float32), delay
 
     def _key_error(self, msg: dict) -> None:
         bad_keys = [k for k in msg if not isinstance(k, str)]
@@ -142,7 +178,7 @@ class ObsSchema:
         missing = sorted(self._keys - msg.keys())
         if missing:
             raise SchemaError(f"request lacks keys {missing}")
-        unknown = sorted(msg.keys() - self._keys - {RESET})
+        unknown = sorted(msg.keys() - self._keys - self._optional)
         raise SchemaError(f"request has unknown keys {unknown[:5]}")
 
     def _state(self, state: Any) -> np.ndarray:

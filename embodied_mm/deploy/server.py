@@ -177,6 +177,9 @@ class PolicyServer:
             image_shape=image_shape,
             state_low=tuple(state_range[0].tolist()) if state_range else None,
             state_high=tuple(state_range[1].tolist()) if state_range else None,
+            action_dim=int(meta["action_dim"]),
+            chunk_size=int(meta["chunk_size"]),
+            rtc_max_delay=int(meta.get("rtc_max_delay", 0) or 0),
         )
         self._limits = self.schema.decode_limits(max_message_bytes)
         self.metadata = {

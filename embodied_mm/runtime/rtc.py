@@ -124,6 +124,7 @@ class RTCExecutor(AsyncExecutor):
         if seconds is not None:
             self.estimator.observe(seconds)
         self.rtc_log.arrivals.append(self.step - start)
+        self.chunk_step = start  # the observation the played chunk was computed from
         self._queue = replace_queue(start, actions, self.step)
 
 
@@ -185,11 +186,13 @@ class SimulatedRTCExecutor(ChunkExecutor):
         if self.step == 0 and not self._queue:
             result = self._infer(frame)  # the episode's first chunk: waited for
             if result is not None:
+                self.chunk_step = 0
                 self._queue = replace_queue(0, result.actions, 0)
         elif self._pending is not None and self._pending[0] + self.latency_steps <= self.step:
             start, result = self._pending
             self._pending = None
             self.rtc_log.arrivals.append(self.step - start)
+            self.chunk_step = start
             self._queue = replace_queue(start, result.actions, self.step)
         while self._queue and self._queue[0][0] < self.step:
             self._queue.popleft()
