@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 MODE_HELP = (
-    "Chunk execution, as deploy: open_loop, ensemble or async (in simulation: a chunk arrives "
-    "--latency-steps steps after it was asked for)."
+    "Chunk execution, as deploy: open_loop, ensemble, async or rtc (real-time chunking: a flow "
+    "head, or a chunk head trained with --rtc-max-delay). In simulation a chunk arrives "
+    "--latency-steps steps after it was asked for."
 )
 HZ_HELP = "Control rate the safety filter assumes (the envs step at 20 Hz)."
-REFILL_HELP = "async: request the next chunk at this many queued actions."
-LATENCY_HELP = "async: control steps a chunk takes to arrive (the simulated policy latency)."
+REFILL_HELP = "async, rtc: request the next chunk at this many queued actions."
+LATENCY_HELP = "async, rtc: control steps a chunk takes to arrive (the simulated policy latency)."
+VIDEO_CAMERA_HELP = (
+    "What videos show: presentation (480x360 view of the whole arm, instruction and plan drawn "
+    "on) or policy (the front camera the policy sees)."
+)

@@ -75,7 +75,7 @@ def deploy(
     checkpoint: Path | None = typer.Option(None, help="Run this policy in-process instead."),
     token: str | None = typer.Option(None, help="Token for the policy server."),
     hz: float = typer.Option(20.0, help="Control rate."),
-    mode: str = typer.Option("async", help="Chunk execution: open_loop, ensemble or async."),
+    mode: str = typer.Option("async", help="Chunk execution: open_loop, ensemble, async or rtc."),
     steps: int = typer.Option(400, help="Max control steps per episode."),
     episodes: int = typer.Option(1, help="Episodes to run (sim)."),
     task: str | None = typer.Option(None, help="Instruction; sim tasks supply their own."),

@@ -186,7 +186,7 @@ def run_episodes(
                 DeployDataset(cfg.record, robot, record_fps(cfg.hz), cfg.resume)
             )
         first_seed = dataset.next_seed(cfg.seed) if dataset is not None else cfg.seed
-        executor = make_executor(cfg.mode, source, cfg.refill_at)
+        executor = make_executor(cfg.mode, source, cfg.refill_at, hz=cfg.hz)
         held.callback(executor.close)
         for ep in range(cfg.episodes):
             seed = first_seed + ep
