@@ -1,0 +1,88 @@
+"""How smooth an executed trajectory is, and whether chunk boundaries show in it.
+
+- :func:`boundary_ratio`: the mean action change at chunk boundaries (the steps where a new
+  chunk's action is played for the first time) over the median change within chunks.
+  1.0 means the boundaries are invisible; a cross-fade between disagreeing plans or a chunk
+  that ignores what was executed shows as a ratio well above 1. The mean at the boundaries
+  (not the median) so that an occasional large jump counts; the median within so that the
+  reference is the typical step.
+- :func:`rms_jerk`: the root mean square of the third finite difference of a commanded
+  trajectory (T, J) sampled every ``dt`` seconds, ``sqrt(mean_t |d³q/dt³|²)`` with the norm
+  over the J dimensions, in units per s³.
+
+Both take plain arrays, so they apply to actions as sent, interpolated commands, or joint
+positions as measured.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def chunk_boundaries(chunk_steps: Sequence[int | None]) -> list[int]:
+    """The steps where a chunk other than the last one played takes over: ``chunk_steps[t]``
+    is the step whose observation the chunk played at step t was computed from (None: none
+    played, a hold). The episode's first chunk is no boundary."""
+    out: list[int] = []
+    last: int | None = None
+    for t, chunk in enumerate(chunk_steps):
+        if chunk is None:
+            continue
+        if last is not None and chunk != last:
+            out.append(t)
+        last = chunk
+    return out
+
+
+def action_changes(actions: np.ndarray) -> np.ndarray:
+    """(T-1,) the Euclidean norm of ``actions[t] - actions[t-1]`` for t = 1..T-1; ``actions``
+    (T, D)."""
+    a = np.asarray(actions, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"actions must be (T, D); got shape {a.shape}")
+    return np.linalg.norm(np.diff(a, axis=0), axis=1)
+
+
+def boundary_ratio(actions: np.ndarray, boundaries: Sequence[int]) -> float | None:
+    """Mean change at the ``boundaries`` (steps t >= 1: the change from t-1 to t) over the
+    median change at every other step; None when either set is empty or the within-chunk
+    median is 0 (a trajectory that does not move inside chunks has no scale)."""
+    changes = action_changes(actions)  # changes[t - 1] is the change into step t
+    at = sorted({int(t) for t in boundaries if 1 <= t < len(changes) + 1})
+    is_boundary = np.zeros(len(changes), dtype=bool)
+    is_boundary[[t - 1 for t in at]] = True
+    if not is_boundary.any() or is_boundary.all():
+        return None
+    within = float(np.median(changes[~is_boundary]))
+    if within == 0.0:
+        return None
+    return float(changes[is_boundary].mean() / within)
+
+
+def rms_jerk(positions: np.ndarray, dt: float) -> float | None:
+    """RMS of the jerk (third finite difference / dt³, norm over dimensions) of a trajectory
+    ``positions`` (T, J) sampled every ``dt`` s; None with fewer than 4 samples."""
+    if dt <= 0:
+        raise ValueError(f"dt must be positive, got {dt}")
+    q = np.asarray(positions, dtype=np.float64)
+    if q.ndim != 2:
+        raise ValueError(f"positions must be (T, J); got shape {q.shape}")
+    if len(q) < 4:
+        return None
+    jerk = np.diff(q, n=3, axis=0) / dt**3  # (T-3, J)
+    return float(np.sqrt(np.mean(np.sum(jerk**2, axis=1))))
+
+
+def smoothness(
+    actions: np.ndarray, chunk_steps: Sequence[int | None], dt: float
+) -> dict[str, float | int | None]:
+    """An episode's figures: ``boundary_ratio``, ``rms_jerk`` of the actions and the number
+    of ``boundaries``."""
+    boundaries = chunk_boundaries(chunk_steps)
+    return {
+        "boundaries": len(boundaries),
+        "boundary_ratio": boundary_ratio(actions, boundaries),
+        "rms_jerk": rms_jerk(actions, dt),
+    }

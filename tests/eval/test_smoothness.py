@@ -1,0 +1,62 @@
+"""Smoothness figures on synthetic trajectories whose answers are worked out by hand."""
+
+import numpy as np
+import pytest
+
+from embodied_mm.eval.smoothness import boundary_ratio, chunk_boundaries, rms_jerk, smoothness
+
+
+def test_boundaries_are_where_the_played_chunk_changes():
+    assert chunk_boundaries([0, 0, 0, 3, 3, 3, 6, 6]) == [3, 6]
+    # the episode's first chunk is no boundary, a hold (None) in between none either
+    assert chunk_boundaries([None, 0, 0, 2, None, 5]) == [3, 5]
+    assert chunk_boundaries([0, None, 0]) == []
+
+
+def test_an_invisible_boundary_has_ratio_one():
+    ramp = np.arange(10, dtype=float)[:, None] * [1.0, 0.0]  # steps of 1 everywhere
+    assert boundary_ratio(ramp, [4, 8]) == pytest.approx(1.0)
+
+
+def test_a_jump_at_boundaries_shows_as_its_size_over_the_step():
+    # within chunks steps of 0.1, jumps of 0.5 into steps 4 and 8: mean 0.5 / median 0.1 = 5
+    a = np.cumsum([0.0, 0.1, 0.1, 0.1, 0.5, 0.1, 0.1, 0.1, 0.5, 0.1])[:, None]
+    assert boundary_ratio(a, [4, 8]) == pytest.approx(5.0)
+    # 2-D: a (0.3, 0.4) jump has norm 0.5
+    b = np.zeros((5, 2))
+    b[:, 0] = [0.0, 0.1, 0.2, 0.5, 0.6]
+    b[3:, 1] = 0.4
+    assert boundary_ratio(b, [3]) == pytest.approx(0.5 / 0.1)
+
+
+def test_no_boundary_or_no_motion_gives_none():
+    a = np.arange(6, dtype=float)[:, None]
+    assert boundary_ratio(a, []) is None
+    assert boundary_ratio(a, [1, 2, 3, 4, 5]) is None  # every step is a boundary
+    assert boundary_ratio(np.zeros((6, 2)), [3]) is None
+
+
+def test_rms_jerk_of_a_cubic_is_its_constant_third_derivative():
+    dt = 0.05
+    t = np.arange(20) * dt
+    q = np.stack([t**3, 2 * t**3], axis=1)  # jerk 6 and 12 exactly (cubic: exact 3rd diff)
+    assert rms_jerk(q, dt) == pytest.approx(np.sqrt(6.0**2 + 12.0**2))
+    line = np.stack([t, t], axis=1)
+    assert rms_jerk(line, dt) == pytest.approx(0.0, abs=1e-6)
+    assert rms_jerk(q[:3], dt) is None
+
+
+def test_a_step_gives_the_jerk_worked_out_by_hand():
+    # a unit step at sample 3: first differences an impulse, second (1, -1), third
+    # (1, -2, 1), /dt³; T - 3 = 5 terms
+    q = np.array([0, 0, 0, 1, 1, 1, 1, 1], dtype=float)[:, None]
+    dt = 0.1
+    expected = np.sqrt((1 + 4 + 1) / 5) / dt**3
+    assert rms_jerk(q, dt) == pytest.approx(expected)
+
+
+def test_episode_summary():
+    a = np.cumsum([0.0, 0.1, 0.1, 0.1, 0.5, 0.1, 0.1, 0.1])[:, None]
+    out = smoothness(a, [0, 0, 0, 0, 4, 4, 4, 4], dt=0.05)
+    assert out["boundaries"] == 1 and out["boundary_ratio"] == pytest.approx(5.0)
+    assert out["rms_jerk"] > 0
