@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from embodied_mm.cli.app import app
-from embodied_mm.cli.control import LATENCY_HELP, MODE_HELP
+from embodied_mm.cli.control import LATENCY_HELP, MODE_HELP, VIDEO_CAMERA_HELP
 
 DEFAULT_ENV = "embodied_mm/PickLift-v0"
 
@@ -29,6 +29,7 @@ def demo(
     out: Path = typer.Option(Path("outputs/demo"), help="Where the videos and summary go."),
     mode: str = typer.Option("open_loop", help=MODE_HELP),
     latency_steps: int = typer.Option(1, help=LATENCY_HELP),
+    video_camera: str = typer.Option("presentation", help=VIDEO_CAMERA_HELP),
 ) -> None:
     """Run a simulated episode with the shipped default policy (behind deploy's controller
     stack: chunk executor of --mode + safety filter) and write a video."""
@@ -47,7 +48,8 @@ def demo(
     else:
         typer.echo(f"Policy: the shipped default checkpoint {checkpoint}")
         policy = str(checkpoint)
-    summary = rollout(env, engine, policy, episodes, out, seed=seed, control=control)
+    summary = rollout(env, engine, policy, episodes, out, seed=seed, control=control,
+                      video_camera=video_camera)  # fmt: skip
     typer.echo(
         f"{env} on {engine}: success {summary.successes}/{summary.episodes}, safety "
         f"interventions {summary.interventions or 'none'}; video and summary.json in {out}"

@@ -8,7 +8,13 @@ from pathlib import Path
 import typer
 
 from embodied_mm.cli.app import app, bench_app
-from embodied_mm.cli.control import HZ_HELP, LATENCY_HELP, MODE_HELP, REFILL_HELP
+from embodied_mm.cli.control import (
+    HZ_HELP,
+    LATENCY_HELP,
+    MODE_HELP,
+    REFILL_HELP,
+    VIDEO_CAMERA_HELP,
+)
 
 ENGINE_NAMES = ("mujoco", "pybullet")
 
@@ -67,6 +73,7 @@ def rollout_cmd(
     hz: float = typer.Option(20.0, help=HZ_HELP),
     refill_at: int = typer.Option(4, help=REFILL_HELP),
     latency_steps: int = typer.Option(1, help=LATENCY_HELP),
+    video_camera: str = typer.Option("presentation", help=VIDEO_CAMERA_HELP),
 ) -> None:
     """Run episodes of a task with a policy; print the success rate. A checkpoint runs
     through deploy's controller stack (chunk executor of --mode + safety filter)."""
@@ -77,7 +84,7 @@ def rollout_cmd(
     control = ControlSpec(mode, hz, refill_at, latency_steps)  # bad values: UsageError
     try:
         result = rollout(env, engine, policy, episodes, video_dir, seed, image_size, summary,
-                         action_mode, control)  # fmt: skip
+                         action_mode, control, video_camera=video_camera)  # fmt: skip
     except (ValueError, RuntimeError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err

@@ -8,7 +8,13 @@ from pathlib import Path
 import typer
 
 from embodied_mm.cli.app import app
-from embodied_mm.cli.control import HZ_HELP, LATENCY_HELP, MODE_HELP, REFILL_HELP
+from embodied_mm.cli.control import (
+    HZ_HELP,
+    LATENCY_HELP,
+    MODE_HELP,
+    REFILL_HELP,
+    VIDEO_CAMERA_HELP,
+)
 from embodied_mm.runtime.controller import ControlSpec
 
 
@@ -38,6 +44,14 @@ def eval_command(
     ),
     quick: bool = typer.Option(False, help="--suite: one level per factor."),
     factors: str | None = typer.Option(None, help="--suite: only these factors (comma-separated)."),
+    report: bool = typer.Option(
+        False, help="Also write OUT/report.html: tables, plots, episodes with failure clips first."
+    ),
+    report_clips: int = typer.Option(
+        4, help="--report: per task, clips of the first N failed episodes (and the first success)."
+    ),
+    video_camera: str = typer.Option("presentation", help=VIDEO_CAMERA_HELP),
+    plan: bool = typer.Option(False, help="Ask the policy for its plan text with every chunk."),
 ) -> None:
     """Success rate (95% Wilson interval), mean episode length and safety interventions per
     task, through deploy's controller stack; runs sharded across processes under
@@ -53,12 +67,20 @@ def eval_command(
     if suite is not None:
         if levels:
             raise UsageError("--suite sets the perturbations itself; drop --perturb")
-        return _run_suite(checkpoint, env_ids, engine, episodes, out, suite, quick, factors,
-                          split, seed, num_envs, control)  # fmt: skip
+        _run_suite(checkpoint, env_ids, engine, episodes, out, suite, quick, factors,
+                   split, seed, num_envs, control)  # fmt: skip
+        if report and (out / "suite.json").is_file():  # (the main process wrote it)
+            from embodied_mm.report.html import write_report
+
+            typer.echo(f"wrote {write_report(out)}")
+        return
     if quick or factors:
         raise UsageError("--quick and --factors go with --suite")
+    if report_clips < 0:
+        raise UsageError(f"--report-clips must be >= 0, got {report_clips}")
     info = run_eval(checkpoint, env_ids, engine, episodes, out, split, seed, num_envs, control,
-                    perturb=levels)  # fmt: skip
+                    perturb=levels, video_camera=video_camera,
+                    clip_failures=report_clips if report else 0, with_plan=plan)  # fmt: skip
     if info is None:  # not the main process
         return
     for t in info["tasks"]:
@@ -70,6 +92,10 @@ def eval_command(
             f"interventions {t['interventions'] or 'none'}"
         )
     typer.echo(f"wrote {out / 'eval_info.json'}")
+    if report:
+        from embodied_mm.report.html import write_report
+
+        typer.echo(f"wrote {write_report(out)}")
 
 
 def _run_suite(checkpoint, env_ids, engine, episodes, out, suite, quick, factors, split, seed,
