@@ -14,6 +14,12 @@
 Every executor returns None from :meth:`next_action` when it has no fresh action (the policy
 failed, or the async queue ran dry); the safety filter's watchdog turns that into a hold.
 
+What an operator watches (:meth:`ChunkExecutor.chunk_stats`, ``deploy``'s status line): the
+model's own time per chunk (the source's ``infer_ms``: measured around the forward pass in the
+thread that runs it, or reported by the policy server), not the time the control loop waited,
+which in async mode is about zero; and the age of the chunk being played, in control steps
+since the observation it was computed from.
+
 Episodes (:meth:`ChunkExecutor.reset`): nothing of one episode reaches the next. The first
 step of an episode always plays an action of a chunk computed from that step's observation:
 every executor infers it there, and the async one waits for it (up to
@@ -48,6 +54,10 @@ class ChunkExecutor(abc.ABC):
         self.plan: str | None = None
         self.last_error: str | None = None
         self.last_infer_ms: float | None = None
+        self.model_ms: deque[float] = deque(maxlen=10_000)  # each chunk's infer_ms, this episode
+        # the step whose observation the chunk being played was computed from (None: no chunk)
+        self.chunk_step: int | None = None
+        self.chunk_ages: deque[int] = deque(maxlen=10_000)  # per step with a chunk, in steps
 
     def reset(self) -> None:
         """Start a new episode (also resets the source)."""
@@ -59,13 +69,37 @@ class ChunkExecutor(abc.ABC):
         self.plan = None
         self.last_error = None  # the previous episode's outage is not this one's
         self.last_infer_ms = None
+        self.model_ms.clear()
+        self.chunk_step = None
+        self.chunk_ages.clear()
 
     def next_action(self, frame: dict[str, Any]) -> np.ndarray | None:
         """(D,) action for the current step, or None when none is available."""
         try:
             return self._next(frame)
         finally:
+            if self.chunk_step is not None:
+                self.chunk_ages.append(self.step - self.chunk_step)
             self.step += 1
+
+    @property
+    def chunk_age(self) -> int | None:
+        """Steps between the observation of the chunk played at the last step and that step."""
+        return self.chunk_ages[-1] if self.chunk_ages and self.chunk_step is not None else None
+
+    def chunk_stats(self) -> dict[str, float | int]:
+        """This episode's chunks: how many, the model's time per chunk (p50/p99 ms) and the
+        age of the chunk played (p50/max steps); NaN where there were none."""
+        ms = np.fromiter(self.model_ms, dtype=np.float64)
+        ages = np.fromiter(self.chunk_ages, dtype=np.float64)
+        p50, p99 = np.percentile(ms, [50, 99]) if len(ms) else (float("nan"),) * 2
+        return {
+            "chunks": len(ms),
+            "model_infer_p50_ms": round(float(p50), 3),
+            "model_infer_p99_ms": round(float(p99), 3),
+            "chunk_age_p50_steps": float(np.median(ages)) if len(ages) else float("nan"),
+            "chunk_age_max_steps": int(ages.max()) if len(ages) else 0,
+        }
 
     @abc.abstractmethod
     def _next(self, frame: dict[str, Any]) -> np.ndarray | None: ...
@@ -82,6 +116,7 @@ class ChunkExecutor(abc.ABC):
     def _record(self, result: ChunkResult) -> None:
         self.last_error = None
         self.last_infer_ms = result.infer_ms
+        self.model_ms.append(result.infer_ms)
         if result.plan is not None:
             self.plan = result.plan
 
@@ -108,6 +143,7 @@ class OpenLoopExecutor(ChunkExecutor):
                 return None
             n = self.n_action_steps or len(result.actions)
             self._queue.extend(result.actions[:n])
+            self.chunk_step = self.step
         return self._queue.popleft()
 
 
@@ -127,6 +163,7 @@ class TemporalEnsembleExecutor(ChunkExecutor):
             return None
         t = self.step
         self._chunks.append((t, result.actions))
+        self.chunk_step = t  # the newest of the chunks averaged
         while self._chunks and self._chunks[0][0] + len(self._chunks[0][1]) <= t:
             self._chunks.popleft()
         preds = np.stack(
@@ -272,6 +309,7 @@ class AsyncExecutor(ChunkExecutor):
     def _merge(self, start: int, actions: np.ndarray) -> None:
         """Put a chunk computed from the observation at step ``start`` into the queue."""
         self._queue = merge_chunk(self._queue, start, actions, self.step)
+        self.chunk_step = start
 
     def _next(self, frame: dict[str, Any]) -> np.ndarray | None:
         with self._lock:
@@ -340,10 +378,12 @@ class SimulatedLatencyExecutor(ChunkExecutor):
             result = self._infer(frame)  # the episode's first chunk: waited for
             if result is not None:
                 self._queue = merge_chunk(self._queue, 0, result.actions, 0)
+                self.chunk_step = 0
         elif self._pending is not None and self._pending[0] + self.latency_steps <= self.step:
             start, result = self._pending
             self._pending = None
             self._queue = merge_chunk(self._queue, start, result.actions, self.step)
+            self.chunk_step = start
         while self._queue and self._queue[0][0] < self.step:
             self._queue.popleft()
         if len(self._queue) <= self.refill_at and self._pending is None:

@@ -2,8 +2,11 @@
 
 ``SimRobot("pick_lift", engine="pybullet")`` builds the task's env directly; a registered
 Gymnasium id (``SimRobot("embodied_mm/PickLift-v0")``) goes through ``gymnasium.make``. One
-``send_action`` is one env step; the frames of the resulting observation are stamped when they
-were rendered, so the stale-observation check works the same as with real cameras.
+``send_action`` is one env step. The simulated world stands still between steps, so the frames
+it rendered show it as it is until the next step: :meth:`SimRobot.get_observation` stamps them
+when they are read, as a camera's latest frame is (a frame read before the first step is not
+stale however long the policy took to load), and the stale-observation check then measures
+what it measures on a robot: the time from reading the observation to filtering its action.
 
 Actions are the env's (``ee_delta`` (7,) in [-1, 1], or ``joint_pos`` (8,)). Holding still is a
 zero delta for ``ee_delta`` and the present joint positions for ``joint_pos``, with the gripper
@@ -57,7 +60,6 @@ class SimRobot(Robot):
         self.seed = seed
         self.env: Any = None
         self._obs: dict[str, Any] | None = None
-        self._stamp = 0.0
         self._gripper_cmd: float | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -82,7 +84,6 @@ class SimRobot(Robot):
 
     def _set(self, obs: dict[str, Any], info: dict[str, Any]) -> None:
         self._obs = obs
-        self._stamp = time.monotonic()
         self.info = dict(info)
         self.task = info.get("task", self.task)
 
@@ -124,7 +125,8 @@ class SimRobot(Robot):
         assert self._obs is not None, "connect() first"
         frame = env_obs_to_frame(self._obs, self.task or "")
         frame.pop("task")  # the loop sets the instruction
-        return RobotObservation(frame, {cam: self._stamp for cam in self._obs["pixels"]})
+        now = time.monotonic()  # the world is as rendered until the next step
+        return RobotObservation(frame, {cam: now for cam in self._obs["pixels"]})
 
     def send_action(self, action: np.ndarray) -> None:
         a = check_action(self, action).astype(np.float32)
