@@ -208,6 +208,7 @@ def _sim_fps(robot) -> int:
 @dataset_app.command()
 def info(root: Path = typer.Argument(..., help="Dataset directory.")) -> None:
     """Print a dataset's version, size, features and tasks."""
+    from embodied_mm.data.deploy_dataset import intervention_frames
     from embodied_mm.data.reader import DatasetMeta
 
     meta = DatasetMeta(root)  # not a dataset: a DatasetFormatError (a UsageError), one line
@@ -222,6 +223,10 @@ def info(root: Path = typer.Argument(..., help="Dataset directory.")) -> None:
     for key, feat in meta.features.items():
         codec = feat.get("info", {}).get("video.codec", "")
         typer.echo(f"  {key:32s} {feat['dtype']:8s} {json.dumps(feat['shape'])} {codec}")
+    person = intervention_frames(meta)
+    if person is not None:
+        share = person / max(meta.total_frames, 1)
+        typer.echo(f"interventions: {person} frames driven by a person ({share:.1%})")
     typer.echo("tasks:")
     for i, task in sorted(meta.tasks.items())[:20]:
         typer.echo(f"  {i}: {task}")

@@ -16,8 +16,11 @@ from __future__ import annotations
 from contextlib import ExitStack
 from pathlib import Path
 
+import pyarrow as pa
+
 from embodied_mm.data import lerobot_format as fmt
 from embodied_mm.data.episode import EpisodeBuffer
+from embodied_mm.data.reader import DatasetMeta
 from embodied_mm.data.teleop_recorder import check_resumable, dataset_features, robot_type
 from embodied_mm.data.video import DEFAULT_CODEC
 from embodied_mm.data.writer import DatasetWriter, refuse_to_overwrite
@@ -110,3 +113,19 @@ class DeployDataset:
             )
             self._held.enter_context(self.writer)
         return self.writer.add_episode(episode)
+
+
+def intervention_frames(meta: DatasetMeta) -> int | None:
+    """How many of a dataset's frames a person drove; None without the feature."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    if INTERVENTION not in meta.features:
+        return None
+    kept = sorted(e.episode_index for e in meta.episodes)
+    total = 0
+    for path in dict.fromkeys(e.data_file for e in meta.episodes):
+        table = pq.read_table(path, columns=["episode_index", INTERVENTION])
+        table = table.filter(pc.is_in(table["episode_index"], value_set=pa.array(kept)))
+        total += int(pc.sum(table[INTERVENTION]).as_py() or 0)
+    return total
