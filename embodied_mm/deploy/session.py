@@ -253,4 +253,5 @@ def result_dict(r: LoopResult) -> dict[str, Any]:
         "error": r.error,
         "person_steps": r.person_steps,
         "takeovers": r.takeovers,
+        "cadence": r.cadence,
     }

@@ -30,6 +30,7 @@ import numpy as np
 
 from embodied_mm.data.episode import EpisodeBuffer
 from embodied_mm.features import INTERVENTION, TASK, image_key
+from embodied_mm.runtime.cadence import cadence_report, delay_status
 from embodied_mm.runtime.chunking import ChunkExecutor
 from embodied_mm.runtime.controller import Controller
 from embodied_mm.runtime.intervention import Takeover
@@ -37,6 +38,7 @@ from embodied_mm.runtime.recording import RunRecorder
 from embodied_mm.runtime.robot import Robot, RobotObservation
 from embodied_mm.runtime.safety import FilteredAction, SafetyFilter
 from embodied_mm.runtime.timing import StageTimer
+from embodied_mm.viz.rerun_log import RerunLog
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class LoopResult:
     error: str | None = None
     person_steps: int = 0  # steps a person drove (--teleop)
     takeovers: int = 0
+    # achieved rate, cycles over budget, ms per stage, the RTC delays (runtime/cadence.py)
+    cadence: dict[str, Any] = field(default_factory=dict)
 
 
 class ControllerLoop:
@@ -72,12 +76,15 @@ class ControllerLoop:
         paced: bool = True,
         takeover: Takeover | None = None,
         episode: EpisodeBuffer | None = None,
+        viz: RerunLog | None = None,
     ) -> None:
         """``on_event``: receives operator messages as they happen (see the module docstring).
         ``policy_name``: how those messages name the policy, e.g. ``policy server ws://...``.
         ``paced``: keep the control rate in wall time (a robot); False runs steps back to back.
         ``takeover``: a person may take over (see the module docstring); ``episode``: gets
         each step's frame (with the task), the command sent and its ``intervention`` flag.
+        ``viz``: gets every step (cameras, state, raw and sent action, interventions, plan;
+        ``--display rerun``), stamped with the run's clock (simulated when unpaced).
         """
         if hz <= 0:
             raise ValueError(f"hz must be positive, got {hz}")
@@ -100,6 +107,7 @@ class ControllerLoop:
         self._policy_lost = False
         self.takeover = takeover
         self.episode = episode
+        self.viz = viz
         self.person_driving = False  # the person drove the last step
 
     def run(self, max_steps: int) -> LoopResult:
@@ -136,6 +144,10 @@ class ControllerLoop:
             policy_error = self.executor.last_error
             interventions = [i.value for i in safe.interventions]
             self._record(obs.frame, raw, safe.action, interventions, plan, policy_error)
+            if self.viz is not None:
+                t = time.perf_counter() - t_begin if self.paced else self.step * self.period
+                self.viz.log_step(self.step, t, obs.frame, raw, safe.action, interventions,
+                                  plan, self._task())  # fmt: skip
             if self.episode is not None and not safe.stop:  # a stop sent the safe stop instead
                 frame = {**obs.frame, TASK: self._task()}
                 self.episode.add(frame, safe.action, extras={INTERVENTION: self.person_driving})
@@ -165,17 +177,19 @@ class ControllerLoop:
                 next_tick = time.perf_counter()  # overran: restart the schedule, no burst
         elapsed = time.perf_counter() - t_begin
         success = self.robot.info.get("is_success") if self.robot.info else None
+        achieved_hz = steps_run / elapsed if elapsed > 0 else float("nan")
         return LoopResult(
             steps=steps_run,
             stop_reason=reason,
             success=None if success is None else bool(success),
             timing={**self.timer.summary(), **self.executor.chunk_stats()},
             interventions=dict(self.safety.counts),
-            achieved_hz=steps_run / elapsed if elapsed > 0 else float("nan"),
+            achieved_hz=achieved_hz,
             plans=plans,
             error=self.error,
             person_steps=self.takeover.person_steps if self.takeover else 0,
             takeovers=self.takeover.takeovers if self.takeover else 0,
+            cadence=cadence_report(self.timer, achieved_hz, self.executor),
         )
 
     def _step(self) -> tuple[FilteredAction, np.ndarray | None, RobotObservation]:
@@ -292,5 +306,6 @@ class ControllerLoop:
             + " ms | chunk age "
             + ("n/a" if age is None else f"{age:d} step{'s' if age != 1 else ''}")
             + f" | misses {self.timer.deadline_misses} | interventions {n}"
+            + delay_status(self.executor)
             + (f" | plan: {plan}" if plan else "")
         )
