@@ -43,6 +43,9 @@ def record(
     reset_time_s: float = typer.Option(
         None, help="Teleop: unrecorded reset time between episodes (default: 0 sim, 10 real)."
     ),
+    perturb: list[str] = typer.Option(
+        [], help="Scripted --env: NAME=LEVEL perturbation of every episode (repeatable)."
+    ),
 ) -> None:
     """Record demonstrations into a LeRobot v3.0 dataset: scripted experts in simulation
     (--env), or a person teleoperating (--teleop) a simulated (--env) or real (--robot) arm.
@@ -50,6 +53,8 @@ def record(
     Teleop controls: right arrow (gamepad A) next episode, left arrow (B) re-record, Esc
     (start) stop, Ctrl-C abort (the episode in progress is dropped, the arm holds)."""
     if teleop is not None or robot is not None:
+        if perturb:
+            raise UsageError("--perturb applies to scripted recording (--env without --teleop)")
         _record_teleop(
             env, engine, robot, teleop, camera, task, calibration, teleop_calibration,
             episodes, out, resume, seed, codec, fps, episode_time_s, reset_time_s,
@@ -58,6 +63,10 @@ def record(
     if env is None:
         raise UsageError("give --env ID (and --teleop for a person to drive)")
     import gymnasium as gym
+
+    from embodied_mm.envs.perturbations import parse_perturb_args
+
+    levels = parse_perturb_args(perturb)  # UsageError naming the known factors / levels
 
     import embodied_mm.envs  # noqa: F401  (registers the env ids)
     from embodied_mm.data.recorder import gym_expert_source
@@ -70,7 +79,7 @@ def record(
         raise typer.BadParameter(f"unknown env {env!r}; known: {known}", param_hint="--env")
     try:
         summary = run_record(
-            gym_expert_source(env, engine),
+            gym_expert_source(env, engine, {"perturb": levels} if levels else None),
             out,
             episodes,
             workers=workers,

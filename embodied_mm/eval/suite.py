@@ -93,7 +93,7 @@ def run_suite(
     progress_bar: bool | None = False,
 ) -> dict[str, Any] | None:
     """Run every cell of the suite (``factors``: only these, plus the baseline) and write
-    ``out_dir/suite.json``; returns it on the main process (``None`` elsewhere)::
+    ``out_dir/suite.json`` (and the table as ``suite.md``); returns it on the main process (``None`` elsewhere)::
 
         {"suite": "robustness", "checkpoint": str, "policy_commit": str | None,
          "engine": str, "mode": str, "episodes_per_cell": int, "seconds": float,
@@ -150,6 +150,7 @@ def run_suite(
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "suite.json").write_text(json.dumps(result, indent=2))
+    (out_dir / "suite.md").write_text(suite_markdown(result) + "\n")
     return result
 
 
@@ -176,6 +177,30 @@ def suite_table(result: dict[str, Any]) -> str:
         lines.append(
             f"{factor:16s} {level:5s} {values[(factor, level)]!s:>20s}  " + "  ".join(cols)
         )
+    return "\n".join(lines)
+
+
+def suite_markdown(result: dict[str, Any]) -> str:
+    """The suite as a Markdown table (rows factor × level, a column per task:
+    ``successes/episodes (lo-hi %)``), as the docs publish it."""
+    env_ids = list(dict.fromkeys(c["env_id"] for c in result["cells"]))
+    keys = list(dict.fromkeys((c["factor"], c["level"]) for c in result["cells"]))
+    by = {(c["env_id"], c["factor"], c["level"]): c for c in result["cells"]}
+    values = {(c["factor"], c["level"]): c["level_value"] for c in result["cells"]}
+    head = ["factor", "level", "value", *(f"`{e.split('/')[-1]}`" for e in env_ids)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for factor, level in keys:
+        cols = []
+        for env_id in env_ids:
+            c = by.get((env_id, factor, level))
+            if c is None:
+                cols.append("n/a")
+                continue
+            lo, hi = c["ci95"]
+            cols.append(f"{c['successes']}/{c['episodes']} ({lo:.0%}-{hi:.0%})")
+        name = "(none)" if factor == BASELINE[0] else f"`{factor}`"
+        value = "" if factor == BASELINE[0] else str(values[(factor, level)])
+        lines.append("| " + " | ".join([name, level, value, *cols]) + " |")
     return "\n".join(lines)
 
 

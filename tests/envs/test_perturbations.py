@@ -262,3 +262,22 @@ def test_unknown_factor_or_level_is_a_one_line_error():
     with pytest.raises(UsageError, match="NAME=LEVEL"):
         parse_perturb_args(["camera_shift"])
     assert parse_perturb_args(["blur=2", "typos=1"]) == {"blur": 2, "typos": 1}
+
+
+@pytest.mark.slow
+def test_record_perturb_stores_the_perturbed_instruction(tmp_path):
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from embodied_mm.cli.main import app
+
+    out = CliRunner().invoke(app, ["record", "--env", "embodied_mm/ReachObject-v0", "--episodes",
+                                   "1", "--out", str(tmp_path / "ds"), "--perturb", "typos=2"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    (recorded,) = pq.read_table(tmp_path / "ds" / "meta" / "tasks.parquet").to_pandas().index
+    _, plain, _ = first_obs(seed=0)
+    _, typos, _ = first_obs({"typos": 2}, seed=0)
+    assert recorded == typos["task"] != plain["task"]
+    bad = CliRunner().invoke(app, ["record", "--env", "embodied_mm/ReachObject-v0", "--episodes",
+                                   "1", "--out", str(tmp_path / "b"), "--perturb", "fog=1"])  # fmt: skip
+    assert bad.exit_code == 2 and "unknown perturbation 'fog'" in bad.output
