@@ -105,10 +105,14 @@ def run_rollouts(
     video_dir: Path | None = None,
     fps: int = 20,
     video_camera: str = "presentation",
+    viz: Any = None,
 ) -> list[dict[str, Any]]:
     """Run ``episodes`` episodes (seeds ``seed``, ``seed + 1``, ...) to success or time-out;
     write ``episode_<seed>.mp4`` when ``video_dir`` is given (``video_camera``: see
-    :func:`video_frame`; frames are rendered only then)."""
+    :func:`video_frame`; frames are rendered only then). ``viz``
+    (:class:`~embodied_mm.viz.rerun_log.RerunLog`) gets every step (the action sent is the
+    policy's own: nothing filters it)."""
+    from embodied_mm.features import env_obs_to_frame
 
     def play(episode_seed: int) -> tuple[dict[str, Any], list[np.ndarray]]:
         obs, info = env.reset(seed=episode_seed)
@@ -116,8 +120,14 @@ def run_rollouts(
         grab = video_dir is not None
         frames = [video_frame(env, obs, info["task"], None, video_camera)] if grab else []
         steps, success, done = 0, False, False
+        if viz is not None:
+            viz.new_episode(episode_seed)
         while not done:
-            obs, _, terminated, truncated, info = env.step(policy.act(obs, info))
+            action = policy.act(obs, info)
+            if viz is not None:
+                viz.log_step(steps, steps / fps, env_obs_to_frame(obs, info["task"]), action,
+                             action, task=info["task"])  # fmt: skip
+            obs, _, terminated, truncated, info = env.step(action)
             if grab:
                 frames.append(video_frame(env, obs, info["task"], None, video_camera))
             steps += 1
@@ -137,6 +147,7 @@ def run_controlled(
     fps: int = 20,
     keep_actions: bool = False,
     video_camera: str = "presentation",
+    viz: Any = None,
 ) -> list[dict[str, Any]]:
     """:func:`run_rollouts` for a policy behind a controller: ``robot`` a connected
     ``SimRobot``, ``controller`` a :class:`~embodied_mm.runtime.controller.Controller` in
@@ -148,7 +159,9 @@ def run_controlled(
 
     def play(episode_seed: int) -> tuple[dict[str, Any], list[np.ndarray]]:
         robot.reset_episode(seed=episode_seed)
-        record, frames = _controlled_episode(robot, controller, camera)
+        if viz is not None:
+            viz.new_episode(episode_seed)
+        record, frames = _controlled_episode(robot, controller, camera, viz)
         if not keep_actions:
             del record["actions"]
         return record, frames
@@ -184,7 +197,7 @@ def _run_episodes(
 
 
 def _controlled_episode(
-    robot: Any, controller: Any, camera: str | None = None
+    robot: Any, controller: Any, camera: str | None = None, viz: Any = None
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """One episode from the robot's present state: (its record, the video frames (H, W, 3)
     of ``camera`` (:func:`video_frame`; none for None): the first observation and one per
@@ -212,7 +225,7 @@ def _controlled_episode(
 
     hz = 1.0 / controller.safety.dt
     loop = ControllerLoop(robot, controller.executor, controller.safety, hz, on_step=on_step,
-                          paced=False)  # fmt: skip
+                          paced=False, viz=viz)  # fmt: skip
     result = loop.run(max_steps=10**9)  # the env's time limit or a safety stop ends it
     if result.stop_reason == "error":
         raise RuntimeError(f"the episode failed: {result.error}")
@@ -262,13 +275,15 @@ def rollout(
     control: Any = None,
     keep_actions: bool = False,
     video_camera: str = "presentation",
+    viz: Any = None,
 ) -> RolloutSummary:
     """Make the env, run the episodes, write the summary JSON (to ``summary_path``, or
     ``video_dir/summary.json``). ``control``: the
     :class:`~embodied_mm.runtime.controller.ControlSpec` a checkpoint runs under (default
     open loop at 20 Hz); scripted and random policies ignore it. ``keep_actions``: a
     checkpoint's records also hold the commands sent (``actions``, (T, D)).
-    ``video_camera``: what the videos show (:func:`video_frame`)."""
+    ``video_camera``: what the videos show (:func:`video_frame`); ``viz``: a
+    :class:`~embodied_mm.viz.rerun_log.RerunLog` that gets every step."""
     import embodied_mm.envs  # noqa: F401  (registers the ids)
     from embodied_mm.envs.registration import check_env_id
     from embodied_mm.eval.clips import check_video_camera
@@ -279,12 +294,12 @@ def rollout(
     if is_checkpoint(policy):
         results = _rollout_checkpoint(Path(policy), env_id, engine, episodes, video_dir, seed,
                                       image_size, action_mode, control,
-                                      keep_actions, video_camera)  # fmt: skip
+                                      keep_actions, video_camera, viz)  # fmt: skip
     else:
         env = gym.make(env_id, engine=engine, image_size=image_size, action_mode=action_mode)
         try:
             results = run_rollouts(env, make_rollout_policy(policy, env, seed), episodes, seed,
-                                   video_dir, video_camera=video_camera)  # fmt: skip
+                                   video_dir, video_camera=video_camera, viz=viz)  # fmt: skip
         finally:
             env.close()
     summary = summarize(env_id, engine, policy, results, time.perf_counter() - t0)
@@ -307,6 +322,7 @@ def _rollout_checkpoint(
     control: Any,
     keep_actions: bool,
     video_camera: str = "presentation",
+    viz: Any = None,
 ) -> list[dict[str, Any]]:
     from embodied_mm.runtime.adapters.sim import SimRobot
     from embodied_mm.runtime.controller import ControlSpec, robot_sim_controller
@@ -319,6 +335,6 @@ def _rollout_checkpoint(
         try:
             return run_controlled(robot, controller, episodes, seed, video_dir,
                                   keep_actions=keep_actions,
-                                  video_camera=video_camera)  # fmt: skip
+                                  video_camera=video_camera, viz=viz)  # fmt: skip
         finally:
             controller.close()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from embodied_mm.cli.app import app, bench_app
+from embodied_mm.viz.rerun_log import DISPLAY_HELP, RRD_HELP
 
 if TYPE_CHECKING:
     from embodied_mm.runtime.inference import ChunkSource, LocalPolicy
@@ -110,6 +111,8 @@ def deploy(
         None, help="Also write the run as a LeRobot dataset here (an intervention flag a frame)."
     ),
     resume: bool = typer.Option(False, help="Continue the --record dataset."),
+    display: str = typer.Option("none", help=DISPLAY_HELP),
+    rrd: Path | None = typer.Option(None, help=RRD_HELP),
 ) -> None:
     """Run the perception-to-action loop on a robot, behind the safety filter.
 
@@ -120,6 +123,7 @@ def deploy(
 
     from embodied_mm.deploy.session import DeployConfig, make_robot, result_dict, run_episodes
     from embodied_mm.runtime.safety import EStop
+    from embodied_mm.viz.rerun_log import display_log
 
     if (server is None) == (checkpoint is None):
         typer.echo("error: give exactly one of --server or --checkpoint", err=True)
@@ -172,12 +176,15 @@ def deploy(
 
     try:
         with bot, ExitStack() as held:
+            viz = display_log(display, rrd, "deploy")
+            if viz is not None:
+                held.callback(viz.close)
             takeover = None
             if device is not None:
                 from embodied_mm.teleop.takeover_session import takeover_session
 
                 takeover = held.enter_context(takeover_session(device, bot, estop, event))
-            results = run_episodes(bot, source, meta, cfg, estop, status, event, takeover)
+            results = run_episodes(bot, source, meta, cfg, estop, status, event, takeover, viz)
     except (ValueError, ConnectionError) as e:
         typer.echo(f"\nerror: {e}", err=True)
         raise typer.Exit(2) from e

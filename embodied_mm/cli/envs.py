@@ -15,6 +15,7 @@ from embodied_mm.cli.control import (
     REFILL_HELP,
     VIDEO_CAMERA_HELP,
 )
+from embodied_mm.viz.rerun_log import DISPLAY_HELP, RRD_HELP
 
 ENGINE_NAMES = ("mujoco", "pybullet")
 
@@ -74,17 +75,26 @@ def rollout_cmd(
     refill_at: int = typer.Option(4, help=REFILL_HELP),
     latency_steps: int = typer.Option(1, help=LATENCY_HELP),
     video_camera: str = typer.Option("presentation", help=VIDEO_CAMERA_HELP),
+    display: str = typer.Option("none", help=DISPLAY_HELP),
+    rrd: Path | None = typer.Option(None, help=RRD_HELP),
 ) -> None:
     """Run episodes of a task with a policy; print the success rate. A checkpoint runs
     through deploy's controller stack (chunk executor of --mode + safety filter)."""
     from embodied_mm.envs.rollout import rollout
     from embodied_mm.runtime.controller import ControlSpec
+    from embodied_mm.viz.rerun_log import display_log
 
     _check_engine(engine)
     control = ControlSpec(mode, hz, refill_at, latency_steps)  # bad values: UsageError
     try:
-        result = rollout(env, engine, policy, episodes, video_dir, seed, image_size, summary,
-                         action_mode, control, video_camera=video_camera)  # fmt: skip
+        viz = display_log(display, rrd, "rollout")
+        try:
+            result = rollout(env, engine, policy, episodes, video_dir, seed, image_size,
+                             summary, action_mode, control, video_camera=video_camera,
+                             viz=viz)  # fmt: skip
+        finally:
+            if viz is not None:
+                viz.close()
     except (ValueError, RuntimeError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err

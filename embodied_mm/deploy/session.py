@@ -29,6 +29,7 @@ from embodied_mm.runtime.loop import ControllerLoop, LoopResult
 from embodied_mm.runtime.recording import RunRecorder
 from embodied_mm.runtime.robot import Robot
 from embodied_mm.runtime.safety import EStop, SafetyFilter
+from embodied_mm.viz.rerun_log import RerunLog
 
 __all__ = ["MODES", "DeployConfig", "make_executor", "make_robot", "run_episodes"]
 
@@ -162,13 +163,15 @@ def run_episodes(
     on_step: Callable[[int, ControllerLoop], None] | None = None,
     on_event: Callable[[str], None] | None = None,
     takeover: Takeover | None = None,
+    viz: RerunLog | None = None,
 ) -> list[LoopResult]:
     """Run ``cfg.episodes`` episodes (the robot must be connected); stops early on an e-stop
     or a safety stop, because those need an operator. ``on_event`` receives the loop's
     operator messages (policy server lost or back, stops, episodes saved) when they happen.
     ``takeover``: a person may take over (``--teleop``, see
     :mod:`embodied_mm.runtime.intervention`); each episode starts with the policy driving.
-    With ``cfg.record`` each episode is committed to that dataset as it ends."""
+    With ``cfg.record`` each episode is committed to that dataset as it ends. ``viz``
+    (``--display rerun``) gets every step of every episode, one after the other."""
     from embodied_mm.data.deploy_dataset import DeployDataset, record_fps
     from embodied_mm.data.episode import EpisodeBuffer
 
@@ -198,6 +201,8 @@ def run_episodes(
             if takeover is not None:
                 takeover.reset()
             buffer = EpisodeBuffer() if dataset is not None else None
+            if viz is not None:
+                viz.new_episode(ep)
             limits = dataclasses.replace(robot.default_safety(), **cfg.safety_overrides)
             safety = SafetyFilter(limits, cfg.hz, robot.ee_position_fn(), estop)
             recorder = None
@@ -206,7 +211,7 @@ def run_episodes(
                 recorder = RunRecorder(Path(cfg.out_dir) / f"episode_{ep:03d}", cam, cfg.hz)
             loop = ControllerLoop(
                 robot, executor, safety, cfg.hz, cfg.task, recorder, on_step, on_event, name,
-                takeover=takeover, episode=buffer,
+                takeover=takeover, episode=buffer, viz=viz,
             )  # fmt: skip
             result: LoopResult | None = None
             try:

@@ -1,0 +1,152 @@
+"""A control run (or a recorded episode) in Rerun: cameras, state, the policy's raw actions
+and what the safety filter let through, the filter's interventions and the plan text, all on
+one timeline (``step``, a sequence, and ``time``, seconds), live in a viewer or in an ``.rrd``.
+
+Entity paths (one recording per command)::
+
+    camera/<name>          Image (JPEG-compressed)     every step
+    state                  Scalars, one series per dim every step
+    action/raw             Scalars                     steps the policy gave an action
+    action/filtered        Scalars                     every step (what was sent)
+    safety/interventions   Scalars: count this step    every step
+    safety/events          TextLog (warning)           steps with interventions
+    plan                   TextLog                     when the plan text changes
+    task                   TextDocument                when the instruction changes
+    episode                TextLog                     at each episode's first step
+
+Usage analytics: logging to a file sends nothing; the Rerun *viewer* reports anonymous
+usage. :func:`open_rerun` spawns it with ``CI=1`` in its environment, which turns its
+analytics off (``rerun analytics disable`` does so for good); Rerun itself never waits on
+them.
+
+``rerun-sdk`` is the optional extra ``[viz]``: without it ``--display rerun`` is a one-line
+error saying how to install it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embodied_mm.errors import UsageError
+from embodied_mm.features import OBS_STATE
+
+DISPLAYS = ("none", "rerun")
+DISPLAY_HELP = (
+    "rerun: log cameras, state, raw and filtered actions, interventions and plan to a Rerun "
+    "viewer (or to --rrd PATH); none: no viewer."
+)
+RRD_HELP = "Write the Rerun recording to this .rrd file instead of a viewer (implies rerun)."
+IMAGE_PREFIX = "observation.images."
+
+
+def _import_rerun():
+    try:
+        import rerun as rr
+    except ImportError:
+        raise UsageError(
+            "--display rerun needs the Rerun SDK: pip install 'embodied-mm[viz]' "
+            "(rerun-sdk==0.41.0)"
+        ) from None
+    return rr
+
+
+class RerunLog:
+    """One Rerun recording; :meth:`log_step` once per control step (see the module doc)."""
+
+    def __init__(self, rec: Any, rr: Any, jpeg_quality: int = 90) -> None:
+        self.rec, self.rr = rec, rr
+        self.jpeg_quality = jpeg_quality
+        self._plan: str | None = None
+        self._task: str | None = None
+        self.steps = 0
+        # episodes follow each other on the timeline: their steps and times are offset
+        self._step0, self._t0 = 0, 0.0
+        self._next_step, self._next_t = 0, 0.0
+
+    def log_step(
+        self,
+        step: int,
+        t: float,  # seconds on the run's clock (simulated or wall)
+        frame: Mapping[str, Any],  # LeRobot keys: observation.images.<cam>, observation.state
+        raw: np.ndarray | None,  # (D,) the policy's action, None when it gave none
+        sent: np.ndarray | None,  # (D,) what the safety filter let through
+        interventions: Sequence[str] = (),
+        plan: str | None = None,
+        task: str | None = None,
+    ) -> None:
+        rr, rec = self.rr, self.rec
+        step, t = self._step0 + int(step), self._t0 + float(t)
+        self._next_step, self._next_t = max(self._next_step, step + 1), max(self._next_t, t)
+        rec.set_time("step", sequence=step)
+        rec.set_time("time", duration=t)
+        for key, value in frame.items():
+            if key.startswith(IMAGE_PREFIX):
+                image = rr.Image(np.ascontiguousarray(value))  # (H, W, 3) uint8
+                rec.log(f"camera/{key[len(IMAGE_PREFIX) :]}", image.compress(self.jpeg_quality))
+        if OBS_STATE in frame:
+            rec.log("state", rr.Scalars(np.asarray(frame[OBS_STATE], dtype=np.float64)))
+        if raw is not None:
+            rec.log("action/raw", rr.Scalars(np.asarray(raw, dtype=np.float64)))
+        if sent is not None:
+            rec.log("action/filtered", rr.Scalars(np.asarray(sent, dtype=np.float64)))
+        rec.log("safety/interventions", rr.Scalars(float(len(interventions))))
+        if interventions:
+            rec.log("safety/events", rr.TextLog(", ".join(interventions), level="WARN"))
+        if plan and plan != self._plan:
+            rec.log("plan", rr.TextLog(plan))
+        self._plan = plan or self._plan
+        if task and task != self._task:
+            rec.log("task", rr.TextDocument(task))
+            self._task = task
+        self.steps += 1
+
+    def new_episode(self, index: int | None = None) -> None:
+        """The next step starts an episode, after the last one on the timeline (its steps
+        count from 0 again); its plan and task are logged afresh."""
+        self._step0, self._t0 = self._next_step, self._next_t
+        self._plan = self._task = None
+        if index is not None:
+            self.rec.set_time("step", sequence=self._step0)
+            self.rec.set_time("time", duration=self._t0)
+            self.rec.log("episode", self.rr.TextLog(f"episode {index}"))
+
+    def close(self) -> None:
+        self.rec.flush()
+        self.rec.disconnect()
+
+
+def open_rerun(app_id: str, rrd: Path | None = None) -> RerunLog:
+    """A recording to ``rrd`` (an ``.rrd`` file), or streamed to a spawned viewer."""
+    rr = _import_rerun()
+    rec = rr.RecordingStream(f"embodied_mm_{app_id}")
+    if rrd is not None:
+        rrd = Path(rrd)
+        if rrd.suffix != ".rrd":
+            raise UsageError(f"--rrd {rrd}: the file must end in .rrd")
+        rrd.parent.mkdir(parents=True, exist_ok=True)
+        rec.save(str(rrd))
+    else:
+        saved = os.environ.get("CI")
+        os.environ["CI"] = "1"  # the viewer's usage analytics off (see the module docstring)
+        try:
+            rec.spawn()
+        finally:
+            if saved is None:
+                os.environ.pop("CI", None)
+            else:
+                os.environ["CI"] = saved
+    return RerunLog(rec, rr)
+
+
+def display_log(display: str, rrd: Path | None, app_id: str) -> RerunLog | None:
+    """What ``--display``/``--rrd`` ask for: a :class:`RerunLog`, or None for no viewer."""
+    if display not in DISPLAYS:
+        raise UsageError(f"--display {display!r}: use one of {', '.join(DISPLAYS)}")
+    if display == "none" and rrd is None:
+        return None
+    return open_rerun(app_id, rrd)
