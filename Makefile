@@ -5,17 +5,17 @@ STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
-.PHONY: install demo test lint format bench clean qemu-user
+.PHONY: install demo test lint format bench clean qemu-user chromium
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# The CPU wheel of torch lies on local disk; any other spec pulls a multi-GB CUDA build.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,viz]"
 	touch $(STAMP)
 
-install: $(STAMP) qemu-user
+install: $(STAMP) qemu-user chromium
 
 # QEMU's user-mode emulator runs the int8 tests on a CPU without VNNI whatever the host
 # (tests/export/test_cpu_kernels.py). Installed when make runs as root with apt-get; otherwise
@@ -29,10 +29,22 @@ qemu-user:
 	    echo "qemu-x86_64 missing (as root: apt-get install qemu-user): the non-VNNI int8 tests will be skipped"; \
 	  fi; }
 
+# Debian's Chromium runs the report's browser test (tests/report/test_report_browser.py,
+# through Playwright, which never downloads a browser). Installed when make runs as root with
+# apt-get; otherwise that test is skipped, saying why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) \
+	      || echo "could not install chromium: the report's browser test will be skipped"; \
+	  else \
+	    echo "chromium missing (as root: apt-get install chromium): the report's browser test will be skipped"; \
+	  fi; }
+
 demo: $(STAMP)
 	$(VENV)/bin/embodied-mm demo --out outputs/demo
 
-test: $(STAMP) qemu-user
+test: $(STAMP) qemu-user chromium
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest -n 2 --timeout 900
