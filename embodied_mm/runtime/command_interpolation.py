@@ -23,6 +23,7 @@ the safety filter like any other (the caller's business: see
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from ruckig import InputParameter, Result, Ruckig, Trajectory
@@ -130,3 +131,65 @@ class CommandInterpolator:
         if result not in (Result.Working, Result.Finished):
             raise RuntimeError(f"ruckig could not plan to the action: {result}")
         return trajectory
+
+
+class CommandStream:
+    """What the controller loop sends between two actions under ``--command-hz``: the
+    interpolator's commands of the period, each through its own safety filter (at the
+    command rate, sharing the loop's e-stop) right before it is sent.
+
+    ``safety``: a :class:`~embodied_mm.runtime.safety.SafetyFilter` built for
+    ``command_hz``; its interventions are the commands' (``interventions``)."""
+
+    def __init__(self, interpolator: CommandInterpolator, safety: Any) -> None:
+        self.interpolator = interpolator
+        self.safety = safety
+        self._pending: list[np.ndarray] = []
+        self._last: np.ndarray | None = None
+        self.sent = 0
+
+    @property
+    def n(self) -> int:
+        return self.interpolator.n
+
+    @property
+    def interventions(self) -> dict[str, int]:
+        return dict(self.safety.counts)
+
+    def reset(self) -> None:
+        """A new episode (or after a stop): start again from the next action."""
+        self.interpolator.reset()
+        self.safety.reset()
+        self._pending = []
+        self._last = None
+        self.sent = 0
+
+    def plan(self, action: np.ndarray) -> None:
+        """The period's commands towards ``action`` (D,), the last one ``action`` itself."""
+        self._pending = list(self.interpolator.plan(action))
+
+    def send_next(self, robot: Any) -> bool:
+        """Filter and send the next command of the period (nothing when none is left);
+        False when the filter stopped (an e-stop): the robot was brought to a safe stop."""
+        if not self._pending:
+            return True
+        command = self._pending.pop(0)
+        hold = self._last if self._last is not None else command
+        safe = self.safety.filter(command, hold)
+        if safe.stop:
+            self._pending = []
+            robot.safe_stop()
+            return False
+        robot.send_action(safe.action)
+        self._last = safe.action
+        self.sent += 1
+        return True
+
+    def report(self) -> dict[str, Any]:
+        """The episode's ``cadence.commands`` entry."""
+        return {
+            "per_action": self.n,
+            "sent": self.sent,
+            "late_actions": self.interpolator.late,
+            "interventions": self.interventions,
+        }

@@ -32,6 +32,7 @@ from embodied_mm.data.episode import EpisodeBuffer
 from embodied_mm.features import INTERVENTION, TASK, image_key
 from embodied_mm.runtime.cadence import cadence_report, delay_status
 from embodied_mm.runtime.chunking import ChunkExecutor
+from embodied_mm.runtime.command_interpolation import CommandStream
 from embodied_mm.runtime.controller import Controller
 from embodied_mm.runtime.intervention import Takeover
 from embodied_mm.runtime.recording import RunRecorder
@@ -77,6 +78,7 @@ class ControllerLoop:
         takeover: Takeover | None = None,
         episode: EpisodeBuffer | None = None,
         viz: RerunLog | None = None,
+        commands: CommandStream | None = None,
     ) -> None:
         """``on_event``: receives operator messages as they happen (see the module docstring).
         ``policy_name``: how those messages name the policy, e.g. ``policy server ws://...``.
@@ -85,6 +87,9 @@ class ControllerLoop:
         each step's frame (with the task), the command sent and its ``intervention`` flag.
         ``viz``: gets every step (cameras, state, raw and sent action, interventions, plan;
         ``--display rerun``), stamped with the run's clock (simulated when unpaced).
+        ``commands``: ``--command-hz``: each step's filtered action becomes that many
+        jerk-limited commands sent over the next period, each through the stream's own
+        filter (:mod:`embodied_mm.runtime.command_interpolation`).
         """
         if hz <= 0:
             raise ValueError(f"hz must be positive, got {hz}")
@@ -109,6 +114,7 @@ class ControllerLoop:
         self.episode = episode
         self.viz = viz
         self.person_driving = False  # the person drove the last step
+        self.commands = commands
 
     def run(self, max_steps: int) -> LoopResult:
         """Run until ``max_steps``, the end of a sim episode, an e-stop or a watchdog stop."""
@@ -117,6 +123,8 @@ class ControllerLoop:
         t_begin = time.perf_counter()
         next_tick = t_begin
         steps_run = 0
+        if self.commands is not None:
+            self.commands.reset()
         for _ in range(max_steps):
             t0 = time.perf_counter()
             try:
@@ -167,6 +175,10 @@ class ControllerLoop:
             if self.takeover is not None and self.takeover.end is not None:
                 reason = self.takeover.end
                 break
+            if self.commands is not None and not self._send_commands(next_tick):
+                reason = "estop"
+                self._event(self._stop_message(reason))
+                break
             if not self.paced:
                 continue
             next_tick += self.period
@@ -189,8 +201,23 @@ class ControllerLoop:
             error=self.error,
             person_steps=self.takeover.person_steps if self.takeover else 0,
             takeovers=self.takeover.takeovers if self.takeover else 0,
-            cadence=cadence_report(self.timer, achieved_hz, self.executor),
+            cadence=cadence_report(self.timer, achieved_hz, self.executor)
+            | ({"commands": self.commands.report()} if self.commands is not None else {}),
         )
+
+    def _send_commands(self, tick: float) -> bool:
+        """Send the period's interpolated commands at ``tick + (i + 1) * period / n`` (at once
+        when unpaced); False when the e-stop stopped them (the robot is at a safe stop)."""
+        assert self.commands is not None
+        n = self.commands.n
+        for i in range(n):
+            if self.paced:
+                wait = tick + (i + 1) * self.period / n - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+            if not self.commands.send_next(self.robot):
+                return False
+        return True
 
     def _step(self) -> tuple[FilteredAction, np.ndarray | None, RobotObservation]:
         with self.timer.stage("observe"):
@@ -207,6 +234,8 @@ class ControllerLoop:
         with self.timer.stage("act"):
             if safe.stop:
                 self.robot.safe_stop()
+            elif self.commands is not None:
+                self.commands.plan(safe.action)  # sent over the period (run)
             else:
                 self.robot.send_action(safe.action)
             self.last_sent = safe.action
