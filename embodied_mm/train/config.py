@@ -98,6 +98,11 @@ class TrainConfig(Checked):
     # delay d in 0..D and its first d ground-truth actions as input, so that --mode rtc can
     # continue a committed prefix; sets policy.head.rtc_max_delay
     rtc_max_delay: int = 0
+    # DAgger-style data (deploy --teleop --record): frames a person drove (intervention=1)
+    # are drawn this many times as often as the policy's frames (the sampler oversamples,
+    # with replacement); 0 leaves them out, 1 = every frame alike (the plain shuffle)
+    intervention_weight: float = 1.0
+    intervention_only: bool = False  # train on the frames a person drove, and on no others
     num_workers: int = 0  # DataLoader workers
     # bookkeeping
     seed: int = 0  # initial weights and data order
@@ -122,6 +127,7 @@ class TrainConfig(Checked):
                 "num_workers",
                 "eval_every",
                 "rtc_max_delay",
+                "intervention_weight",
             ),
             at_least(0),
         ),
@@ -290,6 +296,11 @@ RESUMABLE_FIELDS = ("steps", "log_every", "save_every", "keep_last")
 _NOT_TRAINING = ("out", *RESUMABLE_FIELDS)
 
 
+# Fields added after checkpoints were first written: an older digest without one trained with
+# what is now its default.
+_ADDED_FIELDS = {"intervention_weight": 1.0, "intervention_only": False}
+
+
 def config_digest(cfg: TrainConfig) -> str:
     """A stable fingerprint of the fields that change what is trained (for resume checks)."""
     keep = {k: v for k, v in _leaves(cfg).items() if k not in _NOT_TRAINING}
@@ -302,7 +313,7 @@ def digest_differences(saved_digest: str, cfg: TrainConfig) -> list[str]:
     Fields in :data:`RESUMABLE_FIELDS` are ignored, also in digests of older checkpoints,
     which included them. A digest from before the policy was part of TrainConfig (recipe name
     and overrides) is compared as the policy they give."""
-    saved = _digest_in_todays_layout(json.loads(saved_digest))
+    saved = {**_ADDED_FIELDS, **_digest_in_todays_layout(json.loads(saved_digest))}
     now = json.loads(config_digest(cfg))
     names = (set(saved) | set(now)) - set(_NOT_TRAINING)
     return sorted(n for n in names if saved.get(n) != now.get(n))

@@ -276,8 +276,16 @@ def _completed(cfg: TrainConfig) -> TrainResult | None:
 def _train_in(cfg: TrainConfig, resume: bool, accelerator: Any) -> TrainResult:
     from accelerate.utils import set_seed
 
+    from embodied_mm.train.intervention import intervention_sample_weights
+
     run_dir = Path(cfg.out)
     policy_config = cfg.policy
+    weighted = cfg.intervention_weight != 1 or cfg.intervention_only
+    if weighted and cfg.stage != "instruct":
+        raise UsageError(
+            f"--intervention-weight/--intervention-only apply to --stage instruct, not {cfg.stage}"
+        )
+    sample_weights = None
     if cfg.stage == "align":
         from embodied_mm.train.captions import CaptionDataset
 
@@ -291,6 +299,9 @@ def _train_in(cfg: TrainConfig, resume: bool, accelerator: Any) -> TrainResult:
         names = state_names(parts)
         if cfg.stage == "ground":
             dataset = GoalOnly(parts)
+        sample_weights = intervention_sample_weights(
+            parts, cfg.intervention_weight, cfg.intervention_only, list(cfg.dataset)
+        )
     set_seed(cfg.seed)  # the initial weights are part of what a seed reproduces (every rank)
     policy = build_policy(cfg, stats, names)
     if cfg.init_from:
@@ -299,4 +310,4 @@ def _train_in(cfg: TrainConfig, resume: bool, accelerator: Any) -> TrainResult:
         run_dir.mkdir(parents=True, exist_ok=True)
         cfg.save(run_dir / CONFIG_NAME)
     return train(cfg, policy, dataset, resume=resume, evaluate=make_evaluator(cfg),
-                 accelerator=accelerator)  # fmt: skip
+                 accelerator=accelerator, sample_weights=sample_weights)  # fmt: skip

@@ -2,6 +2,10 @@
 
 The order of epoch ``e`` depends only on ``(seed, e)``, so a resumed run can jump to any
 ``(epoch, batch)`` position without replaying data, and every rank sees a disjoint shard.
+
+With per-sample ``weights`` an epoch is ``dataset_len`` draws with replacement, sample ``i``
+drawn with probability ``weights[i] / weights.sum()`` (``train --intervention-weight``); the
+draws, too, depend only on ``(seed, e)``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ class ResumableShardSampler(Sampler[list[int]]):
         seed: int,
         rank: int = 0,
         world_size: int = 1,
+        weights: torch.Tensor | None = None,
     ) -> None:
+        """``weights``: (dataset_len,) non-negative, not all 0; None: a plain shuffle."""
         if dataset_len < batch_size * world_size:
             raise ValueError(
                 f"dataset has {dataset_len} samples; a global batch needs "
@@ -35,6 +41,13 @@ class ResumableShardSampler(Sampler[list[int]]):
         self.world_size = world_size
         self.epoch = 0
         self.start_batch = 0
+        if weights is not None:
+            weights = torch.as_tensor(weights, dtype=torch.float64)
+            if weights.shape != (dataset_len,) or (weights < 0).any() or weights.sum() <= 0:
+                raise ValueError(
+                    f"sample weights must be {dataset_len} non-negative numbers, not all 0"
+                )
+        self.weights = weights
 
     @property
     def batches_per_epoch(self) -> int:
@@ -49,7 +62,12 @@ class ResumableShardSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.dataset_len, generator=g).tolist()
+        if self.weights is None:
+            order = torch.randperm(self.dataset_len, generator=g).tolist()
+        else:
+            order = torch.multinomial(
+                self.weights, self.dataset_len, replacement=True, generator=g
+            ).tolist()
         global_batch = self.batch_size * self.world_size
         for b in range(self.start_batch, self.batches_per_epoch):
             chunk = order[b * global_batch : (b + 1) * global_batch]

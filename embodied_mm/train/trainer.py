@@ -125,8 +125,12 @@ def train(
     resume: bool = False,
     evaluate: Any = None,
     accelerator: Any = None,
+    sample_weights: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train ``policy`` on ``dataset`` for ``cfg.steps`` optimizer steps.
+
+    ``sample_weights``: (len(dataset),) how often each sample is drawn (with replacement,
+    :class:`ResumableShardSampler`); None shuffles every sample once an epoch.
 
     ``evaluate(policy, step) -> dict[str, float]``, when given, runs every ``cfg.eval_every``
     steps on the main process; its numbers are logged with the losses. ``accelerator``:
@@ -152,6 +156,7 @@ def train(
         cfg.seed,
         accelerator.process_index,
         accelerator.num_processes,
+        weights=sample_weights,
     )
     params = [p for p in policy.parameters() if p.requires_grad]
     if not params:
