@@ -1,10 +1,15 @@
-"""Named policy recipes: ``vla-discrete``, ``vla-chunk``, ``vla-flow``, each in two sizes.
+"""Named policy recipes: ``vla-discrete``, ``vla-chunk``, ``vla-flow`` (a vision tower and a
+causal LM joined by a learned projector) and ``vlm-<family>-<head>`` (one pretrained
+vision-language model: SmolVLM2, PaliGemma, Qwen2-VL; :mod:`embodied_mm.model.vlm`), each in
+two sizes.
 
-- ``tiny``: fresh SigLIP-style tower and Qwen2-style backbone small enough to train on two
-  CPU cores in minutes; uses the shipped offline tokenizer.
-- ``base``: real hub checkpoints (SigLIP-base tower, SmolLM2-135M / Qwen2.5-0.5B backbone)
-  with a frozen tower and LoRA on the backbone, for users who have the weights. With
-  ``random_weights=True`` the same architectures are built from their configs instead
+- ``tiny``: fresh SigLIP-style tower and Qwen2-style backbone (or a tiny random VLM of the
+  family) small enough to train on two CPU cores in minutes; uses the shipped offline
+  tokenizer (plus the VLM family's prompt tokens).
+- ``base``: real hub checkpoints (SigLIP-base tower, SmolLM2-135M / Qwen2.5-0.5B backbone;
+  SmolVLM2-500M, PaliGemma-3B, Qwen2-VL-2B) with a frozen vision encoder and LoRA on the
+  LM, for users who have the weights (SmolVLM2 keeps its first 16 LM layers, as SmolVLA).
+  With ``random_weights=True`` the same architectures are built from their configs instead
   (speed benchmarks on machines without the weights).
 
 Defaults match our simulator (cameras ``front`` and ``wrist`` at 128×128, state 15, action 7,
@@ -15,6 +20,7 @@ YAML files and checkpoints (:func:`embodied_mm.model.config_io.decode_config`).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +33,14 @@ from embodied_mm.model.heads import HeadConfig
 from embodied_mm.model.modeling_vla import VLAPolicy
 from embodied_mm.model.normalize import Stats
 from embodied_mm.model.projectors import ProjectorConfig
+from embodied_mm.model.vlm import VLMConfig
+from embodied_mm.model.vlm_families import (
+    BASE_ARCHITECTURES,
+    PALIGEMMA_3B,
+    QWEN2_VL_2B,
+    SMOLVLM2_500M,
+    VLM_FAMILIES,
+)
 from embodied_mm.registry import Registry
 
 SIZES = ("tiny", "base")
@@ -60,11 +74,15 @@ class Recipe:
     head: str
     base_backbone: str  # hub checkpoint of the base size
     head_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    vlm_family: str | None = None  # a VLM_FAMILIES name: the base_backbone is that VLM
+    base_vlm_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def config(self, size: str = "tiny") -> PolicyConfig:
         if size not in SIZES:
             raise ConfigError(("size",), f"expected one of {', '.join(SIZES)}, got {size!r}")
         head = HeadConfig(kind=self.head, **self.head_options)
+        if self.vlm_family is not None:
+            return self._vlm_config(size, head)
         if size == "tiny":
             return PolicyConfig(
                 head=head,
@@ -81,6 +99,22 @@ class Recipe:
             backbone=BackboneConfig(pretrained=self.base_backbone, lora_rank=16, lora_alpha=32),
             max_text_tokens=48,
         )
+
+    def _vlm_config(self, size: str, head: HeadConfig) -> PolicyConfig:
+        assert self.vlm_family is not None
+        if size == "tiny":
+            tiny = VLM_FAMILIES.get(self.vlm_family).tiny
+            return PolicyConfig(
+                head=dataclasses.replace(head, expert_hidden=64),
+                vlm=VLMConfig(family=self.vlm_family, image_size=32, hf_config=copy.deepcopy(tiny)),
+            )  # fmt: skip
+        return PolicyConfig(
+            head=dataclasses.replace(head, expert_hidden=256, expert_layers=4, expert_heads=8),
+            vlm=VLMConfig(family=self.vlm_family, pretrained=self.base_backbone,
+                          freeze_vision=True, lora_rank=16, lora_alpha=32,
+                          **self.base_vlm_options),
+            max_text_tokens=48,
+        )  # fmt: skip
 
 
 RECIPES: Registry[Recipe] = Registry("policy recipe")
@@ -106,10 +140,32 @@ for _recipe in (
 ):
     RECIPES.register(_recipe.name, _recipe)
 
+_VLM_BASES = {"smolvlm": (SMOLVLM2_500M, {"keep_layers": 16}), "paligemma": (PALIGEMMA_3B, {}),
+              "qwen2vl": (QWEN2_VL_2B, {})}  # fmt: skip
+for _short, (_hub, _options) in _VLM_BASES.items():
+    _family = "qwen2_vl" if _short == "qwen2vl" else _short
+    for _head, _what in (("chunk", "K×D action queries on its hidden states, one pass, L1"),
+                         ("flow", "flow-matching action expert on its hidden states")):  # fmt: skip
+        RECIPES.register(
+            f"vlm-{_short}-{_head}",
+            Recipe(f"vlm-{_short}-{_head}", f"pretrained {_hub.split('/')[1]} as encoder, "
+                   f"projector and LLM; {_what}", _head, _hub, vlm_family=_family,
+                   base_vlm_options=_options),
+        )  # fmt: skip
+
 
 def _random_weights(cfg: PolicyConfig) -> PolicyConfig:
-    """Swap hub checkpoints for their architectures, built fresh (no download)."""
+    """Swap hub checkpoints for their architectures, built fresh (no download); a VLM keeps
+    its training options (frozen encoder, LoRA, kept layers)."""
     changes: dict[str, Any] = {}
+    vlm = cfg.vlm
+    if vlm is not None and vlm.pretrained is not None and vlm.hf_config is None:
+        if vlm.pretrained not in BASE_ARCHITECTURES:
+            raise ValueError(
+                f"no known architecture for {vlm.pretrained!r}; known: {sorted(BASE_ARCHITECTURES)}"
+            )
+        arch = copy.deepcopy(BASE_ARCHITECTURES[vlm.pretrained])
+        changes["vlm"] = dataclasses.replace(vlm, pretrained=None, hf_config=arch)
     for key in ("vision", "backbone"):
         part = getattr(cfg, key)
         if part.pretrained is None:

@@ -19,6 +19,7 @@ from embodied_mm.model.encoders import ProprioConfig, VisionConfig
 from embodied_mm.model.heads import HeadConfig
 from embodied_mm.model.normalize import NORM_MODES, STD_FLOOR_REL
 from embodied_mm.model.projectors import ProjectorConfig
+from embodied_mm.model.vlm import VLMConfig
 
 _SIZES = ("image_size", "state_dim", "action_dim", "chunk_size", "max_text_tokens",
           "max_plan_tokens")  # fmt: skip
@@ -41,6 +42,9 @@ class PolicyConfig(Checked):
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
     proprio: ProprioConfig = field(default_factory=ProprioConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    # A pretrained vision-language model as encoder, projector and LLM at once (model/vlm.py);
+    # when set, vision, shared_tower, projector and backbone are not used.
+    vlm: VLMConfig | None = None
     # Tokenizer directory or hub name; None = the backbone's own when pretrained, else the
     # shipped offline one.
     tokenizer: str | None = None

@@ -70,11 +70,15 @@ class VLAPolicy(nn.Module):
         if config.head.kind not in HEADS:
             HEADS.get(config.head.kind)  # raises with the known names
         self.config = config
+        vlm = config.vlm
         if tokenizer is None:
-            source = (
-                config.tokenizer or config.backbone.pretrained or pretrained.shipped_tokenizer_dir()
-            )
+            own = config.backbone.pretrained if vlm is None else vlm.pretrained
+            source = config.tokenizer or own or pretrained.shipped_tokenizer_dir()
             tokenizer = pretrained.load_tokenizer(source)
+        if vlm is not None:
+            from embodied_mm.model.vlm import add_prompt_tokens
+
+            tokenizer = add_prompt_tokens(tokenizer, vlm.family)
         self.tokenizer = tokenizer
         ids = {
             "pad": tokenizer.pad_token_id,
@@ -88,14 +92,24 @@ class VLAPolicy(nn.Module):
         self.pad_id = int(ids["pad"] if ids["pad"] is not None else ids["eos"])
 
         head_cls = HEADS.get(config.head.kind)
-        self.backbone = Backbone(
-            config.backbone, len(tokenizer), head_cls.extra_tokens(config.head)
-        )
-        hidden = self.backbone.hidden_size
-        self.vision = MultiCameraVision(
-            config.vision, config.cameras, config.shared_tower, cond_dim=hidden
-        )
-        self.projector = build_projector(config.projector, self.vision.hidden_size, hidden)
+        extra = head_cls.extra_tokens(config.head)
+        # A VLM is encoder, projector and LLM at once (model/vlm.py): no tower or projector.
+        self.vision: MultiCameraVision | None = None
+        self.projector: nn.Module | None = None
+        if vlm is not None:
+            from embodied_mm.model.vlm import VLMBackbone
+
+            self.backbone: Backbone = VLMBackbone(vlm, tokenizer, len(config.cameras), extra)
+            hidden = self.backbone.hidden_size
+            visual_tokens, visual_dim = self.backbone.image_tokens, hidden
+        else:
+            self.backbone = Backbone(config.backbone, len(tokenizer), extra)
+            hidden = self.backbone.hidden_size
+            self.vision = MultiCameraVision(
+                config.vision, config.cameras, config.shared_tower, cond_dim=hidden
+            )
+            self.projector = build_projector(config.projector, self.vision.hidden_size, hidden)
+            visual_tokens, visual_dim = self.vision.tokens_per_camera, self.vision.hidden_size
         self.proprio = ProprioEncoder(config.proprio, config.state_dim, hidden)
         self.head = build_head(config.head, hidden, config.chunk_size, config.action_dim)
         self.goal_head: nn.Module | None = None
@@ -113,17 +127,25 @@ class VLAPolicy(nn.Module):
                 raise ValueError(
                     f"goal_dims must be state dims in [0, {config.state_dim}); got {dims}"
                 )
-            n_visual = len(config.cameras) * self.vision.tokens_per_camera * self.vision.hidden_size
+            n_visual = len(config.cameras) * visual_tokens * visual_dim
             self.goal_head = nn.Sequential(
                 nn.Linear(n_visual, hidden), nn.GELU(), nn.Linear(hidden, len(self.goal_dims))
             )
         if isinstance(self.head, DiscreteHead):
-            self.head.token_offset = int(config.backbone.extra_token_offset)
+            self.head.token_offset = int(self.backbone.cfg.extra_token_offset)
 
         if stats is None:
             dims = {OBS_STATE: config.state_dim, ACTION: config.action_dim}
             stats = {k: unit_stats(d) for k, d in dims.items()}
         resources = Resources(stats, tokenizer.backend_tokenizer)
+        if processor is None and vlm is not None:
+            from embodied_mm.processor.vlm_prompt import VLMPromptParams, vlm_pipeline
+
+            prompt = VLMPromptParams(
+                int(config.max_text_tokens), self.pad_id, self.backbone.image_token_id,
+                list(self.backbone.prefix_ids), list(self.backbone.suffix_ids),
+            )  # fmt: skip
+            processor = vlm_pipeline(config, resources, prompt, state_names)
         if processor is None:
             family = VISION_FAMILIES.get(config.vision.family)
             processor = policy_pipeline(
@@ -205,16 +227,22 @@ class VLAPolicy(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor]:
         """:meth:`prefix_from_tensors` plus the image features (B, C, N, Dv) it embedded."""
         b = state.shape[0]
-        text = self.backbone.embed(text_ids)  # (B, L, H)
-        cond = pooled_text(text, text_mask) if self.config.vision.film else None  # (B, H)
-        feats = self.vision(images, cond)  # (B, C, N, Dv)
-        c, n = feats.shape[1], feats.shape[2]
-        # The projector sees one image at a time, so a resampler gives a fixed count per camera.
-        vis = self.projector(feats.reshape(b * c, n, -1))  # (B*C, N', H)
-        vis = vis.reshape(b, -1, vis.shape[-1])  # (B, C*N', H)
-        prop = self.proprio(state)  # (B, Ts, H)
-        dtype = text.dtype
-        embeds = torch.cat([text, vis.to(dtype), prop.to(dtype)], dim=1)  # (B, P, H)
+        if self.vision is None:  # a VLM: its prompt holds the image tokens (model/vlm.py)
+            text, feats = self.backbone.embed_prompt(images, text_ids)  # (B, L, H), (B, C, N, H)
+            prop = self.proprio(state).to(text.dtype)  # (B, Ts, H)
+            embeds = torch.cat([text, prop], dim=1)  # (B, P, H)
+        else:
+            text = self.backbone.embed(text_ids)  # (B, L, H)
+            cond = pooled_text(text, text_mask) if self.config.vision.film else None  # (B, H)
+            feats = self.vision(images, cond)  # (B, C, N, Dv)
+            c, n = feats.shape[1], feats.shape[2]
+            # The projector sees one image at a time: a resampler gives a fixed count per camera.
+            assert self.projector is not None
+            vis = self.projector(feats.reshape(b * c, n, -1))  # (B*C, N', H)
+            vis = vis.reshape(b, -1, vis.shape[-1])  # (B, C*N', H)
+            prop = self.proprio(state)  # (B, Ts, H)
+            dtype = text.dtype
+            embeds = torch.cat([text, vis.to(dtype), prop.to(dtype)], dim=1)  # (B, P, H)
         if text_mask is None:  # no padding anywhere: default causal attention is exact
             return embeds, None, None, feats
         mask = torch.cat([text_mask, text_mask.new_ones(b, embeds.shape[1] - text.shape[1])], 1)

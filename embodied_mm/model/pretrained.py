@@ -21,7 +21,7 @@ import torch
 from embodied_mm.errors import UsageError
 from embodied_mm.features import ACTION, OBS_STATE
 from embodied_mm.fsio import follow_umask, sha256_file
-from embodied_mm.model.config_io import config_to_dict, decode_config
+from embodied_mm.model.config_io import ConfigError, config_to_dict, decode_config
 from embodied_mm.model.configuration_vla import PolicyConfig
 from embodied_mm.model.normalize import load_stats
 
@@ -145,13 +145,16 @@ def from_pretrained(
             "it was trained with there (tokenizer.json, tokenizer_config.json)"
         )
     tokenizer = load_tokenizer(tokenizer_dir)
-    policy = cls(
-        config,
-        stats=stats,
-        tokenizer=tokenizer,
-        device="cpu",
-        processor=load_processor(directory, config, stats, tokenizer),
-    )
+    try:
+        policy = cls(
+            config,
+            stats=stats,
+            tokenizer=tokenizer,
+            device="cpu",
+            processor=load_processor(directory, config, stats, tokenizer),
+        )
+    except ConfigError as err:  # a value only building checks (a VLM's architecture)
+        raise err.located(str(config_path), ("config",)) from None
     weights = directory / WEIGHTS_FILE
     if not weights.is_file():
         raise UsageError(f"policy weights {weights} are missing")

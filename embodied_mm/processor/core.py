@@ -82,6 +82,7 @@ class Step:
 STEPS: Registry[type[Step]] = Registry("processor step")
 STEPS.register("observation_check", "embodied_mm.processor.observation:ObservationCheck")
 STEPS.register("tokenize_task", "embodied_mm.processor.tokenize:TokenizeTask")
+STEPS.register("vlm_prompt", "embodied_mm.processor.vlm_prompt:VLMPrompt")
 STEPS.register("camera_pixels", "embodied_mm.processor.images:CameraPixels")
 STEPS.register("normalize", "embodied_mm.processor.normalize:Normalize")
 STEPS.register("unnormalize", "embodied_mm.processor.normalize:Unnormalize")

@@ -111,6 +111,12 @@ class PolicyProcessor:
         return [image_key(c) for c in self.cameras]
 
 
+def pixel_size(config: Any) -> int:
+    """The input size of the policy's image path: its VLM's, else its vision tower's."""
+    vlm = getattr(config, "vlm", None)
+    return int(vlm.image_size if vlm is not None else config.vision.image_size)
+
+
 def mismatches(config: Any, pipeline: Pipeline) -> list[str]:
     """Where a saved pipeline disagrees with the policy config it was saved with (the fields
     both record), as ``"step.param: pipeline value != config value"`` lines."""
@@ -119,7 +125,8 @@ def mismatches(config: Any, pipeline: Pipeline) -> list[str]:
         ("observation_check", "state_dim"): int(config.state_dim),
         ("tokenize_task", "max_tokens"): int(config.max_text_tokens),
         ("camera_pixels", "cameras"): list(config.cameras),
-        ("camera_pixels", "size"): int(config.vision.image_size),
+        ("camera_pixels", "size"): int(pixel_size(config)),
+        ("vlm_prompt", "max_tokens"): int(config.max_text_tokens),
         ("normalize", "modes"): dict(config.norm_modes),
         ("normalize", "std_floor_rel"): float(config.std_floor_rel),
     }

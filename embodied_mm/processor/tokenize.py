@@ -69,7 +69,7 @@ class TokenizeTask(Step):
                 if len(self._cache) > CACHE_LIMIT:
                     self._cache.clear()
                 encoded = self.tokenizer.encode(task, add_special_tokens=False).ids
-                ids = self._cache[task] = list(encoded[: self.params.max_tokens])
+                ids = self._cache[task] = self.wrap(list(encoded[: self.params.max_tokens]))
             rows.append(ids)
         width = self.fixed_length or max(1, max(len(r) for r in rows))
         if self.fixed_length is None and all(len(r) == width for r in rows):
@@ -81,6 +81,11 @@ class TokenizeTask(Step):
                 ids[i, width - len(r) :] = r
                 mask[i, width - len(r) :] = 1
         return ids, mask
+
+    def wrap(self, ids: list[int]) -> list[int]:
+        """The ids of one instruction as the model reads them (a prompt format around them:
+        ``vlm_prompt``); here unchanged."""
+        return ids
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         batch[TOKENS], batch[TOKENS_MASK] = self.encode(batch[TASK])

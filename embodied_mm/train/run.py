@@ -86,19 +86,30 @@ def build_policy(cfg: TrainConfig, stats: dict[str, Any] | None, names: list[str
     # a copy: building fills hf_config & co, and the run's choices below must not reach the
     # saved config either
     policy_config = copy.deepcopy(cfg.policy)
+    vlm = policy_config.vlm  # a VLM: its own encoder, projector and LM (model/vlm.py)
     if "vision" in freeze:
         policy_config.vision.freeze = True
+        if vlm is not None:
+            vlm.freeze_vision = True
     if "backbone" in freeze:
         policy_config.backbone.freeze = True
     if cfg.lora_r and cfg.stage != "align":
         policy_config.backbone.lora_rank = cfg.lora_r
+        if vlm is not None:
+            vlm.lora_rank = cfg.lora_r
     policy = VLAPolicy(policy_config, stats, state_names=names)
+    if vlm is not None and "backbone" in freeze:
+        for name, p in policy.backbone.decoder.named_parameters():
+            p.requires_grad_("lora_" in name)
     if "proprio" in freeze:
         policy.proprio.requires_grad_(False)
     if cfg.stage == "align":
         # the survey's MM pre-training: only the input projectors learn
         policy.requires_grad_(False)
-        policy.projector.requires_grad_(True)
+        projector = policy.projector
+        if projector is None:  # a VLM's own projector / connector
+            projector = policy.backbone.vision_projector(policy.backbone.lm)
+        projector.requires_grad_(True)
     if cfg.stage == "ground":
         if policy.goal_head is None:
             raise UsageError(
@@ -107,7 +118,10 @@ def build_policy(cfg: TrainConfig, stats: dict[str, Any] | None, names: list[str
                 "goal dims)"
             )
         policy.requires_grad_(False)
-        for part in (policy.vision, policy.goal_head, policy.backbone.lm.get_input_embeddings()):
+        vision = policy.vision
+        if vision is None:  # a VLM's own vision encoder
+            vision = policy.backbone.vision_encoder(policy.backbone.lm)
+        for part in (vision, policy.goal_head, policy.backbone.lm.get_input_embeddings()):
             part.requires_grad_(True)
     return policy
 
@@ -229,6 +243,7 @@ def run_training(
     from embodied_mm.train.trainer import make_accelerator
 
     _check_init_from(cfg)
+    _check_align(cfg)
     run_dir = Path(cfg.out)
     saved = run_dir / CONFIG_NAME
     notes: list[str] = []
@@ -258,6 +273,16 @@ def _check_init_from(cfg: TrainConfig) -> None:
             f"expected a policy directory holding {WEIGHTS_FILE} (a run's "
             f"checkpoints/step-N/policy), got {cfg.init_from!r}",
             flag=True,
+        )
+
+
+def _check_align(cfg: TrainConfig) -> None:
+    """The align stage trains a projector from scratch; a pretrained VLM's is trained already."""
+    vlm = cfg.policy.vlm
+    if cfg.stage == "align" and vlm is not None and vlm.pretrained is not None:
+        raise UsageError(
+            f"--stage align is not needed: {vlm.pretrained} is a pretrained VLM whose vision "
+            "encoder, projector and LM are already aligned; skip it and train --stage instruct"
         )
 
 
