@@ -91,6 +91,13 @@ def deploy(
         30.0, help="Seconds to keep retrying the first connection to --server (it may be starting)."
     ),
     refill_at: int = typer.Option(4, help="async: request the next chunk at this many queued."),
+    command_hz: float | None = typer.Option(
+        None,
+        help="Send jerk-limited commands at this multiple of --hz between actions (real "
+        "position-controlled arms; the simulator steps once per action).",
+    ),
+    command_max_accel: float = typer.Option(20.0, help="--command-hz: acceleration limit /s²."),
+    command_max_jerk: float = typer.Option(1000.0, help="--command-hz: jerk limit /s³."),
     watchdog_stop_s: float = typer.Option(1.0, help="Stop after this long without an action."),
     max_obs_age_s: float = typer.Option(0.25, help="Hold when a camera frame is older."),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
@@ -128,6 +135,13 @@ def deploy(
     if (server is None) == (checkpoint is None):
         typer.echo("error: give exactly one of --server or --checkpoint", err=True)
         raise typer.Exit(2)
+    if command_hz is not None and robot.startswith("sim:"):
+        typer.echo(
+            "error: --command-hz is for real position-controlled arms: the simulator steps "
+            "once per action (its own controller moves the arm between actions)",
+            err=True,
+        )
+        raise typer.Exit(2)
     device = None
     if teleop is not None:  # a wrong spec fails before the policy loads
         from embodied_mm.teleop.factory import make_teleop
@@ -145,6 +159,9 @@ def deploy(
         record=record,
         resume=resume,
         seed=seed,
+        command_hz=command_hz,
+        command_max_accel=command_max_accel,
+        command_max_jerk=command_max_jerk,
     )
     try:
         source, meta = _policy_source(server, checkpoint, token, timeout, backend, connect_wait)

@@ -23,12 +23,17 @@ from embodied_mm.deploy.warmup import warm_up
 from embodied_mm.errors import UsageError, require_positive
 from embodied_mm.features import OBS_STATE, image_key
 from embodied_mm.runtime.chunking import MODES, make_executor
+from embodied_mm.runtime.command_interpolation import (
+    CommandInterpolator,
+    CommandStream,
+    commands_per_action,
+)
 from embodied_mm.runtime.inference import ChunkSource
 from embodied_mm.runtime.intervention import Takeover
 from embodied_mm.runtime.loop import ControllerLoop, LoopResult
 from embodied_mm.runtime.recording import RunRecorder
 from embodied_mm.runtime.robot import Robot
-from embodied_mm.runtime.safety import EStop, SafetyFilter
+from embodied_mm.runtime.safety import EStop, SafetyConfig, SafetyFilter
 from embodied_mm.viz.rerun_log import RerunLog
 
 __all__ = ["MODES", "DeployConfig", "make_executor", "make_robot", "run_episodes"]
@@ -138,6 +143,12 @@ class DeployConfig:
     record: Path | None = None
     resume: bool = False
     seed: int = 0
+    # --command-hz: commands at this multiple of hz, jerk-limited between actions (real
+    # position-controlled arms; runtime/command_interpolation.py), with these limits
+    # (the velocity limit is the robot's safety max_velocity)
+    command_hz: float | None = None
+    command_max_accel: float = 20.0  # units/s²
+    command_max_jerk: float = 1000.0  # units/s³
 
     def __post_init__(self) -> None:
         require_positive("--hz", self.hz)
@@ -152,6 +163,33 @@ class DeployConfig:
             record_fps(self.hz)
         elif self.resume:
             raise UsageError("--resume continues a --record dataset: give --record DIR")
+        if self.command_hz is not None:
+            try:
+                commands_per_action(self.command_hz, self.hz)
+            except ValueError as e:
+                raise UsageError(str(e)) from None
+            require_positive("--command-max-accel", self.command_max_accel)
+            require_positive("--command-max-jerk", self.command_max_jerk)
+
+
+def command_stream(
+    robot: Robot, limits: SafetyConfig, cfg: DeployConfig, estop: EStop
+) -> CommandStream | None:
+    """The ``--command-hz`` stream of one episode (None without it): a jerk-limited
+    interpolator within ``limits``' velocity limit and a filter at the command rate."""
+    if cfg.command_hz is None:
+        return None
+    if limits.max_velocity is None:
+        raise UsageError(
+            f"--command-hz interpolates absolute position actions with a velocity limit; "
+            f"{robot.name}'s actions have none (delta actions?)"
+        )
+    interpolator = CommandInterpolator(
+        robot.action_dim, cfg.hz, cfg.command_hz, limits.max_velocity,
+        cfg.command_max_accel, cfg.command_max_jerk,
+    )  # fmt: skip
+    safety = SafetyFilter(limits, cfg.command_hz, robot.ee_position_fn(), estop)
+    return CommandStream(interpolator, safety)
 
 
 def run_episodes(
@@ -212,6 +250,7 @@ def run_episodes(
             loop = ControllerLoop(
                 robot, executor, safety, cfg.hz, cfg.task, recorder, on_step, on_event, name,
                 takeover=takeover, episode=buffer, viz=viz,
+                commands=command_stream(robot, limits, cfg, estop),
             )  # fmt: skip
             result: LoopResult | None = None
             try:
