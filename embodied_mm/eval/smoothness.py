@@ -11,7 +11,11 @@
   over the J dimensions, in units per s³.
 
 Both take plain arrays, so they apply to actions as sent, interpolated commands, or joint
-positions as measured.
+positions as measured. :class:`EpisodeMotion` collects an eval episode's: the boundary ratio
+of the actions sent, and the RMS jerk of the arm's joint positions (the state's ``joints``
+group, rad) after each control step. In simulation the env's own controller turns each
+command into joint motion within the step, so the measured joints are the joint trajectory
+the commands produced.
 """
 
 from __future__ import annotations
@@ -73,6 +77,52 @@ def rms_jerk(positions: np.ndarray, dt: float) -> float | None:
         return None
     jerk = np.diff(q, n=3, axis=0) / dt**3  # (T-3, J)
     return float(np.sqrt(np.mean(np.sum(jerk**2, axis=1))))
+
+
+def joint_dims(state_dim: int) -> list[int] | None:
+    """The ``joints`` dims of the registered robot layout with this state size (None: no
+    layout matches)."""
+    from embodied_mm.processor.robots import ROBOTS, robot_layout
+
+    for name in ROBOTS.names():
+        layout = robot_layout(name)
+        if layout.state_dim == state_dim and "joints" in layout.groups:
+            return layout.dims("joints")
+    return None
+
+
+class EpisodeMotion:
+    """One episode's actions sent, the chunk each came from and the joints reached."""
+
+    def __init__(self, state: np.ndarray) -> None:
+        """``state`` (S,): the observation the episode starts from."""
+        self._dims = joint_dims(len(state))
+        self.actions: list[np.ndarray] = []
+        self.chunk_steps: list[int | None] = []
+        self.joints: list[np.ndarray] = [] if self._dims is None else [self._joints(state)]
+
+    def _joints(self, state: np.ndarray) -> np.ndarray:
+        return np.asarray(state, dtype=np.float64)[self._dims]
+
+    def sent(self, action: np.ndarray, chunk_step: int | None) -> None:
+        """The command of a step and the step whose observation its chunk came from."""
+        self.actions.append(np.asarray(action, dtype=np.float64))
+        self.chunk_steps.append(chunk_step)
+
+    def reached(self, state: np.ndarray) -> None:
+        """The state after the step."""
+        if self._dims is not None:
+            self.joints.append(self._joints(state))
+
+    def figures(self, dt: float) -> dict[str, float | int | None]:
+        """``boundaries``, ``boundary_ratio`` (actions) and ``joint_rms_jerk`` (rad/s³)."""
+        actions = np.stack(self.actions) if self.actions else np.zeros((0, 1))
+        boundaries = chunk_boundaries(self.chunk_steps)
+        return {
+            "boundaries": len(boundaries),
+            "boundary_ratio": boundary_ratio(actions, boundaries) if len(actions) > 1 else None,
+            "joint_rms_jerk": rms_jerk(np.stack(self.joints), dt) if self.joints else None,
+        }
 
 
 def smoothness(

@@ -21,6 +21,7 @@ import numpy as np
 
 from embodied_mm.eval.batching import BatchPolicy, StepBatcher
 from embodied_mm.eval.clips import ClipBudget, ClipRecorder
+from embodied_mm.eval.smoothness import EpisodeMotion
 from embodied_mm.features import TASK
 from embodied_mm.runtime.adapters.sim import SimRobot
 from embodied_mm.runtime.controller import Controller, ControlSpec, robot_sim_controller
@@ -90,7 +91,9 @@ def rollout_batch(
     current plan drawn on) or ``"policy"`` (the front camera the policy sees); ``clips``: the
     task's budget of per-episode clips (:mod:`embodied_mm.eval.clips`), a kept clip's path
     in its record's ``video``. Records also hold ``plans``, the distinct plan texts the
-    policy gave in order (empty for a policy not asked for plans).
+    policy gave in order (empty for a policy not asked for plans), and ``smoothness``
+    (:class:`~embodied_mm.eval.smoothness.EpisodeMotion`: chunk boundaries against
+    within-chunk action changes, RMS jerk of the arm's joints).
     Returns one record per seed: ``{"seed", "success", "steps", "task", "interventions",
     "stop_reason"}`` (``interventions``: the safety filter's counts by kind; ``stop_reason``:
     ``episode_done``, or the filter's ``watchdog_stop`` / ``estop``), plus ``actions`` (the
@@ -100,6 +103,7 @@ def rollout_batch(
     :mod:`embodied_mm.envs.perturbations`, applied by every env.
     """
     import embodied_mm.envs  # noqa: F401  (registers the ids)
+
     control = control or ControlSpec()
     n = len(seeds)
     envs = gym.make_vec(
@@ -132,6 +136,7 @@ def rollout_batch(
         steps = np.zeros(n, dtype=np.int64)
         stop = ["episode_done"] * n
         actions: list[list[list[float]]] = [[] for _ in range(n)]
+        motion = [EpisodeMotion(obs["agent_pos"][i]) for i in range(n)]  # state (S,)
         records: dict[int, dict[str, Any]] = {}  # env -> its record, once its episode ended
         plans: list[list[str]] = [[] for _ in range(n)]
         recorder = ClipRecorder(envs, seeds, tasks, video_camera, fps,
@@ -148,6 +153,7 @@ def rollout_batch(
             command = np.stack([slot.hold_action() for slot in slots]).astype(np.float32)  # (N, D)
             for i, (_, safe) in decided.items():
                 command[i] = safe.action
+                motion[i].sent(safe.action, getattr(controllers[i].executor, "chunk_step", None))
                 if keep_actions:
                     actions[i].append(np.asarray(safe.action, dtype=np.float64).tolist())
             obs, _, terminated, truncated, info = envs.step(command)
@@ -163,6 +169,7 @@ def rollout_batch(
                 success[i] |= bool(info["is_success"][i])
                 slots[i].observe(_slice(obs, i), {"task": tasks[i], "is_success": success[i]})
                 slots[i].sent(command[i])
+                motion[i].reached(obs["agent_pos"][i])
                 safe = decided[i][1]
                 if safe.stop:
                     stop[i] = "estop" if controllers[i].safety.estop.engaged else "watchdog_stop"
@@ -171,6 +178,7 @@ def rollout_batch(
                                          controllers[i].interventions, stop[i],
                                          actions[i] if keep_actions else None)  # fmt: skip
                     records[i]["plans"] = list(plans[i])
+                    records[i]["smoothness"] = motion[i].figures(1.0 / control.hz)
                     recorder.episode_ended(i, records[i])
                     live.discard(i)
                     if on_episode is not None:

@@ -60,3 +60,20 @@ def test_episode_summary():
     out = smoothness(a, [0, 0, 0, 0, 4, 4, 4, 4], dt=0.05)
     assert out["boundaries"] == 1 and out["boundary_ratio"] == pytest.approx(5.0)
     assert out["rms_jerk"] > 0
+
+
+def test_episode_motion_records_what_was_sent_and_reached():
+    from embodied_mm.eval.smoothness import EpisodeMotion
+
+    state = np.zeros(15)  # the Panda layout: joints are dims 0..6
+    motion = EpisodeMotion(state)
+    for t in range(8):
+        motion.sent(np.array([0.1 * t + (0.4 if t >= 4 else 0.0)]), 0 if t < 4 else 4)
+        reached = np.zeros(15)
+        reached[0] = (0.05 * (t + 1)) ** 3 / 0.05**3 * 1e-3  # a cubic in time: constant jerk
+        motion.reached(reached)
+    out = motion.figures(dt=0.05)
+    assert out["boundaries"] == 1
+    assert out["boundary_ratio"] == pytest.approx(0.5 / 0.1)  # the jump into step 4
+    # joints q(k) = 1e-3 k³ per sample: third difference 6e-3, / dt³
+    assert out["joint_rms_jerk"] == pytest.approx(6e-3 / 0.05**3)
