@@ -24,24 +24,28 @@ def intervention_sample_weights(
 ) -> torch.Tensor | None:
     """(N,) per-sample weights over the concatenated window datasets ``parts`` (each with
     ``.frames.columns``): ``weight`` for intervention frames, 1 for the others (0 with
-    ``only``). None when every frame weighs the same (``weight`` 1, not ``only``).
+    ``only``). None when every frame weighs the same (``weight`` 1, not ``only``). A dataset
+    without the ``intervention`` feature beside ones with it (scripted or teleoperated demos
+    mixed with deployment runs) has no intervention frames: its frames weigh 1 (0 with
+    ``only``).
 
     Raises:
-        UsageError: a dataset has no ``intervention`` feature, or no frame is left to draw.
+        UsageError: no dataset has the ``intervention`` feature, or no frame is left to draw.
     """
     if weight == 1 and not only:
         return None
-    names = names or [
-        str(getattr(getattr(p, "meta", None), "root", i)) for i, p in enumerate(parts)
-    ]
+    names = names or [str(i) for i in range(len(parts))]
+    if not any(INTERVENTION in part.frames.columns for part in parts):
+        which = f"dataset {names[0]} has no" if len(names) == 1 else "no dataset has an"
+        raise UsageError(
+            f"--intervention-weight/--intervention-only: {which} {INTERVENTION!r} feature "
+            "(record one with deploy --teleop --record)"
+        )
     flags = []
-    for part, name in zip(parts, names, strict=True):
-        if INTERVENTION not in part.frames.columns:
-            raise UsageError(
-                f"--intervention-weight/--intervention-only: dataset {name} has no "
-                f"{INTERVENTION!r} feature (record one with deploy --teleop --record)"
-            )
-        flags.append(np.asarray(part.frames.columns[INTERVENTION]).reshape(-1) > 0)
+    for part in parts:
+        column = part.frames.columns.get(INTERVENTION)
+        absent = column is None
+        flags.append(np.zeros(len(part.frames), bool) if absent else np.asarray(column) > 0)
     person = torch.from_numpy(np.concatenate(flags))  # (N,) bool
     weights = torch.where(person, float(weight), 0.0 if only else 1.0).to(torch.float64)
     if weights.sum() <= 0:

@@ -74,6 +74,18 @@ def test_the_flags_reach_the_weights_and_the_draws_follow_the_weight(flagged_dat
     np.testing.assert_array_equal(drawn(weights, 2), drawn(weights, 2))
 
 
+def test_demos_without_the_feature_beside_a_flagged_dataset_weigh_one(
+    flagged_dataset, tiny_dataset
+):
+    parts = [build_window_dataset(root, chunk_size=4) for root in (tiny_dataset, flagged_dataset)]
+    demos = len(parts[0])
+    weights = intervention_sample_weights(parts, 3.0, False).numpy()
+    np.testing.assert_array_equal(weights[:demos], 1.0)
+    np.testing.assert_array_equal(weights[demos:], np.where(person_mask(), 3.0, 1.0))
+    only = intervention_sample_weights(parts, 1.0, True).numpy()
+    np.testing.assert_array_equal(only, np.concatenate([np.zeros(demos), person_mask()]))
+
+
 def test_weighting_a_dataset_without_the_feature_is_one_line(tiny_dataset, tmp_path):
     cfg = TrainConfig(dataset=[str(tiny_dataset)], out=str(tmp_path / "run"), steps=1,
                       batch_size=4, intervention_weight=2.0)  # fmt: skip
