@@ -276,6 +276,7 @@ def rollout(
     keep_actions: bool = False,
     video_camera: str = "presentation",
     viz: Any = None,
+    perturb: dict[str, int] | None = None,
 ) -> RolloutSummary:
     """Make the env, run the episodes, write the summary JSON (to ``summary_path``, or
     ``video_dir/summary.json``). ``control``: the
@@ -283,20 +284,23 @@ def rollout(
     open loop at 20 Hz); scripted and random policies ignore it. ``keep_actions``: a
     checkpoint's records also hold the commands sent (``actions``, (T, D)).
     ``video_camera``: what the videos show (:func:`video_frame`); ``viz``: a
-    :class:`~embodied_mm.viz.rerun_log.RerunLog` that gets every step."""
+    :class:`~embodied_mm.viz.rerun_log.RerunLog` that gets every step. ``perturb``:
+    ``{factor: level}`` of :mod:`embodied_mm.envs.perturbations`, applied by the env."""
     import embodied_mm.envs  # noqa: F401  (registers the ids)
     from embodied_mm.envs.registration import check_env_id
     from embodied_mm.eval.clips import check_video_camera
 
     check_env_id(env_id)
     check_video_camera(video_camera)
+    env_kwargs = {"perturb": dict(perturb)} if perturb else {}
     t0 = time.perf_counter()
     if is_checkpoint(policy):
         results = _rollout_checkpoint(Path(policy), env_id, engine, episodes, video_dir, seed,
                                       image_size, action_mode, control,
-                                      keep_actions, video_camera, viz)  # fmt: skip
+                                      keep_actions, video_camera, viz, env_kwargs)  # fmt: skip
     else:
-        env = gym.make(env_id, engine=engine, image_size=image_size, action_mode=action_mode)
+        env = gym.make(env_id, engine=engine, image_size=image_size, action_mode=action_mode,
+                       **env_kwargs)  # fmt: skip
         try:
             results = run_rollouts(env, make_rollout_policy(policy, env, seed), episodes, seed,
                                    video_dir, video_camera=video_camera, viz=viz)  # fmt: skip
@@ -323,6 +327,7 @@ def _rollout_checkpoint(
     keep_actions: bool,
     video_camera: str = "presentation",
     viz: Any = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     from embodied_mm.runtime.adapters.sim import SimRobot
     from embodied_mm.runtime.controller import ControlSpec, robot_sim_controller
@@ -330,7 +335,7 @@ def _rollout_checkpoint(
 
     source = LocalPolicy.from_checkpoint(checkpoint)
     with SimRobot(env_id, seed=seed, engine=engine, image_size=image_size,
-                  action_mode=action_mode) as robot:  # fmt: skip
+                  action_mode=action_mode, **(env_kwargs or {})) as robot:  # fmt: skip
         controller = robot_sim_controller(control or ControlSpec(), source, robot)
         try:
             return run_controlled(robot, controller, episodes, seed, video_dir,

@@ -77,21 +77,27 @@ def rollout_cmd(
     video_camera: str = typer.Option("presentation", help=VIDEO_CAMERA_HELP),
     display: str = typer.Option("none", help=DISPLAY_HELP),
     rrd: Path | None = typer.Option(None, help=RRD_HELP),
+    perturb: list[str] = typer.Option(
+        [],
+        help="NAME=LEVEL: a perturbation factor at a level (repeatable; `envs --perturbations`).",
+    ),
 ) -> None:
     """Run episodes of a task with a policy; print the success rate. A checkpoint runs
     through deploy's controller stack (chunk executor of --mode + safety filter)."""
+    from embodied_mm.envs.perturbations import parse_perturb_args
     from embodied_mm.envs.rollout import rollout
     from embodied_mm.runtime.controller import ControlSpec
     from embodied_mm.viz.rerun_log import display_log
 
     _check_engine(engine)
     control = ControlSpec(mode, hz, refill_at, latency_steps)  # bad values: UsageError
+    levels = parse_perturb_args(perturb)  # UsageError naming the known factors / levels
     try:
         viz = display_log(display, rrd, "rollout")
         try:
             result = rollout(env, engine, policy, episodes, video_dir, seed, image_size,
                              summary, action_mode, control, video_camera=video_camera,
-                             viz=viz)  # fmt: skip
+                             viz=viz, perturb=levels)  # fmt: skip
         finally:
             if viz is not None:
                 viz.close()

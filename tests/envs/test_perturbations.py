@@ -281,3 +281,13 @@ def test_record_perturb_stores_the_perturbed_instruction(tmp_path):
     bad = CliRunner().invoke(app, ["record", "--env", "embodied_mm/ReachObject-v0", "--episodes",
                                    "1", "--out", str(tmp_path / "b"), "--perturb", "fog=1"])  # fmt: skip
     assert bad.exit_code == 2 and "unknown perturbation 'fog'" in bad.output
+
+
+def test_rollout_perturb_runs_the_perturbed_env(tmp_path):
+    from embodied_mm.envs.rollout import rollout
+
+    summary = rollout("embodied_mm/ReachObject-v0", "mujoco", "scripted", 1, None, seed=3,
+                      image_size=SMALL, perturb={"word_order": 2})  # fmt: skip
+    _, shuffled, _ = first_obs({"word_order": 2}, seed=3)
+    assert summary.per_episode[0]["task"] == shuffled["task"]
+    assert summary.per_episode[0]["task"] != first_obs(seed=3)[1]["task"]
