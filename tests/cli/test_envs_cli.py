@@ -32,6 +32,7 @@ def test_rollout_writes_videos_and_a_summary(tmp_path):
     out = _run(
         "rollout", "--env", "embodied_mm/ReachObject-v0", "--engine", "mujoco",
         "--policy", "scripted", "--episodes", "2", "--video-dir", str(tmp_path), "--image-size", "64",
+        "--video-camera", "policy",  # the policy's own view (the default is the 480x360 one)
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "success 2/2 = 100%" in out.stdout
