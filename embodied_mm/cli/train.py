@@ -73,12 +73,23 @@ def _run(cfg: TrainConfig, given: set[str], resume: bool, overwrite: bool) -> No
             f"{result.checkpoint}; last logged loss {result.final_loss:.4f}. Nothing to train "
             f"(pass a larger --steps to go on)"
         )
-        return
-    typer.echo(
-        f"trained {result.step} steps on {result.num_processes} process(es); "
-        f"{result.samples_per_s:.1f} samples/s; final loss {result.final_loss:.4f}; "
-        f"checkpoint {result.checkpoint}"
-    )
+    else:
+        typer.echo(
+            f"trained {result.step} steps on {result.num_processes} process(es); "
+            f"{result.samples_per_s:.1f} samples/s; final loss {result.final_loss:.4f}"
+        )
+    if result.checkpoint is not None:
+        typer.echo(checkpoint_message(result.checkpoint))
+
+
+def checkpoint_message(checkpoint: Path) -> str:
+    """The line naming the policy a run wrote, as eval, serve and deploy take it."""
+    from embodied_mm.train.checkpoint import LAST
+
+    policy = checkpoint / "policy"
+    last = checkpoint.parent / LAST
+    also = f"; also {last / 'policy'}" if last.resolve() == checkpoint.resolve() else ""
+    return f"checkpoint: {policy} (eval, serve and deploy take it as --checkpoint{also})"
 
 
 @bench_app.command("train")

@@ -5,6 +5,10 @@ Layout of ``RUN_DIR/checkpoints/step-000500/``:
 - ``training_state.{json,safetensors}``: optimizer, scheduler, RNG states, step and data
   position (see :mod:`embodied_mm.train.tree_io`)
 
+``RUN_DIR/checkpoints/last`` is a relative symlink to the newest one (as in LeRobot), so
+``RUN_DIR/checkpoints/last/policy`` names the latest policy whatever ``--steps`` was; it is
+replaced atomically after each new checkpoint is in place.
+
 A checkpoint is built in a hidden temp directory and renamed into place, so a crash leaves
 either the previous set of checkpoints or the new one, never a half-written directory.
 """
@@ -25,6 +29,7 @@ from embodied_mm.train.tree_io import load_tree, save_tree
 
 STATE_NAME = "training_state"
 _PREFIX = "step-"
+LAST = "last"
 
 
 def rng_state() -> dict[str, Any]:
@@ -75,11 +80,26 @@ def save_checkpoint(
         shutil.rmtree(final)
     os.rename(tmp, final)
     fsync_dir(root)
+    point_last(root, final.name)
     for old in checkpoint_dirs(run_dir)[: -max(keep_last, 1)]:
         shutil.rmtree(old, ignore_errors=True)
     for stale in root.glob(".tmp-*"):  # left by a killed writer
-        shutil.rmtree(stale, ignore_errors=True)
+        if stale.is_symlink():
+            stale.unlink()
+        else:
+            shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def point_last(root: Path, name: str) -> None:
+    """Make ``root/last`` a relative symlink to ``root/name``, atomically (a new link is
+    renamed over the old one)."""
+    link = root / f".tmp-{LAST}-{os.getpid()}"
+    if link.is_symlink():
+        link.unlink()
+    os.symlink(name, link, target_is_directory=True)
+    os.replace(link, root / LAST)
+    fsync_dir(root)
 
 
 def load_training_state(checkpoint: Path) -> dict[str, Any]:

@@ -23,8 +23,9 @@ def test_run_dir_holds_config_checkpoints_logs_and_plot(tiny_dataset, tmp_path):
     assert result.step == 4 and math.isfinite(result.final_loss)
     assert TrainConfig.from_yaml(run / "config.yaml").steps == 4
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "step-0000002", "step-0000004",
+        "last", "step-0000002", "step-0000004",
     ]  # fmt: skip
+    assert (run / "checkpoints" / "last").resolve() == (run / "checkpoints" / "step-0000004")
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2, 3, 4]
     assert (run / "loss.png").stat().st_size > 1000
