@@ -30,7 +30,7 @@ def _train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
         (
             ["--policy", "vla-nope"],
             "--policy: takes the policy's fields now; choose the recipe "
-            "with --recipe NAME (one of vla-chunk, vla-discrete, vla-flow)",
+            "with --recipe NAME (one of vla-chunk, vla-discrete, vla-flow, vlm-",
         ),
         (["--policy-overrides", "{}"], "--policy-overrides is gone: set each policy field"),
         (
