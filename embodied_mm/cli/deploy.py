@@ -129,6 +129,7 @@ def deploy(
     from contextlib import ExitStack
 
     from embodied_mm.deploy.session import DeployConfig, make_robot, result_dict, run_episodes
+    from embodied_mm.dirlock import DirectoryLockedError
     from embodied_mm.runtime.safety import EStop
     from embodied_mm.viz.rerun_log import display_log
 
@@ -205,6 +206,9 @@ def deploy(
     except (ValueError, ConnectionError) as e:
         typer.echo(f"\nerror: {e}", err=True)
         raise typer.Exit(2) from e
+    except DirectoryLockedError as e:  # --record: another process writes that dataset
+        typer.echo(f"\nerror: {e}", err=True)
+        raise typer.Exit(1) from e
     finally:
         estop.uninstall_sigint()
         close = getattr(getattr(source, "client", None), "close", None)
