@@ -90,7 +90,8 @@ def rollout_batch(
     Videos come from ``video_camera``: ``"presentation"`` (480×360, the instruction and the
     current plan drawn on) or ``"policy"`` (the front camera the policy sees); ``clips``: the
     task's budget of per-episode clips (:mod:`embodied_mm.eval.clips`), a kept clip's path
-    in its record's ``video``. Records also hold ``plans``, the distinct plan texts the
+    in its record's ``video``. Records also hold ``ended_near`` (:func:`ended_near`: the
+    object the policy went to, or ``None``), ``plans``, the distinct plan texts the
     policy gave in order (empty for a policy not asked for plans), and ``smoothness``
     (:class:`~embodied_mm.eval.smoothness.EpisodeMotion`: chunk boundaries against
     within-chunk action changes, RMS jerk of the arm's joints).
@@ -128,6 +129,10 @@ def rollout_batch(
         ]
         obs, info = envs.reset(seed=[int(s) for s in seeds])
         tasks = [str(t) for t in info["task"]]
+        # where each object stood at the start (for ended_near; read before any autoreset)
+        starts = [
+            {n: np.asarray(p[0]) for n, p in e.poses.items()} for e in envs.get_attr("episode")
+        ]
         for i, (slot, ctl) in enumerate(zip(slots, controllers, strict=True)):
             slot.observe(_slice(obs, i), {"task": tasks[i], "is_success": False})
             ctl.reset()
@@ -178,6 +183,7 @@ def rollout_batch(
                                          controllers[i].interventions, stop[i],
                                          actions[i] if keep_actions else None)  # fmt: skip
                     records[i]["plans"] = list(plans[i])
+                    records[i]["ended_near"] = ended_near(starts[i], obs["agent_pos"][i])
                     records[i]["smoothness"] = motion[i].figures(1.0 / control.hz)
                     recorder.episode_ended(i, records[i])
                     live.discard(i)
@@ -191,6 +197,21 @@ def rollout_batch(
         batcher.close()
         envs.close()
     return [records[i] for i in range(n)]
+
+
+NEAR_XY = 0.05  # m: how close (in x, y) the TCP must end to an object to count as "at" it
+
+
+def ended_near(start_xyz: dict[str, np.ndarray], state: np.ndarray) -> str | None:
+    """The object whose starting (x, y) is nearest the TCP at the episode's end, if within
+    :data:`NEAR_XY` (else ``None``): which object the policy went for (e.g. when the
+    instruction names one that is not there). ``state``: the env's ``agent_pos`` (15,)."""
+    from embodied_mm.runtime.adapters.sim import TCP_XYZ
+
+    tcp = np.asarray(state, dtype=np.float64)[TCP_XYZ][:2]
+    dist = {n: float(np.linalg.norm(p[:2] - tcp)) for n, p in start_xyz.items()}
+    name = min(dist, key=dist.__getitem__, default=None)
+    return name if name is not None and dist[name] <= NEAR_XY else None
 
 
 def _record(

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from embodied_mm.errors import UsageError
@@ -67,6 +68,8 @@ def test_a_tiny_suite_writes_suite_json_with_the_schema(tmp_path):
         assert seeds is None or cell_seeds == seeds  # the same episodes in every cell
         seeds = cell_seeds
     base_task = json.loads((tmp_path / cells[0]["eval_info"]).read_text())["tasks"][0]
+    for r in base_task["per_episode"]:  # a reach that succeeded ended at the named cube
+        assert r["ended_near"] == "target" if r["success"] else "ended_near" in r
     typo_task = json.loads((tmp_path / cells[4]["eval_info"]).read_text())["tasks"][0]
     for b, t in zip(base_task["per_episode"], typo_task["per_episode"], strict=True):
         assert b["task"] != t["task"]  # the policy read the perturbed instruction
@@ -133,3 +136,15 @@ def test_bad_perturbation_options_are_one_line_errors(args, message):
     assert proc.returncode == 2
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_ended_near_names_the_object_under_the_tcp():
+    from embodied_mm.eval.vector_rollout import ended_near
+    from embodied_mm.runtime.adapters.sim import TCP_XYZ
+
+    state = np.zeros(15)
+    state[TCP_XYZ] = (0.5, 0.1, 0.3)
+    starts = {"target": np.array([0.5, 0.12, 0.02]), "other": np.array([0.4, 0.1, 0.02])}
+    assert ended_near(starts, state) == "target"
+    state[TCP_XYZ] = (0.45, -0.2, 0.05)
+    assert ended_near(starts, state) is None
