@@ -10,6 +10,7 @@ import typer
 
 from embodied_mm.cli.app import app, bench_app
 from embodied_mm.errors import UsageError
+from embodied_mm.viz.rerun_log import DISPLAY_HELP, RRD_HELP
 
 dataset_app = typer.Typer(help="Inspect, check and convert LeRobot-format datasets.")
 app.add_typer(dataset_app, name="dataset")
@@ -289,10 +290,23 @@ def show(
     out: Path = typer.Option(
         None, help="Output .mp4 or .png (default: ./<dataset>_episode_<i>.mp4)."
     ),
+    display: str = typer.Option("none", help=DISPLAY_HELP),
+    rrd: Path | None = typer.Option(None, help=RRD_HELP),
 ) -> None:
-    """Write an episode as video (or a contact-sheet PNG) with instruction, plan and state."""
-    from embodied_mm.data.show import show_episode
+    """Write an episode as video (or a contact-sheet PNG) with instruction, plan and state;
+    with --display rerun (or --rrd) send it to Rerun instead (and write --out if given)."""
+    from embodied_mm.data.show import log_episode, show_episode
+    from embodied_mm.viz.rerun_log import display_log
 
+    viz = display_log(display, rrd, "dataset")
+    if viz is not None:
+        try:
+            n = log_episode(root, episode, viz)  # a bad file or episode: a UsageError
+        finally:
+            viz.close()
+        typer.echo(f"episode {episode}: {n} frames " + (f"in {rrd}" if rrd else "to the viewer"))
+        if out is None:
+            return
     # Not inside the dataset directory: it holds only LeRobot's files.
     out = out or Path(f"{Path(root).resolve().name}_episode_{episode:06d}.mp4")
     path = show_episode(root, episode, out)  # a bad file or episode: a UsageError, one line

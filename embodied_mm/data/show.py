@@ -8,6 +8,7 @@ panel with the instruction, the current plan, the frame index and the state vect
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from embodied_mm.data.reader import DatasetMeta, load_frames
 from embodied_mm.data.video import DecoderPool, encode_video
 from embodied_mm.errors import UsageError
-from embodied_mm.features import OBS_STATE, PLAN
+from embodied_mm.features import ACTION, INTERVENTION, OBS_STATE, PLAN
 
 SCALE = 3  # 128² cameras become 384² tiles
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -23,8 +24,9 @@ TEXT_COLOR = (255, 255, 255)
 PANEL_COLOR = (32, 32, 32)
 
 
-def render_episode(root: Path, episode: int) -> tuple[list[np.ndarray], int]:
-    """Annotated RGB frames (each (H', W', 3) uint8) of one episode, and the fps."""
+def _read_episode(root: Path, episode: int):
+    """One episode's rows: (meta, its EpisodeInfo, columns, video key -> frames (T, H, W, 3),
+    instruction, timestamps)."""
     meta = DatasetMeta(Path(root))
     ids = [e.episode_index for e in meta.episodes]
     if episode not in ids:
@@ -35,12 +37,19 @@ def render_episode(root: Path, episode: int) -> tuple[list[np.ndarray], int]:
     cols = load_frames(meta).columns
     pool = DecoderPool()
     times = [float(t) for t in cols["timestamp"]]
-    cams = [
-        pool.get(path).frames_at([from_ts + t for t in times])  # (T, H, W, 3)
-        for path, from_ts in (ep.videos[k] for k in meta.video_keys)
-    ]
+    cams = {
+        k: pool.get(path).frames_at([from_ts + t for t in times])  # (T, H, W, 3)
+        for k, (path, from_ts) in ((k, ep.videos[k]) for k in meta.video_keys)
+    }
     pool.close()
     task = meta.tasks[int(cols["task_index"][0])]
+    return meta, ep, cols, cams, task, times
+
+
+def render_episode(root: Path, episode: int) -> tuple[list[np.ndarray], int]:
+    """Annotated RGB frames (each (H', W', 3) uint8) of one episode, and the fps."""
+    meta, ep, cols, cam_frames, task, times = _read_episode(root, episode)
+    cams = list(cam_frames.values())
     out = []
     for t in range(ep.length):
         tiles = [
@@ -62,6 +71,24 @@ def render_episode(root: Path, episode: int) -> tuple[list[np.ndarray], int]:
             )
         out.append(_with_panel(top, lines))
     return out, meta.fps
+
+
+def log_episode(root: Path, episode: int, viz: Any) -> int:
+    """Send one episode to a :class:`~embodied_mm.viz.rerun_log.RerunLog` (cameras, state,
+    the recorded action as the one sent, plan, instruction; a ``deploy --record`` dataset's
+    ``intervention`` flag, 1 where a person drove, as ``intervention``); returns its length."""
+    _, ep, cols, cams, task, times = _read_episode(root, episode)
+    viz.new_episode(episode)
+    for t in range(ep.length):
+        frame: dict[str, Any] = {k: frames[t] for k, frames in cams.items()}
+        if OBS_STATE in cols:
+            frame[OBS_STATE] = np.asarray(cols[OBS_STATE][t]).reshape(-1)
+        sent = np.asarray(cols[ACTION][t]).reshape(-1) if ACTION in cols else None
+        plan = str(cols[PLAN][t]) if PLAN in cols else None
+        viz.log_step(t, times[t] - times[0], frame, None, sent, plan=plan, task=task)
+        if INTERVENTION in cols:
+            viz.log_scalar("intervention", float(np.asarray(cols[INTERVENTION][t]).reshape(-1)[0]))
+    return ep.length
 
 
 def _with_panel(image: np.ndarray, lines: list[str]) -> np.ndarray:

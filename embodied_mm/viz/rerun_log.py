@@ -105,6 +105,10 @@ class RerunLog:
             self._task = task
         self.steps += 1
 
+    def log_scalar(self, path: str, value: float) -> None:
+        """One more scalar series at the current step (e.g. a dataset's intervention flag)."""
+        self.rec.log(path, self.rr.Scalars(float(value)))
+
     def new_episode(self, index: int | None = None) -> None:
         """The next step starts an episode, after the last one on the timeline (its steps
         count from 0 again); its plan and task are logged afresh."""
