@@ -140,6 +140,12 @@ def bench_envs(
             f"physics {s['physics_ms']:.2f} + IK {s['ik_ms']:.2f} + render {s['render_ms']:.2f}"
             f" (2 cams; render CPU time {s['render_cpu_ms']:.2f}) + rest"
         )
+        typer.echo(
+            f"{engine:9s} video for people (per frame, only while one is written): presentation "
+            f"480x360 render {s['presentation_render_ms']:.2f} ms + banner "
+            f"{s['presentation_banner_ms']:.2f} + H.264 encode {s['presentation_encode_ms']:.2f}"
+            f" (CPU time {s['presentation_cpu_ms']:.2f})"
+        )
         v = bench_async(engine, task, steps, num_envs)
         typer.echo(f"{engine:9s} async x{num_envs}: {v['steps_per_s']:7.1f} env steps/s")
 
