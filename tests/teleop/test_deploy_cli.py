@@ -71,6 +71,10 @@ def test_a_deploy_run_with_an_intervention_then_kill_9_then_resume(tmp_path):
     person = action[flags == 1]
     assert (person[:, 2] == 0.25).sum() >= 5  # r held: z up at the keyboard's step
     np.testing.assert_array_equal(person[:, [0, 1, 3, 4, 5]], 0)  # nothing else typed
+    # the take-over step holds the policy's gripper; the keys' gripper starts on its side
+    left = action[took - 1, 6]
+    assert person[0, 6] == left
+    np.testing.assert_array_equal(person[1:, 6], 1.0 if left > 0 else -1.0)
     policy = action[flags == 0]
     assert (np.abs(policy[:, :6]).sum(axis=1) > 0).mean() > 0.9  # the policy's own motion
     kept = action.copy()
