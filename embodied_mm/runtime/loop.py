@@ -330,7 +330,9 @@ class ControllerLoop:
         n = sum(self.safety.counts.values())
         plan = (self.executor.plan or "")[:40]
         return (
-            f"step {self.step:5d} | step p50 {p50:6.1f} ms p99 {p99:6.1f} ms | model p50 "
+            f"step {self.step:5d}"
+            + (" | PERSON drives" if self.person_driving else "")  # --teleop: taken over
+            + f" | step p50 {p50:6.1f} ms p99 {p99:6.1f} ms | model p50 "
             + ("   n/a" if model50 is None else f"{model50:6.1f}")
             + " ms | chunk age "
             + ("n/a" if age is None else f"{age:d} step{'s' if age != 1 else ''}")

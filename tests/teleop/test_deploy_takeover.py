@@ -31,6 +31,7 @@ class CountingSource:
     def __init__(self, policy: LocalPolicy) -> None:
         self.policy, self.calls = policy, []
         self.step = 0
+        self.person_shown: list[int] = []  # steps the status line said the person drives
 
     def infer(self, frame):
         self.calls.append(self.step)
@@ -66,8 +67,10 @@ def deploy(policy, script, out, steps, pad=None):
     try:
         takeover = Takeover(hands, estop=estop)
 
-        def count_steps(step, loop):
+        def count_steps(step, loop):  # after step `step - 1`
             source.step = step
+            if "PERSON drives" in loop.status_line():
+                source.person_shown.append(step - 1)
 
         config = DeployConfig(mode="open_loop", hz=20, max_steps=steps, record=out)
         results = run_episodes(robot, source, source.metadata(), config, estop,
@@ -110,6 +113,7 @@ def test_an_intervention_mid_run_is_flagged_on_exactly_the_persons_frames(policy
     # next chunk was inferred at step 20 from the observation then. (Deploy's warm-up
     # inference, before step 0, comes first.)
     assert source.calls[-3:] == [0, 20, 28] and source.calls[:-3] in ([], [0])
+    assert source.person_shown == list(range(5, 20))  # the operator sees who drives
 
 
 def test_with_the_deadman_released_the_robot_holds(policy, tmp_path):
