@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from embodied_mm.data import lerobot_format as fmt
 from embodied_mm.data.episode import Episode, EpisodeBuffer
-from embodied_mm.data.video import DEFAULT_CODEC
+from embodied_mm.data.video import DEFAULT_CODEC, check_codec
 from embodied_mm.data.writer import (
     STAGING_DIR,
     DatasetWriter,
@@ -203,6 +203,7 @@ def record(
 
     if episodes < 1 or workers < 1:
         raise ValueError(f"episodes and workers must be >= 1, got {episodes}, {workers}")
+    check_codec(codec)  # before any directory is made or worker started
     out = Path(out)
     with ExitStack() as held:
         held.enter_context(exclusive_lock(out, "dataset"))  # before anything reads or writes
@@ -225,7 +226,13 @@ def record(
             return summary  # already as large as asked: nothing to record
         staging = out / STAGING_DIR
         staging.mkdir(parents=True, exist_ok=True)
-        bar = tqdm(total=episodes, initial=have, desc=f"record {out.name}", disable=not progress)
+        # a bar on a terminal only (disable=None): piped stderr keeps errors on their own line
+        bar = tqdm(
+            total=episodes,
+            initial=have,
+            desc=f"record {out.name}",
+            disable=None if progress else True,
+        )
         consecutive_failures = 0
         results = _results(factory, staging, codec, workers, start_seed, keep_failures)
         try:

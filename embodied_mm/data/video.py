@@ -71,6 +71,18 @@ def encode_video(
             container.mux(packet)
 
 
+def check_codec(codec: str) -> None:
+    """``codec`` is a video encoder this PyAV (FFmpeg) build has, else a one-line
+    :class:`UsageError` naming the usual ones."""
+    try:
+        av.Codec(codec, "w")
+    except Exception as err:  # av.codec.codec.UnknownCodecError; any failure means unusable
+        raise UsageError(
+            f"unknown video codec {codec!r} (not an encoder of this FFmpeg build); use h264, "
+            "libsvtav1 (LeRobot's) or mpeg4"
+        ) from err
+
+
 def _codec_options(codec: str, gop: int, crf: int) -> dict[str, str]:
     options = {"g": str(gop)}
     if codec in ("h264", "libx264"):
