@@ -20,6 +20,8 @@ from typing import Any, Protocol
 import gymnasium as gym
 import numpy as np
 
+from embodied_mm.errors import UsageError
+
 
 class RolloutPolicy(Protocol):
     def reset(self) -> None: ...
@@ -181,7 +183,7 @@ def _run_episodes(
     from embodied_mm.data.video import encode_video
 
     if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+        raise UsageError(f"--episodes must be >= 1, got {episodes}")
     if video_dir is not None:
         video_dir.mkdir(parents=True, exist_ok=True)
     results = []

@@ -39,7 +39,9 @@ def record(
     teleop_calibration: Path = typer.Option(
         None, help="With --teleop leader:<port>: the leader arm's calibration file."
     ),
-    fps: int = typer.Option(None, help="Control and recording rate (default: env's, or 30)."),
+    fps: int = typer.Option(
+        None, min=1, help="Control and recording rate (default: env's, or 30)."
+    ),
     episode_time_s: float = typer.Option(60.0, help="Longest episode (teleop), seconds."),
     reset_time_s: float = typer.Option(
         None, help="Teleop: unrecorded reset time between episodes (default: 0 sim, 10 real)."
@@ -316,11 +318,11 @@ def show(
 @bench_app.command("data")
 def bench_data(
     dataset: Path = typer.Option(None, help="Benchmark this dataset instead of a synthetic one."),
-    episodes: int = typer.Option(20, help="Synthetic episodes."),
-    length: int = typer.Option(100, help="Frames per synthetic episode."),
-    chunk: int = typer.Option(8, help="Action chunk K."),
-    batch_size: int = typer.Option(32),
-    batches: int = typer.Option(30, help="Batches timed per loader setting."),
+    episodes: int = typer.Option(20, min=1, help="Synthetic episodes."),
+    length: int = typer.Option(100, min=2, help="Frames per synthetic episode."),
+    chunk: int = typer.Option(8, min=1, help="Action chunk K."),
+    batch_size: int = typer.Option(32, min=1),
+    batches: int = typer.Option(30, min=1, help="Batches timed per loader setting."),
 ) -> None:
     """Loader samples/s (2 cameras 128x128, K-action chunks), decode cost per frame."""
     from embodied_mm.data.bench import run_bench

@@ -61,7 +61,7 @@ def export_cmd(
 def bench_export(
     recipes: list[str] = typer.Option(["vla-chunk", "vla-flow"], "--recipe", help="Repeatable."),
     size: str = typer.Option("tiny", help="Recipe size (base uses random weights)."),
-    iters: int = typer.Option(50, help="Timed calls per backend."),
+    iters: int = typer.Option(50, min=1, help="Timed calls per backend."),
     threads: int = typer.Option(
         1,
         help="Threads for torch and onnxruntime (0: all cores). 1 by default: on a shared "
@@ -84,10 +84,14 @@ def bench_int8(
     dataset: Path | None = typer.Option(
         None, help="LeRobot dataset: evaluate (and calibrate static schemes) on its frames too."
     ),
-    iters: int = typer.Option(50, help="Timed calls per model for the speed-up."),
+    iters: int = typer.Option(50, min=1, help="Timed calls per model for the speed-up."),
     out: Path | None = typer.Option(None, help="Also write the markdown table here."),
 ) -> None:
     """Every int8 scheme's error with and without VNNI (QEMU, if installed) and speed-up."""
+    from embodied_mm.errors import UsageError
     from embodied_mm.export.int8_study import run
 
+    for checkpoint in checkpoints:  # before the recipes' studies, which take minutes
+        if not (checkpoint / "config.json").is_file():
+            raise UsageError(f"--checkpoint {checkpoint}: not a policy directory (no config.json)")
     typer.echo(run(recipes, checkpoints, dataset, iters, out))

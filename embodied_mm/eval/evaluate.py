@@ -173,6 +173,10 @@ def run_eval(
     for name, value in (("--episodes", episodes), ("--num-envs", num_envs)):
         if value < 1:
             raise UsageError(f"{name} must be >= 1, got {value}")
+    from embodied_mm.envs.tasks.base import SPLITS
+
+    if split not in SPLITS:
+        raise UsageError(f"unknown --split {split!r}; known: {', '.join(SPLITS)}")
     perturbation = make_perturbation(perturb)  # UsageError for unknown names, before loading
     check_video_camera(video_camera)
     control = control or ControlSpec()
