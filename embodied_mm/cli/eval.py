@@ -64,11 +64,14 @@ def eval_command(
     env_ids = [e for e in env.split(",") if e]
     control = ControlSpec(mode, hz, refill_at, latency_steps, n_action_steps)  # UsageError
     levels = parse_perturb_args(perturb)  # UsageError naming the known factors / levels
+    if report_clips < 0:
+        raise UsageError(f"--report-clips must be >= 0, got {report_clips}")
     if suite is not None:
         if levels:
             raise UsageError("--suite sets the perturbations itself; drop --perturb")
         _run_suite(checkpoint, env_ids, engine, episodes, out, suite, quick, factors,
-                   split, seed, num_envs, control)  # fmt: skip
+                   split, seed, num_envs, control, report_clips if report else 0,
+                   video_camera)  # fmt: skip
         if report and (out / "suite.json").is_file():  # (the main process wrote it)
             from embodied_mm.report.html import write_report
 
@@ -76,8 +79,6 @@ def eval_command(
         return
     if quick or factors:
         raise UsageError("--quick and --factors go with --suite")
-    if report_clips < 0:
-        raise UsageError(f"--report-clips must be >= 0, got {report_clips}")
     info = run_eval(checkpoint, env_ids, engine, episodes, out, split, seed, num_envs, control,
                     perturb=levels, video_camera=video_camera,
                     clip_failures=report_clips if report else 0, with_plan=plan)  # fmt: skip
@@ -99,11 +100,12 @@ def eval_command(
 
 
 def _run_suite(checkpoint, env_ids, engine, episodes, out, suite, quick, factors, split, seed,
-               num_envs, control) -> None:  # fmt: skip
+               num_envs, control, clip_failures=0, video_camera="presentation") -> None:  # fmt: skip
     from embodied_mm.eval.suite import parse_factor_list, run_suite, suite_table
 
     result = run_suite(checkpoint, env_ids, engine, episodes, out, suite, quick,
-                       parse_factor_list(factors), split, seed, num_envs, control)  # fmt: skip
+                       parse_factor_list(factors), split, seed, num_envs, control,
+                       clip_failures=clip_failures, video_camera=video_camera)  # fmt: skip
     if result is None:  # not the main process
         return
     typer.echo(suite_table(result))

@@ -3,8 +3,8 @@
 A :class:`ClipBudget` (one per task) says how many clips are still wanted: the first
 ``max_failures`` failed episodes and the first ``max_successes`` successful ones, in seed
 order. While clips are still wanted, :class:`ClipRecorder` streams every live env of a batch
-into its own mp4 (outcomes are known only at the end); an episode whose clip is not wanted
-is deleted when it ends, and once the budget is spent no frame is rendered any more.
+into its own mp4 (outcomes are known only at the end); when the batch has ended the clips
+not wanted are deleted, and once the budget is spent no frame is rendered any more.
 
 Frames come from the presentation camera (480×360, with the instruction and the current plan
 drawn on them, :mod:`embodied_mm.envs.presentation`) or, with ``camera="policy"``, from the
@@ -79,6 +79,7 @@ class ClipRecorder:
         self.budget = budget
         self.always = {i: VideoWriter(p, fps) for i, p in (always or {}).items()}
         self.clips: dict[int, VideoWriter] = {}
+        self._ended: dict[int, tuple[VideoWriter, dict[str, Any]]] = {}  # decided by finish()
         if budget is not None and not budget.spent:
             self.clips = {
                 i: VideoWriter(budget.clip_dir / f"episode_{int(s):06d}.mp4", fps)
@@ -110,17 +111,24 @@ class ClipRecorder:
                     writers[i].add(np.asarray(img))
 
     def episode_ended(self, i: int, record: dict[str, Any]) -> None:
-        """Close env ``i``'s writers; a kept clip's path goes into ``record["video"]``."""
+        """Close env ``i``'s writers; whether its clip is kept is decided by :meth:`finish`."""
         if i in self.always:
             self.always.pop(i).close()
         writer = self.clips.pop(i, None)
-        if writer is None:
-            return
-        if self.budget is not None and self.budget.take(bool(record["success"])):
+        if writer is not None:
             writer.close()
-            record["video"] = str(writer.path)
-        else:
-            writer.discard()
+            self._ended[i] = (writer, record)
+
+    def finish(self) -> None:
+        """Once the batch has ended: keep the clips the budget wants, in env (= seed) order;
+        a kept clip's path goes into its record's ``video``, the others are deleted."""
+        for i in sorted(self._ended):
+            writer, record = self._ended[i]
+            if self.budget is not None and self.budget.take(bool(record["success"])):
+                record["video"] = str(writer.path)
+            else:
+                writer.discard()
+        self._ended.clear()
 
     def close(self) -> None:
         """Close what is still open (an error ended the batch): partial clips are deleted."""
@@ -128,5 +136,8 @@ class ClipRecorder:
             writer.close()
         for writer in self.clips.values():
             writer.discard()
+        for writer, _ in self._ended.values():  # finish() did not run
+            writer.discard()
         self.always.clear()
         self.clips.clear()
+        self._ended.clear()

@@ -91,6 +91,8 @@ def run_suite(
     num_envs: int = 2,
     control: ControlSpec | None = None,
     progress_bar: bool | None = False,
+    clip_failures: int = 0,
+    video_camera: str = "presentation",
 ) -> dict[str, Any] | None:
     """Run every cell of the suite (``factors``: only these, plus the baseline) and write
     ``out_dir/suite.json`` (and the table as ``suite.md``); returns it on the main process (``None`` elsewhere)::
@@ -102,7 +104,9 @@ def run_suite(
                     "success_rate": float, "ci95": [lo, hi],
                     "eval_info": "cells/<factor>-<level>/eval_info.json"}]}
 
-    The baseline cell has factor ``"none"``, level ``"0"``.
+    The baseline cell has factor ``"none"``, level ``"0"``. With ``clip_failures`` > 0 each
+    cell also keeps clips of its first failures and success (``eval --report``; see
+    :func:`~embodied_mm.eval.evaluate.run_eval`), from ``video_camera``.
     """
     from accelerate import PartialState
 
@@ -127,7 +131,8 @@ def run_suite(
         perturb = {} if (factor, level) == BASELINE else {factor: level}
         info = run_eval(checkpoint, env_ids, engine, episodes, out_dir / rel, split, seed,
                         num_envs, control, progress_bar=progress_bar, perturb=perturb,
-                        loaded_policy=policy, videos=False)  # fmt: skip
+                        loaded_policy=policy, videos=clip_failures > 0,
+                        clip_failures=clip_failures, video_camera=video_camera)  # fmt: skip
         if info is None:  # not the main process
             continue
         for t in info["tasks"]:

@@ -189,6 +189,7 @@ def rollout_batch(
                     live.discard(i)
                     if on_episode is not None:
                         on_episode(records[i])
+        recorder.finish()  # which clips are kept: in seed order, not in the order they ended
     finally:
         if recorder is not None:
             recorder.close()  # only what an error left open

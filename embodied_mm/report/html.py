@@ -19,6 +19,7 @@ from typing import Any
 from embodied_mm.report.load import REPORT, EpisodeGroup, RunData, load_run
 from embodied_mm.report.plots import success_plot
 
+BASELINE_FACTOR = "none"  # suite.json's unperturbed cell (level "0")
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#1f2937}
 h1{font-size:22px}h2{font-size:18px;margin-top:28px;border-bottom:1px solid #e5e7eb}
@@ -106,8 +107,19 @@ def _suite_section(data: RunData) -> str:
     if data.suite is None:
         return ""
     by_factor: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    baseline: dict[str, dict[str, Any]] = {}  # env id -> its unperturbed cell
     for c in data.suite["cells"]:
-        by_factor[(c["env_id"], c["factor"])].append(c)
+        if c["factor"] == BASELINE_FACTOR:
+            baseline[c["env_id"]] = c
+        else:
+            by_factor[(c["env_id"], c["factor"])].append(c)
+    for (env_id, _), cells in by_factor.items():  # every factor starts from the baseline
+        base = baseline.get(env_id)
+        if base is not None and all(str(c["level"]) != "0" for c in cells):
+            cells.insert(0, {**base, "level": "0", "level_value": "baseline"})
+    if not by_factor:  # a suite of the baseline alone
+        for env_id, c in baseline.items():
+            by_factor[(env_id, BASELINE_FACTOR)].append(c)
     parts = ["<h2>Success per factor and level</h2>"]
     plots = []
     for n, ((env_id, factor), cells) in enumerate(sorted(by_factor.items())):

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from embodied_mm.cli.main import app
 from embodied_mm.data.video import count_frames
 from embodied_mm.envs.presentation import banner_height
-from embodied_mm.eval.clips import ClipBudget
+from embodied_mm.eval.clips import ClipBudget, ClipRecorder
 from embodied_mm.eval.vector_rollout import rollout_batch
 from embodied_mm.policies.recipes import make_policy
 from embodied_mm.runtime.inference import ChunkResult
@@ -27,6 +27,24 @@ def test_budget_keeps_the_first_failures_and_the_first_success(tmp_path: Path) -
     outcomes = [False, True, True, False, False, True]
     assert [budget.take(s) for s in outcomes] == [True, True, False, True, False, False]
     assert budget.spent
+
+
+def test_clips_are_kept_in_seed_order_whatever_order_the_episodes_end(tmp_path: Path) -> None:
+    budget = ClipBudget(tmp_path, max_failures=1, max_successes=1)
+    recorder = ClipRecorder(None, [7, 8, 9], ["a", "b", "c"], camera="policy", fps=10,
+                            budget=budget)  # fmt: skip
+    obs = {"pixels": {"front": np.zeros((3, 16, 16, 3), dtype=np.uint8)}}  # (N, H, W, 3)
+    for _ in range(3):
+        recorder.capture(obs, range(3), [None] * 3)
+    records = [{"success": True}, {"success": True}, {"success": False}]
+    for i in (2, 1, 0):  # the last env ends first
+        recorder.episode_ended(i, records[i])
+    recorder.finish()
+    assert [r.get("video") for r in records] == [str(tmp_path / "episode_000007.mp4"), None,
+                                                  str(tmp_path / "episode_000009.mp4")]  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["episode_000007.mp4",
+                                                          "episode_000009.mp4"]  # fmt: skip
+    assert count_frames(tmp_path / "episode_000007.mp4") == 3
 
 
 @pytest.mark.slow

@@ -64,16 +64,19 @@ def plain_run(tmp_path: Path) -> Path:
     return run
 
 
-LEVELS = {"lighting": ["0", "1", "2", "3"], "camera_shift": ["0", "1", "2"]}
+# like a real suite: levels from 1, the unperturbed baseline is its own cell (factor "none")
+LEVELS = {"lighting": ["1", "2", "3"], "camera_shift": ["1", "2"]}
 
 
 @pytest.fixture
 def suite_run(tmp_path: Path) -> Path:
-    """``eval --suite robustness``: 2 factors (4 and 3 levels), 4 episodes per cell."""
+    """``eval --suite robustness``: the baseline and 2 factors (3 and 2 levels), 4 episodes
+    per cell; level k fails k of them."""
     run = tmp_path / "suite"
     cells = []
-    for factor, levels in LEVELS.items():
-        for k, level in enumerate(levels):
+    for factor, levels in (("none", ["0"]), *LEVELS.items()):
+        for level in levels:
+            k = int(level)
             rel = f"cells/{factor}-{level}/eval_info.json"
             seeds = range(100000, 100004)
             records = []
