@@ -48,7 +48,7 @@ def _ci(ci: Any) -> str:
 
 def _table(table_id: str, head: list[str], rows: list[list[str]], num_from: int = 99) -> str:
     """``rows`` hold HTML already escaped; columns from ``num_from`` on are right-aligned."""
-    th = "".join(f"<th>{h}</th>" for h in head)
+    th = "".join(f"<th>{h}</th>" for h in head) if any(head) else ""
     body = "".join(
         "<tr>"
         + "".join(
@@ -58,7 +58,8 @@ def _table(table_id: str, head: list[str], rows: list[list[str]], num_from: int 
         + "</tr>"
         for r in rows
     )
-    return f'<table id="{table_id}"><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>'
+    thead = f"<thead><tr>{th}</tr></thead>" if th else ""
+    return f'<table id="{table_id}">{thead}<tbody>{body}</tbody></table>'
 
 
 def _interventions(counts: dict[str, int] | None) -> str:
@@ -83,7 +84,7 @@ def _run_section(data: RunData) -> str:
     if data.info is not None and "overall" in data.info:
         ov = data.info["overall"]
         items.append(("overall", f"{_pct(ov.get('success_rate', 0.0))} of {ov.get('episodes')}"))
-    rows = [[_e(k), _e(v)] for k, v in items]
+    rows = [[_e(k), _e(v)] for k, v in items if v != "?"]  # what this kind of run records
     return "<h2>Run</h2>" + _table("run", ["", ""], rows)
 
 
@@ -158,7 +159,7 @@ def _episode(record: dict[str, Any], group: EpisodeGroup, run_dir: Path) -> str:
     plan_html = (
         "".join(f'<div class="plan">{_e(p)}</div>' for p in plans)
         if plans
-        else '<span class="muted">no plan text (the policy was not asked for one)</span>'
+        else '<span class="muted">none (ask for it with eval --plan)</span>'
     )
     src = _video_src(record.get("video"), group.base_dir, run_dir)
     video = (
