@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+
 import typer
 
 from embodied_mm.cli.app import bench_app
@@ -17,6 +21,9 @@ def bench_model(
     iters: int = typer.Option(50, min=5, help="Timed calls per measurement."),
     recipe: list[str] = typer.Option([], help="Recipes to run (default: all)."),
     threads: int = typer.Option(0, help="torch intra-op threads (0: torch's default)."),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Also write the rows and the machine to this JSON file."
+    ),
 ) -> None:
     """Per recipe: params, predict_chunk p50/p99 at batch 1, actions/s, framework overhead."""
     import torch
@@ -43,3 +50,9 @@ def bench_model(
     comparison = head_comparison(rows)
     if comparison:
         typer.echo(comparison)
+    if json_out is not None:
+        data = {"command": "embodied-mm bench model", "size": size, "device": where,
+                "torch": torch.__version__, "iters": iters,
+                "rows": [dataclasses.asdict(r) for r in rows]}  # fmt: skip
+        json_out.write_text(json.dumps(data, indent=1) + "\n")
+        typer.echo(f"wrote {json_out}")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from embodied_mm.errors import UsageError
 from embodied_mm.export.graph import (
     GRAPH_HEADS,
     ActionGraph,
@@ -44,7 +45,10 @@ from embodied_mm.features import ACTION
 from embodied_mm.fsio import sha256_file
 from embodied_mm.model.modeling_vla import VLAPolicy
 from embodied_mm.model.pretrained import CONFIG_FILE, WEIGHTS_FILE
+from embodied_mm.model.vlm_families import VLM_FAMILIES
 from embodied_mm.processor.core import PROCESSOR_FILE
+from embodied_mm.processor.tokenize import TokenizeTask
+from embodied_mm.processor.vlm_prompt import VLMPrompt
 
 OPSET = 17
 QUANTIZE = ("int8",)
@@ -66,7 +70,7 @@ def example_inputs(
     export's trace inputs, and fresh inputs for parity checks."""
     cfg = policy.config
     gen = torch.Generator().manual_seed(seed)
-    s, length = cfg.image_size, cfg.max_text_tokens
+    s, length = cfg.image_size, text_length(policy)
     inputs = [
         torch.randint(0, 256, (batch, s, s, 3), generator=gen, dtype=torch.uint8)
         for _ in cfg.cameras
@@ -80,10 +84,69 @@ def example_inputs(
         pad = max(0, length - max(1, n - i))
         mask[i, :pad] = 0
         ids[i, :pad] = policy.pad_id
+    tokenize = policy.processor.step(TokenizeTask)
+    if isinstance(tokenize, VLMPrompt):  # ids in the VLM's prompt, its image tokens in place
+        ids, mask = _prompt_ids(tokenize, batch, n, gen, len(policy.tokenizer))
     inputs += [ids, mask]
     if needs_noise_input(policy):
         inputs.append(torch.randn(batch, cfg.chunk_size, cfg.action_dim, generator=gen))
     return inputs
+
+
+# VLM families whose image path the TorchScript trace cannot hold, and why.
+VLM_NOT_EXPORTABLE = {
+    family: "its vision embeddings bucketize patch coordinates into position ids, which "
+    "the exporter writes as a float index (an invalid graph)"
+    for family in ("smolvlm", "idefics3")
+}
+# ... and those it holds only for the batch size it traced.
+VLM_FIXED_BATCH = {
+    "qwen2_vl": "its vision tower splits attention per image by sizes computed in Python, "
+    "which the trace fixes to the example's image count"
+}
+
+
+def check_vlm_export(family: str, batch: int | None) -> None:
+    """A one-line error where a VLM family's graph cannot be exported (with ``batch``)."""
+    if family in VLM_NOT_EXPORTABLE:
+        exportable = sorted(
+            f for f in VLM_FAMILIES.names() if f not in VLM_NOT_EXPORTABLE
+        )  # fmt: skip
+        raise UsageError(
+            f"cannot export a {family!r} VLM policy to ONNX: {VLM_NOT_EXPORTABLE[family]}; "
+            f"VLM families that export: {', '.join(exportable)}"
+        )
+    if family in VLM_FIXED_BATCH and batch is None:
+        raise UsageError(
+            f"a {family!r} VLM policy exports only with a fixed batch size (--batch N): "
+            f"{VLM_FIXED_BATCH[family]}"
+        )
+
+
+def text_length(policy: VLAPolicy) -> int:
+    """The graph's fixed instruction length: the longest ids the pipeline's tokenisation
+    gives (a VLM's prompt format around ``max_text_tokens`` instruction ids)."""
+    return policy.processor.step(TokenizeTask).max_length
+
+
+def _prompt_ids(
+    prompt: VLMPrompt, batch: int, n: int, gen: torch.Generator, vocab: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded prompt ids (B, L) and mask (B, L) around random instructions of
+    ``n - i`` tokens (sample i)."""
+    prompt.fixed_length = prompt.max_length
+    try:
+        rows = []
+        for i in range(batch):
+            words = torch.randint(0, vocab, (max(1, min(n - i, prompt.params.max_tokens)),),
+                                  generator=gen)  # fmt: skip
+            rows.append(" ".join(str(int(w)) for w in words))
+        prompt.reset()
+        ids, mask = prompt.encode(rows)  # digits as instructions: any text will do
+    finally:
+        prompt.fixed_length = None
+        prompt.reset()
+    return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
 _DTYPES = {torch.uint8: "uint8", torch.int64: "int64", torch.float32: "float32"}
@@ -141,6 +204,8 @@ def export_graphs(
     """
     policy = policy.to("cpu").eval()
     kind = policy.config.head.kind
+    if policy.config.vlm is not None:
+        check_vlm_export(policy.config.vlm.family, batch)
     obs = example_inputs(policy, batch=batch or 2)
     obs_names = observation_names(policy)
     b_axis = {0: BATCH} if batch is None else {}
@@ -338,7 +403,7 @@ def _fp32_manifest(
         state_dim=cfg.state_dim,
         action_dim=cfg.action_dim,
         chunk_size=cfg.chunk_size,
-        text_len=cfg.max_text_tokens,
+        text_len=text_length(policy),
         pad_id=policy.pad_id,
         batch=batch,
         graphs=graphs,

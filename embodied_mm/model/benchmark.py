@@ -85,7 +85,9 @@ def bare_compute(policy: VLAPolicy, obs: dict) -> tuple[Callable[[], object], Ca
     The second calls the networks one after another exactly as ``predict_chunk`` needs them
     (towers, projector, proprio MLP, backbone, head: LM-head rows + argmax + embedding per
     token for ``discrete``, the expert's Euler steps for ``flow``) with no input handling,
-    tokenisation, normalisation, masks or position ids.
+    tokenisation, normalisation, masks or position ids. For a VLM policy the image path is
+    the VLM's own (vision tower + its projector, :meth:`VLMBackbone.encode_images`); the
+    prompt's embedding and the placeholder fill count as framework.
     """
     device = policy.device
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -96,7 +98,8 @@ def bare_compute(policy: VLAPolicy, obs: dict) -> tuple[Callable[[], object], Ca
     bb = policy.backbone
     vision = policy.vision
     n_cams = len(policy.config.cameras)
-    size = vision.towers[0].image_size
+    vlm = policy.config.vlm
+    size = vlm.image_size if vision is None else vision.towers[0].image_size
     pixels = torch.rand(b * n_cams, 3, size, size, device=device)
     state = torch.randn(b, policy.config.state_dim, device=device)
     k, d = policy.config.chunk_size, policy.config.action_dim
@@ -126,12 +129,18 @@ def bare_compute(policy: VLAPolicy, obs: dict) -> tuple[Callable[[], object], Ca
     else:
         raise TypeError(f"no bare-compute model for head {type(head).__name__}")
 
-    def compute() -> object:
+    def images() -> None:
+        if vision is None:  # a VLM's own tower and projector
+            bb.encode_images(pixels)  # type: ignore[attr-defined]
+            return
         feats = vision.towers[0].model(pixel_values=pixels).last_hidden_state
         if not vision.shared:  # per-camera towers: one call each
             for t in list(vision.towers)[1:]:
                 t.model(pixel_values=pixels[:b])
         policy.projector(feats)
+
+    def compute() -> object:
+        images()
         policy.proprio(state)
         out = backbone()
         if isinstance(head, ChunkHead):

@@ -82,6 +82,11 @@ class TokenizeTask(Step):
                 mask[i, width - len(r) :] = 1
         return ids, mask
 
+    @property
+    def max_length(self) -> int:
+        """The longest ids an instruction gives: what a fixed-shape graph pads to."""
+        return self.params.max_tokens
+
     def wrap(self, ids: list[int]) -> list[int]:
         """The ids of one instruction as the model reads them (a prompt format around them:
         ``vlm_prompt``); here unchanged."""

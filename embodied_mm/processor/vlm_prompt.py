@@ -36,11 +36,6 @@ class VLMPromptParams:
         if self.max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1; got {self.max_tokens}")
 
-    @property
-    def length(self) -> int:
-        """The longest prompt: what a fixed-shape graph pads to."""
-        return len(self.prefix_ids) + self.max_tokens + len(self.suffix_ids)
-
 
 class VLMPrompt(TokenizeTask):
     """``tokenize_task`` whose ids are wrapped in the VLM's prompt (see the module docstring)."""
@@ -53,6 +48,11 @@ class VLMPrompt(TokenizeTask):
     @classmethod
     def from_params(cls, params: VLMPromptParams, resources: Resources) -> VLMPrompt:  # type: ignore[override]
         return cls(params, resources.tokenizer)  # type: ignore[arg-type]
+
+    @property
+    def max_length(self) -> int:
+        p = self.params
+        return len(p.prefix_ids) + p.max_tokens + len(p.suffix_ids)
 
     def wrap(self, ids: list[int]) -> list[int]:
         p = self.params

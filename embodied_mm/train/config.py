@@ -49,7 +49,6 @@ _COUNTS = (
     "batch_size",
     "grad_accum",
     "align_samples",
-    "n_obs_steps",
     "log_every",
     "save_every",
     "keep_last",
@@ -93,7 +92,6 @@ class TrainConfig(Checked):
         default_factory=lambda: ["embodied_mm/PickLift-v0", "embodied_mm/StackCube-v0"]
     )
     align_samples: int = 2000  # align stage: caption pairs rendered
-    n_obs_steps: int = 1  # observation frames per sample
     # > 0: real-time chunking prefix conditioning (chunk head): each sample gets a random
     # delay d in 0..D and its first d ground-truth actions as input, so that --mode rtc can
     # continue a committed prefix; sets policy.head.rtc_max_delay
@@ -189,13 +187,14 @@ def load_train_config(
     Raises:
         ConfigError: naming the file or the flag of the first wrong value.
     """
-    flags = parse_flags(TrainConfig, _old_style_checked(list(args)))
+    flags = parse_flags(TrainConfig, _removed_flags_dropped(_old_style_checked(list(args))))
     flag_file = flags.pop("config_path", None)  # draccus's own spelling of --config
     config_file = config_file or flag_file
     source = str(config_file) if config_file else None
     file_values = read_mapping(config_file) if config_file else {}
     if saved_run:
         file_values = migrate_saved_run(file_values)
+    file_values = _removed_fields_dropped(file_values, source)
     _reject_old_policy_values(file_values, source, flag=False)
     _reject_old_policy_values(flags, None, flag=True)
     layers = [(file_values, source, False), (flags, None, True)]
@@ -264,6 +263,55 @@ _OLD_STYLE = "--policy-overrides is gone: set each policy field as its own flag,
 _EXAMPLE = "--policy.chunk_size 16 --policy.vision.film true"
 
 
+# Fields of earlier releases that this one dropped, with the one value that trains what it
+# trained then. n_obs_steps decoded T observation frames per sample, of which the policy used
+# only the last: training with observation history was never implemented, so the option went.
+REMOVED_FIELDS = {"n_obs_steps": 1}
+_REMOVED_WHY = {
+    "n_obs_steps": "observation history is not supported (the policy reads the latest frame)"
+}
+
+
+def _removed_message(name: str, value: object) -> str:
+    kept = REMOVED_FIELDS[name]
+    return f"{_REMOVED_WHY[name]}: remove it or set {kept}, got {value!r}"
+
+
+def _removed_fields_dropped(values: dict[str, Any], source: str | None) -> dict[str, Any]:
+    """A file's values without the :data:`REMOVED_FIELDS` that hold their kept value (an older
+    run's config.yaml says ``n_obs_steps: 1``); any other value is a one-line ConfigError."""
+    for name, kept in REMOVED_FIELDS.items():
+        if name in values:
+            if values[name] != kept:
+                raise ConfigError((name,), _removed_message(name, values[name]), source)
+            values = {k: v for k, v in values.items() if k != name}
+    return values
+
+
+def _removed_flags_dropped(args: list[str]) -> list[str]:
+    """The flags without ``--NAME VALUE`` (or ``--NAME=VALUE``) of a removed field that holds
+    its kept value; any other value is a one-line ConfigError."""
+    out, i = [], 0
+    while i < len(args):
+        name, eq, text = args[i].partition("=")
+        field = name.removeprefix("--").replace("-", "_")
+        if not name.startswith("--") or field not in REMOVED_FIELDS:
+            out.append(args[i])
+            i += 1
+            continue
+        if not eq:
+            text = args[i + 1] if i + 1 < len(args) else ""
+            i += 1
+        i += 1
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        if value != REMOVED_FIELDS[field]:
+            raise ConfigError((field,), _removed_message(field, value), flag=True)
+    return out
+
+
 def _old_style_checked(args: list[str]) -> list[str]:
     """One line for the flags of earlier releases instead of an unknown-option error."""
     for arg in args:
@@ -314,6 +362,9 @@ def digest_differences(saved_digest: str, cfg: TrainConfig) -> list[str]:
     which included them. A digest from before the policy was part of TrainConfig (recipe name
     and overrides) is compared as the policy they give."""
     saved = {**_ADDED_FIELDS, **_digest_in_todays_layout(json.loads(saved_digest))}
+    for name, kept in REMOVED_FIELDS.items():  # a digest saved while the field existed
+        if saved.get(name) == kept:
+            del saved[name]
     now = json.loads(config_digest(cfg))
     names = (set(saved) | set(now)) - set(_NOT_TRAINING)
     return sorted(n for n in names if saved.get(n) != now.get(n))

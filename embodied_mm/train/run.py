@@ -139,7 +139,6 @@ def load_datasets(cfg: TrainConfig, policy_config: Any) -> tuple[Dataset, list[A
         parts.append(
             build_window_dataset(
                 root,
-                cfg.n_obs_steps,
                 chunk_size=policy_config.chunk_size,
                 final_state=policy_config.goal_loss_weight > 0,
                 # frames as a camera gives them: the policy's processor pipeline converts and

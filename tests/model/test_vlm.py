@@ -151,3 +151,26 @@ def test_gradient_checkpointing_gives_the_same_gradients(family):
             )
         )
     torch.testing.assert_close(grads[0], grads[1])
+
+
+@pytest.mark.parametrize("family", VLM_KINDS)
+def test_discrete_bins_are_added_vocabulary_and_plans_use_the_lm_head(family):
+    policy = policy_of(family, "discrete")
+    bb = policy.backbone
+    offset = policy.head.token_offset
+    assert offset == bb.cfg.extra_token_offset >= len(policy.tokenizer)
+    assert bb.vocab_size >= offset + policy.config.head.num_bins
+    batch = make_batch(2, plans=True)
+    loss, metrics = policy.compute_loss(batch)
+    loss.backward()
+    assert "ce" in metrics and "plan_ce" in metrics
+    assert bb.lm.get_input_embeddings().weight.grad[offset:].abs().sum() > 0  # the bins' rows
+    policy.eval()
+    obs = obs_only(make_batch(2, seed=5))
+    chunk = policy.predict_chunk(obs)
+    assert chunk.shape == (2, CHUNK, ACTION_DIM)
+    for i in range(2):
+        alone = {k: v[i : i + 1] for k, v in obs.items()}
+        torch.testing.assert_close(policy.predict_chunk(alone), chunk[i : i + 1])
+    plans = policy.generate_plan(obs, max_new_tokens=4)
+    assert len(plans) == 2 and all(isinstance(p, str) for p in plans)
