@@ -44,3 +44,16 @@ def test_a_take_over_with_the_leader_elsewhere_walks_the_follower_there(rig):  #
     np.testing.assert_allclose(np.diff(pan), per_step, atol=1e-6)  # then the rate limit
     assert pan[-1] < far[0] - 0.5  # 12 steps in, still far from the leader
     assert result.interventions[Intervention.MAX_DELTA.value] == 11
+
+
+def test_abort_beside_the_leader_is_the_e_stop_and_the_follower_holds(rig):  # noqa: F811
+    _, leader, follower_emu, follower, safety = rig
+    presses = iter([[TeleopEvent.TAKEOVER], [], [TeleopEvent.ABORT]])  # t, then Ctrl-C
+    takeover = Takeover(leader, controls=[lambda: next(presses, [])], estop=safety.estop)
+    executor = make_executor("open_loop", NotWhileThePersonDrives())
+    loop = ControllerLoop(follower, executor, safety, HZ, task="follow", paced=False,
+                          takeover=takeover)  # fmt: skip
+    result = loop.run(20)
+    assert result.stop_reason == "estop" and result.steps == 3
+    assert safety.estop.reason == f"abort on {leader.name}"
+    assert all(m.torque for m in follower_emu.motors.values())  # held, not limp

@@ -154,3 +154,31 @@ def test_record_needs_a_whole_number_rate_and_resume_needs_record(tmp_path):
         DeployConfig(hz=12.5, record=tmp_path / "ds")
     with pytest.raises(UsageError, match="--resume continues a --record dataset"):
         DeployConfig(resume=True)
+
+
+def test_next_ends_the_episode_and_stop_the_run_keeping_both(policy, tmp_path):
+    A, START = 0, 7
+    script = {  # reads count on across episodes: episode 1 starts at read 11
+        10: [lambda p: p.press(A)],  # next, at step 9 of episode 0
+        11: [lambda p: p.press(A, False)],
+        16: [lambda p: p.press(START)],  # stop, at step 5 of episode 1
+    }
+    vpad = VirtualGamepad()
+    vpad.tilt(RIGHT_Y, 0.0)
+    hands = Hands(GamepadTeleop(vpad.index), vpad, script)
+    robot = SimRobot("embodied_mm/PickLift-v0")
+    robot.connect()
+    hands.connect()
+    try:
+        config = DeployConfig(mode="open_loop", hz=20, max_steps=30, episodes=3,
+                              record=tmp_path / "ds")  # fmt: skip
+        results = run_episodes(robot, policy, policy.metadata(), config,
+                               takeover=Takeover(hands))  # fmt: skip
+    finally:
+        hands.disconnect()
+        robot.disconnect()
+        vpad.close()
+    assert [(r.stop_reason, r.steps) for r in results] == [("next", 10), ("stop", 6)]
+    report = check_dataset(tmp_path / "ds")
+    assert report.ok, report.errors
+    assert report.episodes == 2 and len(frames(tmp_path / "ds")) == 16
