@@ -17,7 +17,7 @@ import numpy as np
 from embodied_mm.data import lerobot_format as fmt
 from embodied_mm.data.reader import DatasetMeta, FrameTable, load_frames
 from embodied_mm.data.video import DEFAULT_TOLERANCE_S
-from embodied_mm.features import ACTION, OBS_STATE
+from embodied_mm.features import ACTION, INTERVENTION, OBS_STATE
 
 REQUIRED_V30_INFO = (
     "robot_type",
@@ -62,6 +62,7 @@ def check_dataset(root: Path, tolerance_s: float = DEFAULT_TOLERANCE_S) -> Check
     report.episodes, report.frames = len(meta.episodes), len(frames)
     _check_timestamps(meta, frames, report, tolerance_s)
     _check_tasks(meta, frames, report)
+    _check_interventions(meta, frames, report)
     _check_videos(meta, report, tolerance_s)
     _check_stats(meta, report)
     return report
@@ -112,6 +113,23 @@ def _check_timestamps(
             report.errors.append(
                 f"{ep.data_file}: episode {ep.episode_index}: timestamp of frame {k} is "
                 f"{float(ts[rows][k]):.6f}s, expected {k / meta.fps:.6f}s (1/fps steps)"
+            )
+
+
+def _check_interventions(meta: DatasetMeta, frames: FrameTable, report: CheckReport) -> None:
+    """``intervention`` (deploy --record) is a flag: 0 (the policy drove) or 1 (a person)."""
+    if INTERVENTION not in frames.columns:
+        return
+    values = np.asarray(frames.columns[INTERVENTION])
+    offset = 0
+    for ep in meta.episodes:
+        rows = values[offset : offset + ep.length]
+        offset += ep.length
+        bad = sorted(set(np.unique(rows).tolist()) - {0, 1})
+        if bad:
+            report.errors.append(
+                f"{ep.data_file}: episode {ep.episode_index}: {INTERVENTION!r} holds {bad[:5]}; "
+                "it is 0 (the policy drove) or 1 (a person did)"
             )
 
 

@@ -2,8 +2,11 @@
 without --resume, one from `record` (no intervention flags), one another process writes."""
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from embodied_mm.data.check import check_dataset
 from embodied_mm.data.deploy_dataset import DeployDataset
 from embodied_mm.data.episode import EpisodeBuffer
 from embodied_mm.data.teleop_recorder import dataset_features, robot_type
@@ -70,3 +73,18 @@ def test_frames_of_one_episode_give_the_same_extras(robot):
     buffer = holding(robot, 1)
     with pytest.raises(ValueError, match="frame extras"):
         buffer.add({}, np.zeros(7))
+
+
+def test_dataset_check_accepts_the_flags_and_names_a_value_that_is_not_one(robot, tmp_path):
+    root = tmp_path / "ds"
+    with DeployDataset(root, robot, 20) as ds:
+        ds.commit(holding(robot, 4), seed=0, success=True)
+    report = check_dataset(root)
+    assert report.ok, report.errors
+    path = next(root.glob("data/*/*.parquet"))
+    table = pq.read_table(path)
+    flags = pa.array(np.array([0, 1, 2, 1], dtype=np.uint8))
+    pq.write_table(table.set_column(table.schema.get_field_index(INTERVENTION), INTERVENTION,
+                                    flags), path)  # fmt: skip
+    report = check_dataset(root)
+    assert any("'intervention' holds [2]" in e for e in report.errors), report.errors
