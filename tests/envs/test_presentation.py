@@ -77,3 +77,24 @@ def test_an_unknown_video_camera_is_a_usage_error(tmp_path) -> None:
     with pytest.raises(UsageError, match="--video-camera 'side': use one of presentation, policy"):
         rollout("embodied_mm/ReachObject-v0", "mujoco", "scripted", 1, tmp_path,
                 video_camera="side")  # fmt: skip
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_policy_cameras_are_pixel_identical_to_a_scene_without_it(engine: str) -> None:
+    """The presentation camera (and MuJoCo's larger offscreen buffer it needs) leaves the
+    observed images bit for bit as before: the shipped policy sees the same frames."""
+    import dataclasses
+
+    env, bare = TabletopEnv("pick_lift", engine=engine), TabletopEnv("pick_lift", engine=engine)
+    bare.scene = dataclasses.replace(bare.scene, presentation=None)  # before the engine exists
+    try:
+        obs, _ = env.reset(seed=11)
+        env.render_presentation()
+        bare_obs, _ = bare.reset(seed=11)
+        with pytest.raises(KeyError, match="unknown camera 'presentation'"):
+            bare.render_presentation()
+        for cam in ("front", "wrist"):
+            np.testing.assert_array_equal(obs["pixels"][cam], bare_obs["pixels"][cam])
+    finally:
+        env.close()
+        bare.close()
