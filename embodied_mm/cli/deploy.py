@@ -88,7 +88,7 @@ def deploy(
     camera: list[str] = typer.Option([], help="name=source OpenCV camera (real arms), repeatable."),
     timeout: float = typer.Option(2.0, help="Seconds to wait for the server per request."),
     connect_wait: float = typer.Option(
-        30.0, help="Seconds to keep retrying the first connection to --server (it may be starting)."
+        120.0, help="Seconds to keep retrying the first connection to --server (it may be starting)"
     ),
     refill_at: int = typer.Option(4, help="async: request the next chunk at this many queued."),
     command_hz: float | None = typer.Option(
