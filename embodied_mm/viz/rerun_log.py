@@ -15,9 +15,9 @@ Entity paths (one recording per command)::
     episode                TextLog                     at each episode's first step
 
 Usage analytics: logging to a file sends nothing; the Rerun *viewer* reports anonymous
-usage. :func:`open_rerun` spawns it with ``CI=1`` in its environment, which turns its
-analytics off (``rerun analytics disable`` does so for good); Rerun itself never waits on
-them.
+usage. :func:`spawn_viewer` starts it with ``CI=1`` in its environment (Rerun's switch:
+analytics off on CI machines), and ``rerun analytics disable`` turns them off for good. The
+viewer is a separate process: nothing in our command waits on it.
 
 ``rerun-sdk`` is the optional extra ``[viz]``: without it ``--display rerun`` is a one-line
 error saying how to install it.
@@ -26,6 +26,12 @@ error saying how to install it.
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -120,12 +126,12 @@ class RerunLog:
             self.rec.log("episode", self.rr.TextLog(f"episode {index}"))
 
     def close(self) -> None:
-        self.rec.flush()
+        self.rec.flush(timeout_sec=10.0)  # a viewer closed meanwhile must not hang the command
         self.rec.disconnect()
 
 
 def open_rerun(app_id: str, rrd: Path | None = None) -> RerunLog:
-    """A recording to ``rrd`` (an ``.rrd`` file), or streamed to a spawned viewer."""
+    """A recording to ``rrd`` (an ``.rrd`` file), or streamed to a viewer started for it."""
     rr = _import_rerun()
     rec = rr.RecordingStream(f"embodied_mm_{app_id}")
     if rrd is not None:
@@ -135,16 +141,58 @@ def open_rerun(app_id: str, rrd: Path | None = None) -> RerunLog:
         rrd.parent.mkdir(parents=True, exist_ok=True)
         rec.save(str(rrd))
     else:
-        saved = os.environ.get("CI")
-        os.environ["CI"] = "1"  # the viewer's usage analytics off (see the module docstring)
-        try:
-            rec.spawn()
-        finally:
-            if saved is None:
-                os.environ.pop("CI", None)
-            else:
-                os.environ["CI"] = saved
+        rec.connect_grpc(f"rerun+http://127.0.0.1:{spawn_viewer()}/proxy")
     return RerunLog(rec, rr)
+
+
+def _viewer_executable() -> str | None:
+    """The ``rerun`` viewer rerun-sdk installs beside this interpreter (also when its bin
+    directory is not on PATH), else the one on PATH."""
+    here = Path(sys.executable).parent / "rerun"
+    return str(here) if here.is_file() else shutil.which("rerun")
+
+
+def spawn_viewer(wait_s: float = 20.0) -> int:
+    """Start a Rerun viewer on a free local port and return the port once it listens.
+
+    Not ``rr.spawn``: the viewer gets ``CI=1`` in its own environment only (its usage
+    analytics off, see the module docstring), and is found beside this interpreter. A
+    machine without a display, or a viewer that exits at start, is a one-line error that
+    points to ``--rrd``.
+    """
+    if sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    ):
+        raise UsageError(
+            "--display rerun needs a display for the viewer (no DISPLAY or WAYLAND_DISPLAY); "
+            "write the recording with --rrd PATH and open it with `rerun PATH` elsewhere"
+        )
+    exe = _viewer_executable()
+    if exe is None:
+        raise UsageError("no `rerun` viewer executable: pip install 'embodied-mm[viz]'")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "CI": "1", "RERUN_APP_ONLY": "true"}
+    # the viewer keeps its own copy of this file's descriptor; ours only reads why it failed
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen([exe, "--port", str(port)], env=env, stdout=log, stderr=log,
+                                start_new_session=True)  # fmt: skip
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and proc.poll() is None:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    time.sleep(0.5)  # a viewer that cannot open its window exits right after
+                    if proc.poll() is None:
+                        return port
+            time.sleep(0.1)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.seek(0)
+        lines = [ln for ln in log.read().decode(errors="replace").splitlines() if ln.strip()]
+    why = lines[-1].strip() if lines else f"exit code {proc.returncode}"
+    raise UsageError(f"the Rerun viewer did not start ({why}); use --rrd PATH instead")
 
 
 def display_log(display: str, rrd: Path | None, app_id: str) -> RerunLog | None:

@@ -41,3 +41,19 @@ def test_display_must_be_known_and_rrd_must_end_in_rrd(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["rollout", "--env", ENV, "--episodes", "1",
                               "--rrd", str(tmp_path / "run.txt")])  # fmt: skip
     assert bad.exit_code == 2 and "must end in .rrd" in bad.output
+
+
+def test_a_viewer_that_cannot_start_is_a_one_line_error(monkeypatch, tmp_path: Path) -> None:
+    runner = CliRunner()
+    args = ["rollout", "--env", ENV, "--episodes", "1", "--display", "rerun"]
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "needs a display for the viewer" in result.output
+    assert "--rrd PATH" in result.output
+    # a display that is not there: the real viewer starts, fails, and says why
+    monkeypatch.setenv("DISPLAY", ":97")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "the Rerun viewer did not start (" in result.output and "use --rrd" in result.output
+    assert result.output.strip().count("\n") == 0
