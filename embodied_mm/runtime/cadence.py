@@ -11,8 +11,8 @@ episode's ``summary.json``:
   for an action, near zero when inference overlaps execution), ``filter`` (the safety
   filter) and ``send`` (the command out);
 - ``delay`` (rtc only): the delay ``d`` of each prefixed request as a histogram {steps:
-  count}, its p50 and max, the steps each chunk actually took to arrive, and the estimator's
-  current value in ms.
+  count} and in order (``d_per_request``), its p50 and max, the steps each chunk actually took
+  to arrive (histogram and in order), and the estimator's current value in ms.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ def delay_report(executor: Any) -> dict[str, Any] | None:
         "d_p50": float(np.median(delays)) if delays else None,
         "d_max": int(max(delays)) if delays else None,
         "arrival_steps": _histogram(arrivals),
+        "d_per_request": [int(d) for d in delays],  # in order, each chunk's d
+        "arrival_per_chunk": [int(a) for a in arrivals],
         "estimate_steps": estimator.steps(),
         "estimate_ms": None if estimate_s is None else round(estimate_s * 1e3, 3),
     }

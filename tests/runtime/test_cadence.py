@@ -70,6 +70,8 @@ def test_an_rtc_episode_reports_its_delays_in_the_summary_and_status_line(sim):
     assert all(v is not None and v["p50"] >= 0 for v in cadence["stage_ms"].values())
     delay = cadence["delay"]
     assert delay["requests"] >= 3 and sum(delay["d_steps"].values()) == delay["requests"]
+    assert len(delay["d_per_request"]) == delay["requests"]
+    assert sum(delay["arrival_steps"].values()) == len(delay["arrival_per_chunk"]) >= 3
     assert all(1 <= int(d) <= 3 for d in delay["d_steps"])  # clamped to the policy's 3
     assert delay["estimate_ms"] >= 60.0  # the sleep is part of the measured time
     assert f" | d {delay['estimate_steps']} (p90 " in line
