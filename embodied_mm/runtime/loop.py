@@ -79,6 +79,7 @@ class ControllerLoop:
         episode: EpisodeBuffer | None = None,
         viz: RerunLog | None = None,
         commands: CommandStream | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         """``on_event``: receives operator messages as they happen (see the module docstring).
         ``policy_name``: how those messages name the policy, e.g. ``policy server ws://...``.
@@ -90,6 +91,8 @@ class ControllerLoop:
         ``commands``: ``--command-hz``: each step's filtered action becomes that many
         jerk-limited commands sent over the next period, each through the stream's own
         filter (:mod:`embodied_mm.runtime.command_interpolation`).
+        ``clock``: seconds, what stage and step times (and so deadline misses) are measured
+        with; pacing keeps wall time whatever it is (tests pass a fake one, unpaced).
         """
         if hz <= 0:
             raise ValueError(f"hz must be positive, got {hz}")
@@ -105,7 +108,8 @@ class ControllerLoop:
         self.on_step = on_step
         self.on_event = on_event
         self.policy_name = policy_name
-        self.timer = StageTimer(self.period)
+        self.clock = clock
+        self.timer = StageTimer(self.period, clock=clock)
         self.step = 0
         self.last_sent: np.ndarray | None = None  # (D,) the command of the last step
         self.error: str | None = None
@@ -126,7 +130,7 @@ class ControllerLoop:
         if self.commands is not None:
             self.commands.reset()
         for _ in range(max_steps):
-            t0 = time.perf_counter()
+            t0 = self.clock()
             try:
                 safe, raw, obs = self._step()
             except Exception as e:
@@ -162,7 +166,7 @@ class ControllerLoop:
             self._watch_policy(raw, policy_error)
             steps_run += 1
             self.step += 1
-            self.timer.end_step(time.perf_counter() - t0)
+            self.timer.end_step(self.clock() - t0)
             if self.on_step is not None:
                 self.on_step(self.step, self)
             if safe.stop:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -13,21 +13,28 @@ STAGES = ("observe", "preprocess", "infer", "postprocess", "act")
 
 
 class StageTimer:
-    """Keeps the last ``window`` durations of each named stage and of whole steps (seconds)."""
+    """Keeps the last ``window`` durations of each named stage and of whole steps (seconds),
+    as ``clock`` (seconds) measures them."""
 
-    def __init__(self, period_s: float, window: int = 10_000) -> None:
+    def __init__(
+        self,
+        period_s: float,
+        window: int = 10_000,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
         self.period_s = period_s
+        self.clock = clock
         self.samples: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=window))
         self.deadline_misses = 0
         self.steps = 0
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        t0 = time.perf_counter()
+        t0 = self.clock()
         try:
             yield
         finally:
-            self.samples[name].append(time.perf_counter() - t0)
+            self.samples[name].append(self.clock() - t0)
 
     def add(self, name: str, seconds: float) -> None:
         self.samples[name].append(seconds)
