@@ -60,18 +60,23 @@ def _sync(device: torch.device) -> None:
 
 
 def time_ms(
-    fn: Callable[[], object], device: torch.device, iters: int, warmup: int = 3
+    fn: Callable[[], object],
+    device: torch.device,
+    iters: int,
+    warmup: int = 3,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> list[float]:
-    """Wall time of ``fn`` per call in milliseconds, ``iters`` samples after ``warmup`` calls."""
+    """Time of ``fn`` per call in milliseconds on ``clock`` (seconds; wall time by default),
+    ``iters`` samples after ``warmup`` calls that are not timed."""
     for _ in range(warmup):
         fn()
     _sync(device)
     samples = []
     for _ in range(iters):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
         _sync(device)
-        samples.append((time.perf_counter() - t0) * 1e3)
+        samples.append((clock() - t0) * 1e3)
     return samples
 
 
@@ -175,17 +180,34 @@ def bench_policy(name: str, policy: VLAPolicy, iters: int = 50) -> ModelBenchRow
         lat += time_ms(lambda: policy.predict_chunk(obs), device, 1, warmup=1)
         backbone += time_ms(backbone_fn, device, 1, warmup=1)
         compute += time_ms(compute_fn, device, 1, warmup=1)
-    backbone_ms, compute_ms = _percentile(backbone, 0.5), _percentile(compute, 0.5)
-    p50 = _percentile(lat, 0.5)
     with torch.inference_mode():
         prefix_tokens = policy.prefix_from_inputs(policy.preprocess(obs))[0].shape[1]
+    return row_from_samples(
+        name, policy.num_parameters(), prefix_tokens, policy.config.chunk_size,
+        lat, backbone, compute,
+    )  # fmt: skip
+
+
+def row_from_samples(
+    name: str,
+    params: int,
+    prefix_tokens: int,
+    chunk_size: int,
+    lat: list[float],
+    backbone: list[float],
+    compute: list[float],
+) -> ModelBenchRow:
+    """The row for timed samples (ms) of ``predict_chunk`` (``lat``), the bare backbone and
+    the bare networks (percentiles interpolate linearly between samples)."""
+    backbone_ms, compute_ms = _percentile(backbone, 0.5), _percentile(compute, 0.5)
+    p50 = _percentile(lat, 0.5)
     return ModelBenchRow(
         recipe=name,
-        params=policy.num_parameters(),
+        params=params,
         prefix_tokens=prefix_tokens,
         p50_ms=p50,
         p99_ms=_percentile(lat, 0.99),
-        actions_per_s=policy.config.chunk_size / (p50 / 1e3),
+        actions_per_s=chunk_size / (p50 / 1e3),
         backbone_ms=backbone_ms,
         compute_ms=compute_ms,
         overhead_pct=(p50 / compute_ms - 1.0) * 100.0,
