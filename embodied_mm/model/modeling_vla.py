@@ -228,7 +228,8 @@ class VLAPolicy(nn.Module):
         """:meth:`prefix_from_tensors` plus the image features (B, C, N, Dv) it embedded."""
         b = state.shape[0]
         if self.vision is None:  # a VLM: its prompt holds the image tokens (model/vlm.py)
-            text, feats = self.backbone.embed_prompt(images, text_ids)  # (B, L, H), (B, C, N, H)
+            text, feats = self.backbone.embed_prompt(images, text_ids, text_mask is not None)
+            # text (B, L, H), feats (B, C, N, H)
             prop = self.proprio(state).to(text.dtype)  # (B, Ts, H)
             embeds = torch.cat([text, prop], dim=1)  # (B, P, H)
         else:

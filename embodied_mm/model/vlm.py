@@ -236,6 +236,8 @@ class VLMBackbone(Backbone):
                 f"the {cfg.family} prompt has {found} image tokens; expected "
                 f"{cameras} cameras × {self.image_tokens}"
             )
+        slots = [i for i, t in enumerate(self.prefix_ids) if t == self.image_token_id]
+        self.register_buffer("image_slots", torch.tensor(slots), persistent=False)  # (C·T,)
         self.mrope_table: torch.Tensor | None
         self.register_buffer("mrope_table", None, persistent=False)
         self.mrope_delta = 0
@@ -272,16 +274,19 @@ class VLMBackbone(Backbone):
         return self.family.encode(self.lm, pixels)
 
     def embed_prompt(
-        self, images: list[torch.Tensor], ids: torch.Tensor
+        self, images: list[torch.Tensor], ids: torch.Tensor, padded: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``images[c]`` (B, 3, S, S) per camera, ``ids`` (B, L) the ``vlm_prompt`` ids (one
         run of placeholders per camera, in camera order) → the prompt's embeddings (B, L, H)
-        with the image embeddings in the placeholders, and those embeddings (B, C, T, H)."""
+        with the image embeddings in the placeholders, and those embeddings (B, C, T, H).
+        ``padded=False`` (no row is padded): the placeholders sit where the template has them."""
         b, c = ids.shape[0], len(images)
         feats = self.encode_images(torch.cat(images, 0))  # (C·B, T, H), camera-major
         feats = feats.view(c, b, *feats.shape[1:]).transpose(0, 1)  # (B, C, T, H)
         text = self.embed(ids)  # (B, L, H)
         flat = feats.reshape(b, -1, feats.shape[-1]).to(text.dtype)  # (B, C·T, H)
+        if not padded:  # the batch-1 control loop: one copy into the template's slots
+            return text.index_copy(1, self.image_slots, flat), feats
         is_image = ids == self.image_token_id  # (B, L)
         # the k-th placeholder of a row takes its k-th image embedding
         slot = (is_image.long().cumsum(1) - 1).clamp(0, flat.shape[1] - 1)  # (B, L)
