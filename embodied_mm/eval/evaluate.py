@@ -21,6 +21,7 @@ import numpy as np
 from embodied_mm.errors import UsageError
 from embodied_mm.eval.clips import ClipBudget
 from embodied_mm.eval.progress import EvalProgress
+from embodied_mm.eval.smoothness import task_smoothness
 from embodied_mm.eval.stats import wilson_interval
 from embodied_mm.eval.vector_rollout import rollout_batch
 from embodied_mm.runtime.controller import ControlSpec
@@ -42,6 +43,8 @@ class TaskResult:
     interventions: dict[str, int] = field(default_factory=dict)  # safety filter, by kind
     video: str | None = None
     per_episode: list[dict[str, Any]] = field(default_factory=list)
+    # the episodes' smoothness figures summed up (eval/smoothness.py: task_smoothness)
+    smoothness: dict[str, Any] = field(default_factory=dict)
 
 
 def summarize_task(
@@ -54,6 +57,7 @@ def summarize_task(
         success_rate=s / n, ci95=wilson_interval(s, n),
         mean_length=float(np.mean([r["steps"] for r in records])),
         interventions=total_interventions(records), video=video, per_episode=records,
+        smoothness=task_smoothness(records),
     )  # fmt: skip
 
 

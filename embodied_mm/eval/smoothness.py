@@ -21,6 +21,7 @@ the commands produced.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -135,4 +136,25 @@ def smoothness(
         "boundaries": len(boundaries),
         "boundary_ratio": boundary_ratio(actions, boundaries),
         "rms_jerk": rms_jerk(actions, dt),
+    }
+
+
+def task_smoothness(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A task's smoothness from its episode records (their ``smoothness`` entries): the mean
+    and median ``boundary_ratio`` over the episodes that have one (``boundary_ratio_n``), and
+    the mean ``joint_rms_jerk``; ``{}`` when no record has figures."""
+    figures = [r["smoothness"] for r in records if r.get("smoothness")]
+    if not figures:
+        return {}
+    ratios = [f["boundary_ratio"] for f in figures if f.get("boundary_ratio") is not None]
+    jerks = [f["joint_rms_jerk"] for f in figures if f.get("joint_rms_jerk") is not None]
+
+    def rounded(values: list[float], how: Any) -> float | None:
+        return round(float(how(values)), 4) if values else None
+
+    return {
+        "boundary_ratio_mean": rounded(ratios, np.mean),
+        "boundary_ratio_median": rounded(ratios, np.median),
+        "boundary_ratio_n": len(ratios),
+        "joint_rms_jerk_mean": rounded(jerks, np.mean),
     }

@@ -77,3 +77,20 @@ def test_episode_motion_records_what_was_sent_and_reached():
     assert out["boundary_ratio"] == pytest.approx(0.5 / 0.1)  # the jump into step 4
     # joints q(k) = 1e-3 k³ per sample: third difference 6e-3, / dt³
     assert out["joint_rms_jerk"] == pytest.approx(6e-3 / 0.05**3)
+
+
+def test_task_summary_of_episode_figures():
+    from embodied_mm.eval.smoothness import task_smoothness
+
+    records = [
+        {"smoothness": {"boundary_ratio": 2.0, "joint_rms_jerk": 10.0}},
+        {"smoothness": {"boundary_ratio": None, "joint_rms_jerk": 20.0}},  # no boundary
+        {"smoothness": {"boundary_ratio": 5.0, "joint_rms_jerk": 30.0}},
+    ]
+    assert task_smoothness(records) == {
+        "boundary_ratio_mean": 3.5,
+        "boundary_ratio_median": 3.5,
+        "boundary_ratio_n": 2,
+        "joint_rms_jerk_mean": 20.0,
+    }
+    assert task_smoothness([{"seed": 1}]) == {}
