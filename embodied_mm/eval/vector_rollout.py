@@ -158,7 +158,7 @@ def rollout_batch(
             command = np.stack([slot.hold_action() for slot in slots]).astype(np.float32)  # (N, D)
             for i, (_, safe) in decided.items():
                 command[i] = safe.action
-                motion[i].sent(safe.action, getattr(controllers[i].executor, "chunk_step", None))
+                motion[i].sent(safe.action, controllers[i].executor.chunk_step)
                 if keep_actions:
                     actions[i].append(np.asarray(safe.action, dtype=np.float64).tolist())
             obs, _, terminated, truncated, info = envs.step(command)
