@@ -14,3 +14,8 @@ VIDEO_CAMERA_HELP = (
     "What videos show: presentation (480x360 view of the whole arm, instruction and plan drawn "
     "on) or policy (the front camera the policy sees)."
 )
+DISPLAY_HELP = (
+    "rerun: log cameras, state, raw and filtered actions, interventions and plan to a Rerun "
+    "viewer (or to --rrd PATH); none: no viewer."
+)
+RRD_HELP = "Write the Rerun recording to this .rrd file instead of a viewer (implies rerun)."

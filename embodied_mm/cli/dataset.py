@@ -9,8 +9,8 @@ from pathlib import Path
 import typer
 
 from embodied_mm.cli.app import app, bench_app
+from embodied_mm.cli.control import DISPLAY_HELP, RRD_HELP
 from embodied_mm.errors import UsageError
-from embodied_mm.viz.rerun_log import DISPLAY_HELP, RRD_HELP
 
 dataset_app = typer.Typer(help="Inspect, check and convert LeRobot-format datasets.")
 app.add_typer(dataset_app, name="dataset")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from embodied_mm.cli.app import app, bench_app
-from embodied_mm.viz.rerun_log import DISPLAY_HELP, RRD_HELP
+from embodied_mm.cli.control import DISPLAY_HELP, RRD_HELP
 
 if TYPE_CHECKING:
     from embodied_mm.runtime.inference import ChunkSource, LocalPolicy

@@ -9,13 +9,14 @@ import typer
 
 from embodied_mm.cli.app import app, bench_app
 from embodied_mm.cli.control import (
+    DISPLAY_HELP,
     HZ_HELP,
     LATENCY_HELP,
     MODE_HELP,
     REFILL_HELP,
+    RRD_HELP,
     VIDEO_CAMERA_HELP,
 )
-from embodied_mm.viz.rerun_log import DISPLAY_HELP, RRD_HELP
 
 ENGINE_NAMES = ("mujoco", "pybullet")
 

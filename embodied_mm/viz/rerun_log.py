@@ -42,11 +42,6 @@ from embodied_mm.errors import UsageError
 from embodied_mm.features import OBS_STATE
 
 DISPLAYS = ("none", "rerun")
-DISPLAY_HELP = (
-    "rerun: log cameras, state, raw and filtered actions, interventions and plan to a Rerun "
-    "viewer (or to --rrd PATH); none: no viewer."
-)
-RRD_HELP = "Write the Rerun recording to this .rrd file instead of a viewer (implies rerun)."
 IMAGE_PREFIX = "observation.images."
 
 
