@@ -22,7 +22,7 @@ def test_deploy_logs_every_step_to_an_rrd(tmp_path: Path) -> None:
     make_policy("vla-chunk").save_pretrained(ckpt)
     rrd, out = tmp_path / "deploy.rrd", tmp_path / "out"
     cmd = [sys.executable, "-m", "embodied_mm.cli.main", "deploy", "--robot", "sim:reach",
-           "--checkpoint", str(ckpt), "--mode", "open_loop", "--steps", "25", "--episodes", "2",
+           "--checkpoint", str(ckpt), "--mode", "open_loop", "--steps", "10", "--episodes", "2",
            "--hz", "200", "--out", str(out), "--display", "rerun", "--rrd", str(rrd)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
