@@ -114,6 +114,7 @@ class ControllerLoop:
         self.last_sent: np.ndarray | None = None  # (D,) the command of the last step
         self.error: str | None = None
         self._policy_lost = False
+        self._began: float | None = None  # perf_counter at the start of run
         self.takeover = takeover
         self.episode = episode
         self.viz = viz
@@ -125,6 +126,7 @@ class ControllerLoop:
         reason = "max_steps"
         plans: list[str] = []
         t_begin = time.perf_counter()
+        self._began = t_begin
         next_tick = t_begin
         steps_run = 0
         if self.commands is not None:
@@ -323,10 +325,18 @@ class ControllerLoop:
         if cam is not None and image_key(cam) in frame:
             self.recorder.add_frame(frame[image_key(cam)])
 
+    def _achieved_hz(self) -> str:
+        """`` | 19.6 Hz``: steps per second since the run began ("" before a step)."""
+        if self._began is None or self.step == 0:
+            return ""
+        elapsed = time.perf_counter() - self._began
+        return f" | {self.step / elapsed:4.1f} Hz" if elapsed > 0 else ""
+
     def status_line(self) -> str:
         """One line for the operator: step time, the model's inference time (not the loop's
         wait, which the async executor keeps near zero), the age of the chunk being played
-        (steps since its observation), deadline misses, interventions and the plan."""
+        (steps since its observation), the rate achieved so far, deadline misses,
+        interventions, the RTC delay and the plan."""
         p50, p99 = self.timer.percentiles_ms("step")
         model = self.executor.model_ms
         model50 = float(np.percentile(np.fromiter(model, dtype=np.float64), 50)) if model else None
@@ -335,6 +345,7 @@ class ControllerLoop:
         plan = (self.executor.plan or "")[:40]
         return (
             f"step {self.step:5d}"
+            + self._achieved_hz()
             + (" | PERSON drives" if self.person_driving else "")  # --teleop: taken over
             + f" | step p50 {p50:6.1f} ms p99 {p99:6.1f} ms | model p50 "
             + ("   n/a" if model50 is None else f"{model50:6.1f}")

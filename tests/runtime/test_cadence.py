@@ -1,5 +1,6 @@
 """The per-episode cadence report: rate, cycles over budget, ms per stage, RTC delays."""
 
+import re
 import time
 
 import pytest
@@ -75,6 +76,9 @@ def test_an_rtc_episode_reports_its_delays_in_the_summary_and_status_line(sim):
     assert all(1 <= int(d) <= 3 for d in delay["d_steps"])  # clamped to the policy's 3
     assert delay["estimate_ms"] >= 60.0  # the sleep is part of the measured time
     assert f" | d {delay['estimate_steps']} (p90 " in line
+    shown = re.search(r"^step +24 \| +([\d.]+) Hz \|", line)
+    assert shown is not None, line
+    assert float(shown.group(1)) == pytest.approx(result.achieved_hz, rel=0.2)
 
 
 def test_other_modes_have_no_delay_entry(sim, tiny_policy):
