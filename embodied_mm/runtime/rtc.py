@@ -44,7 +44,8 @@ def policy_rtc_max_delay(source: ChunkSource) -> int:
     if limit < 1:
         raise UsageError(
             "--mode rtc needs a policy that continues a committed prefix: train the chunk head "
-            "with --rtc-max-delay D (or use a flow head); this one was trained without it"
+            "with --rtc-max-delay D (or use a flow head); this one cannot (a chunk head trained "
+            "without it, a discrete head, or an ONNX export, which has no prefix input)"
         )
     return limit
 
