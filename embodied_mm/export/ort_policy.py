@@ -105,7 +105,14 @@ class OrtPolicy:
         tok_file = self.export_dir / TOKENIZER_DIR / "tokenizer.json"
         if not tok_file.is_file():
             raise ManifestError(f"the export's tokenizer {tok_file} is missing")
-        self.tokenizer = Tokenizer.from_file(str(tok_file))
+        try:
+            self.tokenizer = Tokenizer.from_file(str(tok_file))
+        except Exception as err:  # tokenizers raises a bare Exception for a malformed file
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ManifestError(
+                f"cannot load the export's tokenizer {tok_file} ({reason}); expected the "
+                "tokenizer.json that export writes"
+            ) from err
         self.config = OrtPolicyConfig(
             cameras=list(m.cameras),
             image_size=m.image_size,

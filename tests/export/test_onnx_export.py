@@ -180,6 +180,17 @@ def test_missing_or_malformed_manifest_and_unknown_precision(exported, tmp_path)
         OrtPolicy(exported.export, precision="fp16")
 
 
+def test_a_missing_or_broken_tokenizer_names_the_file(exported_chunk, tmp_path):
+    d = _copy(exported_chunk.export, tmp_path / "broken")
+    (d / "tokenizer" / "tokenizer.json").write_text('{"model": ')
+    broken = r"cannot load the export's tokenizer .*tokenizer\.json \("
+    with pytest.raises(ManifestError, match=broken):
+        OrtPolicy(d)
+    (d / "tokenizer" / "tokenizer.json").unlink()
+    with pytest.raises(ManifestError, match=r"the export's tokenizer .*tokenizer\.json is missing"):
+        OrtPolicy(d)
+
+
 def test_bad_observation_names_the_problem(exported_chunk):
     ort_policy = OrtPolicy(exported_chunk.export)
     obs = random_obs(exported_chunk.policy.config, 1, seed=0)
