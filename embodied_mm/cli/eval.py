@@ -133,9 +133,12 @@ def eval_compare(
 ) -> None:
     """Flag tasks (or, for two suite.json, task x factor x level cells) whose success rate
     regressed; exits 1 when any did."""
+    from embodied_mm.errors import UsageError
     from embodied_mm.eval.evaluate import compare_evals
     from embodied_mm.eval.suite import compare_suites, is_suite
 
+    if not 0 <= max_drop <= 1:  # nan fails too
+        raise UsageError(f"--max-drop must be a success-rate drop in [0, 1], got {max_drop}")
     base_info, cand_info = _read_for_compare(baseline), _read_for_compare(candidate)
     if is_suite(base_info) or is_suite(cand_info):
         return _compare_suites(compare_suites(base_info, cand_info, max_drop))

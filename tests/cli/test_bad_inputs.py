@@ -94,6 +94,9 @@ TABLE: dict[str, Bad] = {
                               says="{empty_json}: empty; expected an eval_info.json"),
     "eval-compare-malformed": bad("eval-compare", "{ck}/config.json", "{malformed_json}",
                                   says="{ck}/config.json: no 'tasks' list"),
+    "eval-compare-max-drop": bad("eval-compare", "{ck}/config.json", "{ck}/config.json",
+                                 "--max-drop", "nan", says="--max-drop must be a success-rate "
+                                 "drop in [0, 1], got nan"),
     "eval-compare-missing": bad("eval-compare", "{tmp}/none.json", "{malformed_json}",
                                 says="cannot read {tmp}/none.json"),
     "report-missing": bad("report", "{tmp}/no-run", says="{tmp}/no-run: no such run directory"),
