@@ -37,6 +37,7 @@ from embodied_mm.model.vlm import VLMConfig
 from embodied_mm.model.vlm_families import (
     BASE_ARCHITECTURES,
     PALIGEMMA_3B,
+    QWEN2_5_VL_3B,
     QWEN2_VL_2B,
     SMOLVLM2_500M,
     VLM_FAMILIES,
@@ -141,9 +142,10 @@ for _recipe in (
     RECIPES.register(_recipe.name, _recipe)
 
 _VLM_BASES = {"smolvlm": (SMOLVLM2_500M, {"keep_layers": 16}), "paligemma": (PALIGEMMA_3B, {}),
-              "qwen2vl": (QWEN2_VL_2B, {})}  # fmt: skip
+              "qwen2vl": (QWEN2_VL_2B, {}), "qwen25vl": (QWEN2_5_VL_3B, {})}  # fmt: skip
+_FAMILY_OF = {"qwen2vl": "qwen2_vl", "qwen25vl": "qwen2_5_vl"}
 for _short, (_hub, _options) in _VLM_BASES.items():
-    _family = "qwen2_vl" if _short == "qwen2vl" else _short
+    _family = _FAMILY_OF.get(_short, _short)
     for _head, _what in (("chunk", "K×D action queries on its hidden states, one pass, L1"),
                          ("flow", "flow-matching action expert on its hidden states")):  # fmt: skip
         RECIPES.register(

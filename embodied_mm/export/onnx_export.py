@@ -101,8 +101,9 @@ VLM_NOT_EXPORTABLE = {
 }
 # ... and those it holds only for the batch size it traced.
 VLM_FIXED_BATCH = {
-    "qwen2_vl": "its vision tower splits attention per image by sizes computed in Python, "
+    family: "its vision tower splits attention per image by sizes computed in Python, "
     "which the trace fixes to the example's image count"
+    for family in ("qwen2_vl", "qwen2_5_vl")
 }
 
 

@@ -6,7 +6,9 @@ One control step builds a prefix of backbone tokens::
 
     [task text (left-padded)] [camera 1 tokens] ... [camera C tokens] [state tokens]
 
-and an action head continues it (see :mod:`embodied_mm.model.heads`). Left padding keeps
+(a VLM policy, :mod:`embodied_mm.model.vlm`: ``[the VLM's prompt, its image tokens in
+place (left-padded)] [state tokens]``) and an action head continues it (see
+:mod:`embodied_mm.model.heads`). Left padding keeps
 every sample's image, state and action tokens at the same columns, so the discrete head and
 plan generation step the whole batch together; explicit position ids (counting only real
 tokens) make each sample's result independent of the others' text lengths.

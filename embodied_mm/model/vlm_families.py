@@ -7,8 +7,9 @@ Each family is one ``transformers`` image-text-to-text model class family:
 - ``smolvlm`` / ``idefics3``: SigLIP + pixel-shuffle connector + Llama-style LM (SmolVLM2,
   the start of SmolVLA). One global image per camera, no tiling (as SmolVLA).
 - ``paligemma``: SigLIP + linear projector + Gemma (the start of π0 / π0.5).
-- ``qwen2_vl``: Qwen2-VL's ViT with its 2×2 patch merger + Qwen2 LM with M-RoPE; images at a
-  fixed size (the model takes any; a policy needs one token count).
+- ``qwen2_vl`` / ``qwen2_5_vl``: Qwen2-VL's (Qwen2.5-VL's windowed) ViT with its 2×2 patch
+  merger + Qwen2 LM with M-RoPE; images at a fixed size (the model takes any; a policy needs
+  one token count).
 
 The base architectures below are the ``config.json`` of the named hub checkpoints (the
 fields that shape the network), so ``--random-weights`` builds them without a download.
@@ -32,6 +33,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 SMOLVLM2_500M = "HuggingFaceTB/SmolVLM2-500M-Video-Instruct"
 PALIGEMMA_3B = "google/paligemma-3b-pt-224"
 QWEN2_VL_2B = "Qwen/Qwen2-VL-2B-Instruct"
+QWEN2_5_VL_3B = "Qwen/Qwen2.5-VL-3B-Instruct"
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,19 @@ QWEN2_VL_TINY: dict[str, Any] = dict(
 )  # fmt: skip
 
 
+QWEN2_5_VL_TINY: dict[str, Any] = dict(
+    model_type="qwen2_5_vl",
+    vision_config=dict(model_type="qwen2_5_vl", depth=2, hidden_size=32, intermediate_size=64,
+                       num_heads=2, out_hidden_size=64, patch_size=8, spatial_merge_size=2,
+                       temporal_patch_size=2, window_size=16, fullatt_block_indexes=[1]),
+    text_config=dict(model_type="qwen2_5_vl_text", vocab_size=64, hidden_size=64,
+                     intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                     num_key_value_heads=2, max_position_embeddings=1024,
+                     bos_token_id=None, eos_token_id=None,
+                     rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
+)  # fmt: skip
+
+
 VLM_FAMILIES: Registry[VLMFamily] = Registry("VLM family")
 _SMOL_TOKENS = ("<fake_token_around_image>", "<global-img>", "<image>", "<|im_start|>",
                 "<end_of_utterance>")  # fmt: skip
@@ -187,6 +202,12 @@ VLM_FAMILIES.register(
                "<|image_pad|>"),
               CLIP_MEAN, CLIP_STD, _qwen2_vl_prompt, _qwen2_vl_encode, _qwen2_vl_tokens,
               QWEN2_VL_TINY, default_image_size=224, mrope=True),
+)  # fmt: skip
+VLM_FAMILIES.register(
+    "qwen2_5_vl",
+    VLMFamily(("qwen2_5_vl",), "<|image_pad|>", VLM_FAMILIES.get("qwen2_vl").special_tokens,
+              CLIP_MEAN, CLIP_STD, _qwen2_vl_prompt, _qwen2_vl_encode, _qwen2_vl_tokens,
+              QWEN2_5_VL_TINY, default_image_size=224, mrope=True),
 )  # fmt: skip
 
 
@@ -221,6 +242,19 @@ BASE_ARCHITECTURES: dict[str, dict[str, Any]] = {
         text_config=dict(model_type="qwen2_vl_text", vocab_size=151936, hidden_size=1536,
                          intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
                          num_key_value_heads=2, max_position_embeddings=32768,
+                         rope_theta=1000000.0, rms_norm_eps=1e-6,
+                         rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]}),
+        tie_word_embeddings=True,
+    ),
+    QWEN2_5_VL_3B: dict(
+        model_type="qwen2_5_vl",
+        vision_config=dict(model_type="qwen2_5_vl", depth=32, hidden_size=1280,
+                           intermediate_size=3420, num_heads=16, out_hidden_size=2048,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+                           window_size=112, fullatt_block_indexes=[7, 15, 23, 31]),
+        text_config=dict(model_type="qwen2_5_vl_text", vocab_size=151936, hidden_size=2048,
+                         intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                         num_key_value_heads=2, max_position_embeddings=128000,
                          rope_theta=1000000.0, rms_norm_eps=1e-6,
                          rope_scaling={"type": "mrope", "mrope_section": [16, 24, 24]}),
         tie_word_embeddings=True,

@@ -30,7 +30,7 @@ def numpy_obs(batch: int, seed: int) -> dict:
 
 @pytest.mark.parametrize(("family", "head", "batch"),
                          [("paligemma", "chunk", None), ("paligemma", "flow", None),
-                          ("qwen2_vl", "chunk", 1)])  # fmt: skip
+                          ("qwen2_vl", "chunk", 1), ("qwen2_5_vl", "chunk", 1)])  # fmt: skip
 def test_fp32_graph_matches_pytorch(family, head, batch, tmp_path):
     policy = saved(family, head, tmp_path / "policy")
     export_checkpoint(tmp_path / "policy", tmp_path / "onnx", batch=batch)

@@ -108,14 +108,14 @@ def test_vlm_loads_from_a_checkpoint_directory(family, tmp_path):
     model = save_tiny_vlm(family, tmp_path / "hub")
     cfg = tiny_vlm_config(family)
     cfg.vlm = VLMConfig(family=family, pretrained=str(tmp_path / "hub"),
-                        image_size=IMAGE if family == "qwen2_vl" else None)  # fmt: skip
+                        image_size=IMAGE if family.startswith("qwen") else None)  # fmt: skip
     policy = VLAPolicy(cfg, tiny_stats(), device="cpu")
     # the checkpoint's weights, tokenizer and pixel statistics
     ours = policy.backbone.lm.state_dict()
     for name, p in model.state_dict().items():
         assert torch.equal(ours[name], p), name
     assert len(policy.tokenizer) == model.config.get_text_config().vocab_size
-    mean, std = (CLIP_MEAN, CLIP_STD) if family == "qwen2_vl" else ((0.5,) * 3, (0.5,) * 3)
+    mean, std = (CLIP_MEAN, CLIP_STD) if family.startswith("qwen") else ((0.5,) * 3, (0.5,) * 3)
     assert policy.config.vlm.image_mean == pytest.approx(mean)
     assert policy.config.vlm.image_std == pytest.approx(std)
     assert policy.config.vlm.image_size == IMAGE

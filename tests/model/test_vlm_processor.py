@@ -75,7 +75,7 @@ def test_qwen2_vl_pixels_are_its_processors_patches():
     assert (ours[TOKENS] == policy.backbone.image_token_id).sum() == 2 * per_image
 
 
-@pytest.mark.parametrize("family", ["smolvlm", "qwen2_vl"])
+@pytest.mark.parametrize("family", ["smolvlm", "qwen2_vl", "qwen2_5_vl"])
 def test_prompt_hidden_states_are_the_models_own_forward(family):
     """The model's own forward (its image-feature scatter, Qwen2-VL's 3-D rotary positions
     from its get_rope_index) on the prompt ids and pixels gives our hidden states, for a
@@ -94,7 +94,7 @@ def test_prompt_hidden_states_are_the_models_own_forward(family):
         ours = bb.decode(embeds, mask, pos)
         # the HF layout: sample-major images
         pixels = torch.stack(images, 1).contiguous()  # (B, C, 3, S, S)
-        if family == "qwen2_vl":
+        if family.startswith("qwen"):
             flat = qwen2_vl_patches(pixels.flatten(0, 1), 8, 2, 2)
             grid = torch.tensor([[1, IMAGE // 8, IMAGE // 8]] * pixels.shape[0] * 2)
             kinds = (ids == bb.image_token_id).int()

@@ -13,7 +13,7 @@ from embodied_mm.model.vlm import VLMConfig, add_prompt_tokens
 from embodied_mm.model.vlm_families import VLM_FAMILIES
 from tests.model.helpers import ACTION_DIM, CHUNK, STATE_DIM
 
-VLM_KINDS = ["smolvlm", "paligemma", "qwen2_vl"]
+VLM_KINDS = ["smolvlm", "paligemma", "qwen2_vl", "qwen2_5_vl"]
 IMAGE = 32  # camera frames and the tiny VLMs' input size
 
 
@@ -41,7 +41,7 @@ def image_processor(family: str):
     """The family's own image processor class, sized for the tiny models."""
     import transformers
 
-    if family == "qwen2_vl":
+    if family.startswith("qwen"):
         return transformers.Qwen2VLImageProcessorPil(
             min_pixels=IMAGE * IMAGE, max_pixels=IMAGE * IMAGE, patch_size=8, merge_size=2,
             temporal_patch_size=2,

@@ -10,20 +10,20 @@ import torch
 from embodied_mm.model.vlm_families import (
     BASE_ARCHITECTURES,
     PALIGEMMA_3B,
+    QWEN2_5_VL_3B,
     QWEN2_VL_2B,
     SMOLVLM2_500M,
 )
 from embodied_mm.policies import RECIPES, recipe_config
 
 VLM = [n for n in RECIPES.names() if n.startswith("vlm-")]
-# published sizes of the checkpoints (model cards): 507M, 2.92B, 2.21B parameters
-PUBLISHED = {SMOLVLM2_500M: 507e6, PALIGEMMA_3B: 2.92e9, QWEN2_VL_2B: 2.21e9}
+# published sizes of the checkpoints (model cards): 507M, 2.92B, 2.21B, 3.75B parameters
+PUBLISHED = {SMOLVLM2_500M: 507e6, PALIGEMMA_3B: 2.92e9, QWEN2_VL_2B: 2.21e9, QWEN2_5_VL_3B: 3.75e9}
 
 
 def test_one_chunk_and_one_flow_recipe_per_family():
-    expected = [
-        f"vlm-{f}-{h}" for f in ("paligemma", "qwen2vl", "smolvlm") for h in ("chunk", "flow")
-    ]
+    families = ("paligemma", "qwen25vl", "qwen2vl", "smolvlm")
+    expected = [f"vlm-{f}-{h}" for f in families for h in ("chunk", "flow")]
     assert expected == VLM
 
 
