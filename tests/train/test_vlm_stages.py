@@ -54,3 +54,20 @@ def test_align_with_a_pretrained_vlm_says_it_is_not_needed(tmp_path):
     ):
         run_training(cfg)
     assert not (tmp_path / "run").exists()  # refused before the run dir is touched
+
+
+def test_vlm_fields_are_flags_with_one_line_errors():
+    from embodied_mm.model.config_io import ConfigError
+    from embodied_mm.train.config import load_train_config
+
+    cfg, _ = load_train_config(None, ["--recipe", "vlm-smolvlm-chunk", "--policy.vlm.keep_layers",
+                                      "1", "--policy.vlm.freeze_vision", "true"])  # fmt: skip
+    assert cfg.policy.vlm.keep_layers == 1 and cfg.policy.vlm.freeze_vision
+    with pytest.raises(ConfigError, match=r"did you mean --policy\.vlm\.keep_layers\?"):
+        load_train_config(None, ["--recipe", "vlm-smolvlm-chunk", "--policy.vlm.keep_layer", "1"])
+    with pytest.raises(ConfigError, match=r"--policy\.vlm\.family: expected one of .*paligemma"):
+        load_train_config(None, ["--recipe", "vlm-smolvlm-chunk", "--policy.vlm.family", "llava"])
+    # a VLM with neither weights nor an architecture fails building, naming the field
+    cfg, _ = load_train_config(None, ["--recipe", "vla-chunk", "--policy.vlm.family", "paligemma"])
+    with pytest.raises(ConfigError, match=r"^vlm: set pretrained .* or hf_config"):
+        build_policy(cfg, None)
