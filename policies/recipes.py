@@ -104,10 +104,17 @@ class Recipe:
     def _vlm_config(self, size: str, head: HeadConfig) -> PolicyConfig:
         assert self.vlm_family is not None
         if size == "tiny":
-            tiny = VLM_FAMILIES.get(self.vlm_family).tiny
+            # the family's tiny architecture at 64 px in 16 px patches (the token count of its
+            # 32 px / 8 px form): half the sim's 128 px frames, as the vla tiny recipes take
+            tiny = copy.deepcopy(VLM_FAMILIES.get(self.vlm_family).tiny)
+            vision = tiny["vision_config"]
+            vision["patch_size"] = 16
+            for key in ("image_size", "window_size"):  # (Qwen2.5-VL's window: in pixels)
+                if key in vision:
+                    vision[key] *= 2
             return PolicyConfig(
                 head=dataclasses.replace(head, expert_hidden=64),
-                vlm=VLMConfig(family=self.vlm_family, image_size=32, hf_config=copy.deepcopy(tiny)),
+                vlm=VLMConfig(family=self.vlm_family, image_size=64, hf_config=tiny),
             )  # fmt: skip
         return PolicyConfig(
             head=dataclasses.replace(head, expert_hidden=256, expert_layers=4, expert_heads=8),
