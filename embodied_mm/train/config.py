@@ -346,7 +346,13 @@ _NOT_TRAINING = ("out", *RESUMABLE_FIELDS)
 
 # Fields added after checkpoints were first written: an older digest without one trained with
 # what is now its default.
-_ADDED_FIELDS = {"intervention_weight": 1.0, "intervention_only": False}
+_ADDED_FIELDS = {
+    "intervention_weight": 1.0,
+    "intervention_only": False,
+    "rtc_max_delay": 0,
+    "policy.head.rtc_max_delay": 0,
+    "policy.head.rtc_max_guidance": 5.0,
+}
 
 
 def config_digest(cfg: TrainConfig) -> str:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from embodied_mm.errors import UsageError
 from embodied_mm.train.checkpoint import (
     latest_checkpoint,
     load_training_state,
@@ -298,7 +299,7 @@ def _restore(
     state = load_training_state(checkpoint)
     differences = digest_differences(state["config_digest"], cfg)
     if differences:
-        raise ValueError(
+        raise UsageError(
             f"{checkpoint} was written with a different training config "
             f"({', '.join(differences)}); resume with the run's saved config "
             f"({Path(cfg.out) / 'config.yaml'}) or start a new run dir"
@@ -307,7 +308,7 @@ def _restore(
     try:
         load_model(policy, str(weights), strict=True, device=str(next(policy.parameters()).device))
     except Exception as err:  # safetensors raises its own error types
-        raise ValueError(f"cannot load checkpoint weights {weights}: {err}") from err
+        raise UsageError(f"cannot load checkpoint weights {weights}: {err}") from err
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     _restore_rng(state["rng"], accelerator)

@@ -197,6 +197,28 @@ def test_digest_ignores_the_resumable_fields_also_in_older_digests():
     ]
 
 
+@pytest.mark.parametrize(
+    "added",
+    [
+        ("intervention_weight", "intervention_only"),
+        ("rtc_max_delay", "policy.head.rtc_max_delay", "policy.head.rtc_max_guidance"),
+    ],
+)
+def test_a_digest_from_before_a_field_was_added_resumes_at_its_default(added):
+    cfg = TrainConfig(steps=8)
+    older = json.loads(config_digest(cfg))
+    for name in added:
+        del older[name]  # written before the field existed
+    older = json.dumps(older, sort_keys=True)
+    assert digest_differences(older, cfg) == []
+    if "rtc_max_delay" in added:
+        rtc = _flags("--rtc-max-delay", "2")
+        assert "rtc_max_delay" in digest_differences(older, rtc)
+    else:
+        weighted = dataclasses.replace(cfg, intervention_weight=3.0)
+        assert digest_differences(older, weighted) == ["intervention_weight"]
+
+
 def test_a_run_saved_by_the_earlier_layout_resumes(tmp_path):
     """Before the policy was part of TrainConfig, a run saved ``policy: NAME`` with
     ``policy_overrides`` in its config.yaml, and its checkpoints a digest of those: both read
