@@ -99,6 +99,9 @@ class ObsSchema:
             max_task_chars=int(meta.get("max_task_chars", 1024)),
             state_low=tuple(state_range["low"]) if state_range else None,
             state_high=tuple(state_range["high"]) if state_range else None,
+            action_dim=int(meta.get("action_dim", 0)),
+            chunk_size=int(meta.get("chunk_size", 0)),
+            rtc_max_delay=int(meta.get("rtc_max_delay", 0) or 0),
         )
 
     @property
@@ -110,7 +113,7 @@ class ObsSchema:
         array map (four entries, a shape list of at most MAX_NDIM ints) per camera and for the
         state, strings no longer than the task. Generous (×2 and a few spare keys) so that a
         request with a wrong key or dtype still decodes and gets its precise schema error."""
-        keys = len(self.required_keys) + 3  # + reset and the two RTC keys
+        keys = len(self.required_keys) + len(self._optional)  # + reset (and the RTC keys)
         return DecodeLimits(
             max_containers=2 * (1 + 2 * keys),  # top map + (array map + shape list) per key
             max_map_len=2 * keys + 8,
