@@ -5,21 +5,19 @@ import torch
 
 from embodied_mm.model.heads import HEADS
 from embodied_mm.model.modeling_vla import VLAPolicy
-from tests.model.helpers import FAMILIES, make_batch, obs_only, tiny_config, tiny_stats
+from tests.model.helpers import (
+    FAMILIES,
+    fit_fixed_batch,
+    make_batch,
+    obs_only,
+    tiny_config,
+    tiny_stats,
+)
 
 # (peak learning rate, steps) of a one-cycle schedule; annealing matters for L1, whose
 # constant-size gradients otherwise keep the loss oscillating. Flow matching regresses a
 # velocity whose scale grows as 1/t near the data end; it needs more steps.
 SCHEDULE = {"chunk": (3e-3, 300), "discrete": (5e-3, 300), "flow": (1e-2, 500)}
-
-
-def fixed_loss(policy: VLAPolicy, batch: dict) -> float:
-    """The loss with a fixed RNG draw, so flow matching's noise and time are the same at the
-    start and the end (its loss is an average over them)."""
-    with torch.random.fork_rng(), torch.no_grad():
-        torch.manual_seed(123)
-        losses = [policy.compute_loss(batch)[0].item() for _ in range(8)]
-    return sum(losses) / len(losses)
 
 
 @pytest.mark.slow
@@ -29,21 +27,8 @@ def test_loss_falls_90_percent_on_a_fixed_batch(head, family):
     torch.manual_seed(0)
     policy = VLAPolicy(tiny_config(head, family), stats=tiny_stats(), device="cpu")
     batch = make_batch(4, seed=3)
-    start = fixed_loss(policy, batch)
     lr, max_steps = SCHEDULE[head]
-    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max_steps, pct_start=0.1)
-    end = start
-    for step in range(1, max_steps + 1):
-        loss, _ = policy.compute_loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 25 == 0:
-            end = fixed_loss(policy, batch)
-            if end <= 0.1 * start:
-                break
+    start, end, step = fit_fixed_batch(policy, batch, lr, max_steps, check_every=25)
     assert end <= 0.1 * start, f"{head}/{family}: loss {start:.3f} -> {end:.3f} in {step} steps"
     if head != "flow":
         # The fitted policy reproduces the batch's actions (within 10% of the action range).

@@ -11,11 +11,11 @@ from tests.model.helpers import (
     ACTION_HIGH,
     ACTION_LOW,
     CHUNK,
+    fit_fixed_batch,
     make_batch,
     obs_only,
     tiny_stats,
 )
-from tests.model.test_learning import fixed_loss
 from tests.model.vlm_helpers import VLM_KINDS, tiny_vlm_config
 
 HEADS = ["chunk", "flow"]
@@ -70,20 +70,7 @@ def test_loss_falls_90_percent_on_a_fixed_batch(family, head):
     policy = policy_of(family, head)
     lr, max_steps, size = SCHEDULE[head]
     batch = make_batch(size, seed=3)
-    start = fixed_loss(policy, batch)
-    opt = torch.optim.AdamW(policy.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=max_steps, pct_start=0.1)
-    end = start
-    for step in range(1, max_steps + 1):
-        loss, _ = policy.compute_loss(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 100 == 0:
-            end = fixed_loss(policy, batch)
-            if end <= 0.1 * start:
-                break
+    start, end, step = fit_fixed_batch(policy, batch, lr, max_steps, check_every=100)
     assert end <= 0.1 * start, f"{family}/{head}: loss {start:.3f} -> {end:.3f} in {step} steps"
 
 
