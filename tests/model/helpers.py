@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import torch
 
 from embodied_mm.model.backbone import BackboneConfig
 from embodied_mm.model.configuration_vla import PolicyConfig
 from embodied_mm.model.encoders import ProprioConfig, VisionConfig
 from embodied_mm.model.heads import HeadConfig
+
+REPO = Path(__file__).resolve().parents[2]
 
 HEAD_KINDS = ["chunk", "discrete", "flow"]
 FAMILIES = ["qwen2", "llama", "gpt2"]
@@ -114,3 +120,44 @@ def fit_fixed_batch(
             if end <= 0.1 * start:
                 break
     return start, end, step
+
+
+# Loads each policy directory given after the output path in a fresh interpreter and saves its
+# chunk (and plan lengths, where the head writes plans) for the batch make_batch(3, seed=7).
+_FRESH_PROCESS = """
+import sys, torch
+from safetensors.torch import save_file
+from embodied_mm.model.modeling_vla import VLAPolicy
+from tests.model.helpers import make_batch, obs_only
+torch.set_num_threads(1)
+plans = sys.argv[2] == "plans"
+out = {}
+for i, d in enumerate(sys.argv[3:]):
+    policy = VLAPolicy.from_pretrained(d, device="cpu").eval()
+    obs = obs_only(make_batch(3, seed=7))
+    out[f"chunk{i}"] = policy.predict_chunk(obs).contiguous()
+    if plans:
+        out[f"plan{i}"] = torch.tensor([len(p) for p in policy.generate_plan(obs, max_new_tokens=6)])
+save_file(out, sys.argv[1])
+"""
+
+
+def nudge_off_init(policy) -> None:
+    """Move every weight off its initial value, so that a load that skipped weights shows."""
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+
+
+def outputs_in_fresh_process(out: Path, directories: list[Path], plans: bool) -> dict:
+    """What :data:`_FRESH_PROCESS` computes for ``directories`` (offline, one thread):
+    ``chunk{i}`` (B, K, D) and, with ``plans``, ``plan{i}`` (B,) plan lengths."""
+    from safetensors.torch import load_file
+
+    subprocess.run(
+        [sys.executable, "-c", _FRESH_PROCESS, str(out), "plans" if plans else "-",
+         *[str(d) for d in directories]],
+        cwd=REPO, check=True, timeout=300,
+        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    return load_file(out)

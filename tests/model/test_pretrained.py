@@ -1,8 +1,6 @@
 """save_pretrained / from_pretrained: identical outputs in a fresh process; clear errors."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,27 +8,17 @@ import torch
 from safetensors.torch import load_file
 
 from embodied_mm.model.modeling_vla import VLAPolicy
-from tests.model.helpers import make_batch, obs_only, tiny_config, tiny_stats
+from tests.model.helpers import (
+    make_batch,
+    nudge_off_init,
+    obs_only,
+    outputs_in_fresh_process,
+    tiny_config,
+    tiny_stats,
+)
 
-REPO = Path(__file__).resolve().parents[2]
 # One head per backbone family, so all heads and all families are covered once.
 SAVED = [("chunk", "qwen2"), ("discrete", "llama"), ("flow", "gpt2")]
-
-CHILD = """
-import sys, torch
-from safetensors.torch import save_file
-from embodied_mm.model.modeling_vla import VLAPolicy
-from tests.model.helpers import make_batch, obs_only
-torch.set_num_threads(1)
-out = {}
-for i, d in enumerate(sys.argv[2:]):
-    policy = VLAPolicy.from_pretrained(d, device="cpu").eval()
-    obs = obs_only(make_batch(3, seed=7))
-    out[f"chunk{i}"] = policy.predict_chunk(obs).contiguous()
-    plan = policy.generate_plan(obs, max_new_tokens=6)
-    out[f"plan{i}"] = torch.tensor([len(p) for p in plan])
-save_file(out, sys.argv[1])
-"""
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +30,7 @@ def saved(tmp_path_factory):
         cfg = tiny_config(head, family)
         cfg.backbone.lora_rank = 2 if family == "llama" else 0  # LoRA weights round-trip too
         policy = VLAPolicy(cfg, stats=tiny_stats(), device="cpu").eval()
-        with torch.no_grad():  # move off the init so a load that skipped weights would show
-            for p in policy.parameters():
-                p.add_(torch.randn_like(p) * 0.01)
+        nudge_off_init(policy)
         policy.save_pretrained(root / f"{head}-{family}")
         policies.append((root / f"{head}-{family}", policy))
     return policies
@@ -52,13 +38,7 @@ def saved(tmp_path_factory):
 
 @pytest.mark.slow
 def test_fresh_process_gives_identical_outputs(saved, tmp_path):
-    out = tmp_path / "out.safetensors"
-    subprocess.run(
-        [sys.executable, "-c", CHILD, str(out), *[str(d) for d, _ in saved]],
-        cwd=REPO, check=True, timeout=300,
-        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    child = load_file(out)
+    child = outputs_in_fresh_process(tmp_path / "out.safetensors", [d for d, _ in saved], True)
     obs = obs_only(make_batch(3, seed=7))
     for i, (_, policy) in enumerate(saved):
         assert torch.equal(child[f"chunk{i}"], policy.predict_chunk(obs)), SAVED[i]

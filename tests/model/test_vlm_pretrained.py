@@ -4,37 +4,25 @@ fails naming the files."""
 
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from embodied_mm.errors import UsageError
 from embodied_mm.model.modeling_vla import VLAPolicy
 from embodied_mm.model.vlm import VLMConfig
 from embodied_mm.model.vlm_families import CLIP_MEAN, CLIP_STD
-from tests.model.helpers import make_batch, obs_only, tiny_stats
+from tests.model.helpers import (
+    make_batch,
+    nudge_off_init,
+    obs_only,
+    outputs_in_fresh_process,
+    tiny_stats,
+)
 from tests.model.vlm_helpers import IMAGE, VLM_KINDS, save_tiny_vlm, tiny_vlm_config
 
-REPO = Path(__file__).resolve().parents[2]
 SAVED = [("smolvlm", "chunk", {"keep_layers": 1}), ("paligemma", "flow", {}),
          ("qwen2_vl", "chunk", {"lora_rank": 2})]  # fmt: skip
-
-CHILD = """
-import sys, torch
-from safetensors.torch import save_file
-from embodied_mm.model.modeling_vla import VLAPolicy
-from tests.model.helpers import make_batch, obs_only
-torch.set_num_threads(1)
-out = {}
-for i, d in enumerate(sys.argv[2:]):
-    policy = VLAPolicy.from_pretrained(d, device="cpu").eval()
-    out[f"chunk{i}"] = policy.predict_chunk(obs_only(make_batch(3, seed=7))).contiguous()
-save_file(out, sys.argv[1])
-"""
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +32,7 @@ def saved(tmp_path_factory):
     for family, head, fields in SAVED:
         torch.manual_seed(1)
         policy = VLAPolicy(tiny_vlm_config(family, head, **fields), tiny_stats(), device="cpu")
-        with torch.no_grad():  # off the init, so a load that skipped weights would show
-            for p in policy.parameters():
-                p.add_(torch.randn_like(p) * 0.01)
+        nudge_off_init(policy)
         policy.eval().save_pretrained(root / family)
         out.append((root / family, policy))
     return out
@@ -54,13 +40,7 @@ def saved(tmp_path_factory):
 
 @pytest.mark.slow
 def test_fresh_process_gives_identical_outputs(saved, tmp_path):
-    out = tmp_path / "out.safetensors"
-    subprocess.run(
-        [sys.executable, "-c", CHILD, str(out), *[str(d) for d, _ in saved]],
-        cwd=REPO, check=True, timeout=300,
-        env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
-    )  # fmt: skip
-    child = load_file(out)
+    child = outputs_in_fresh_process(tmp_path / "out.safetensors", [d for d, _ in saved], False)
     obs = obs_only(make_batch(3, seed=7))
     for i, (_, policy) in enumerate(saved):
         assert torch.equal(child[f"chunk{i}"], policy.predict_chunk(obs)), SAVED[i]
