@@ -15,6 +15,7 @@ either the previous set of checkpoints or the new one, never a half-written dire
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import shutil
@@ -26,6 +27,8 @@ import torch
 
 from embodied_mm.fsio import fsync_dir
 from embodied_mm.train.tree_io import load_tree, save_tree
+
+log = logging.getLogger(__name__)
 
 STATE_NAME = "training_state"
 _PREFIX = "step-"
@@ -93,7 +96,13 @@ def save_checkpoint(
 
 def point_last(root: Path, name: str) -> None:
     """Make ``root/last`` a relative symlink to ``root/name``, atomically (a new link is
-    renamed over the old one)."""
+    renamed over the old one). A ``last`` that is a real directory (a run directory copied with
+    its links followed, e.g. by ``shutil.copytree``) may hold the only copy of a checkpoint: it
+    is left as it is, with a warning, and no link is made."""
+    if (root / LAST).is_dir() and not (root / LAST).is_symlink():
+        log.warning("%s is a directory, not a link (a copied run?): left as it is, so it does not "
+                    "name the newest checkpoint %s", root / LAST, name)  # fmt: skip
+        return
     link = root / f".tmp-{LAST}-{os.getpid()}"
     if link.is_symlink():
         link.unlink()
