@@ -242,8 +242,14 @@ def test_camera_dropout_makes_the_arm_hold(arm_policy, tmp_path):
                 loop = ControllerLoop(robot, executor, SafetyFilter(cfg, 30.0), 30.0, "wave")
                 return loop.run(steps)
 
+            def goals() -> list[int]:
+                # a SYNC WRITE gets no answer: a read's round trip makes sure the emulator has
+                # applied the last one before its memory is looked at
+                robot.read_joints()
+                return [m.goal for m in emu.motors.values()]
+
             fresh = run(3, max_obs_age_s=1.0)  # generous: the first inference is slow
-            moved = [m.goal for m in emu.motors.values()]
+            moved = goals()
             video.unlink()  # cable pulled: the camera keeps retrying, no new frames
             # wait until the frames already decoded run out and a reconnect has failed (on a
             # loaded machine this takes longer than the clip), then until the last is stale
@@ -252,7 +258,7 @@ def test_camera_dropout_makes_the_arm_hold(arm_policy, tmp_path):
                 time.sleep(0.05)
             time.sleep(0.3)
             stale = run(5, max_obs_age_s=0.15)
-            held = [m.goal for m in emu.motors.values()]
+            held = goals()
     assert "stale_observation" not in fresh.interventions and moved != [2048] * 6
     assert stale.interventions == {"stale_observation": 5}
     assert held == moved  # the arm did not move while it could not see
