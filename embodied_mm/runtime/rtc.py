@@ -80,7 +80,21 @@ class _DelayLog:
         self.arrivals.clear()
 
 
-class RTCExecutor(AsyncExecutor):
+class _DelayLogged:
+    """What both RTC executors show of their :class:`_DelayLog` (the cadence report reads it)."""
+
+    rtc_log: _DelayLog
+
+    @property
+    def delays(self) -> list[int]:
+        return self.rtc_log.delays
+
+    @property
+    def arrivals(self) -> list[int]:
+        return self.rtc_log.arrivals
+
+
+class RTCExecutor(_DelayLogged, AsyncExecutor):
     """:class:`AsyncExecutor` with committed prefixes and no cross-fade (module docstring).
 
     ``hz``: the control rate, to turn measured request times into steps. ``estimator``: a
@@ -99,14 +113,6 @@ class RTCExecutor(AsyncExecutor):
         self.rtc_log = _DelayLog()
         self._timed = _TimedSource(source)
         super().__init__(self._timed, refill_at, first_chunk_timeout_s)
-
-    @property
-    def delays(self) -> list[int]:
-        return self.rtc_log.delays
-
-    @property
-    def arrivals(self) -> list[int]:
-        return self.rtc_log.arrivals
 
     def _reset_episode_state(self) -> None:
         super()._reset_episode_state()
@@ -148,7 +154,7 @@ class _TimedSource:
         self.source.reset()
 
 
-class SimulatedRTCExecutor(ChunkExecutor):
+class SimulatedRTCExecutor(_DelayLogged, ChunkExecutor):
     """:class:`RTCExecutor`'s schedule in simulated time: a chunk requested from the
     observation of step t (when ``refill_at`` or fewer actions are queued) is inferred at
     once but reaches the queue at step t + ``latency_steps``, replacing it. The estimator is
@@ -168,14 +174,6 @@ class SimulatedRTCExecutor(ChunkExecutor):
         self.rtc_log = _DelayLog()
         self._queue: deque[tuple[int, np.ndarray]] = deque()  # (step, (D,))
         self._pending: tuple[int, ChunkResult] | None = None  # (step asked at, answer)
-
-    @property
-    def delays(self) -> list[int]:
-        return self.rtc_log.delays
-
-    @property
-    def arrivals(self) -> list[int]:
-        return self.rtc_log.arrivals
 
     def reset(self) -> None:
         super().reset()
