@@ -143,6 +143,12 @@ def deploy(
             err=True,
         )
         raise typer.Exit(2)
+    from embodied_mm.errors import UsageError, require_positive
+
+    if server is not None:  # the request timeout only applies to a policy server
+        require_positive("--timeout", timeout)
+    if not connect_wait >= 0 or connect_wait == float("inf"):  # nan fails the first test
+        raise UsageError(f"--connect-wait must be a finite number >= 0, got {connect_wait!r}")
     device = None
     if teleop is not None:  # a wrong spec fails before the policy loads
         from embodied_mm.teleop.factory import make_teleop

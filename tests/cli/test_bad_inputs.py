@@ -160,6 +160,12 @@ TABLE: dict[str, Bad] = {
                          "nan", process=True, says="--hz must be a finite number > 0, got nan"),
     "deploy-episodes-0": bad("deploy", "--robot", "sim:pick_lift", "--checkpoint", "{ck}",
                              "--episodes", "0", says="--episodes must be >= 1, got 0"),
+    "deploy-timeout-0": bad("deploy", "--robot", "sim:pick_lift", "--server",
+                            "ws://127.0.0.1:1", "--timeout", "0",
+                            says="--timeout must be a finite number > 0, got 0.0"),
+    "deploy-connect-wait-nan": bad("deploy", "--robot", "sim:pick_lift", "--server",
+                                   "ws://127.0.0.1:1", "--connect-wait", "nan",
+                                   says="--connect-wait must be a finite number >= 0, got nan"),
     "calibrate-robot": bad("calibrate", "--port", "/dev/null", "--robot", "nope",
                            says="unknown --robot 'nope'; known: so100, so101"),
     # benchmarks: refused before they measure anything
