@@ -131,8 +131,9 @@ class SerialBusEmulator(abc.ABC, Generic[S]):
         self.close()
 
     def inject(self, kind: str, count: int = 1) -> None:
-        """Fault the next ``count`` answers: :attr:`corrupt_fault` or "timeout"."""
-        known = (self.corrupt_fault, "timeout")
+        """Fault the next ``count`` answers: :attr:`corrupt_fault`, "timeout" (no answer) or
+        "duplicate" (the answer twice, as an adapter that echoes can deliver it)."""
+        known = (self.corrupt_fault, "timeout", "duplicate")
         if kind not in known:
             raise ValueError(f"unknown fault {kind!r}; known: {', '.join(known)}")
         with self._lock:
@@ -226,6 +227,8 @@ class SerialBusEmulator(abc.ABC, Generic[S]):
             return
         if self._take_fault(self.corrupt_fault):
             packet = packet[:-1] + bytes([packet[-1] ^ 0xFF])
+        if self._take_fault("duplicate"):
+            packet = packet + packet
         # The master is non-blocking: when nobody drains the slave side (the host has closed
         # the port) a full pty buffer drops the rest of the answer after a short wait, as a
         # real adapter's would, instead of blocking this thread (and close()) forever. A

@@ -134,9 +134,12 @@ def test_threaded_rtc_prefix_is_executed_and_delay_estimated():
     finally:
         ex.close()
     assert ex.estimator.samples >= 5
-    # 70 ms plus the tiny model's own time: 2 steps, 3 on a loaded machine, never 1
+    # 70 ms plus the tiny model's own time: 2 steps, 3 on a loaded machine (the clamp), never 1
     assert 2 <= ex.estimator.steps() <= 3
-    assert all(2 <= d <= 3 for d in ex.delays) and len(ex.delays) >= 5
+    # each request's d is that estimate, cut to the actions still queued (a loaded machine
+    # can leave fewer than 2)
+    sent = [(f[RTC_DELAY], len(f[RTC_PREFIX])) for f, _ in source.requests if RTC_PREFIX in f]
+    assert len(sent) >= 3 and all(min(2, n) <= d <= min(3, n) for d, n in sent)
 
     # every prefix is what then played (early or late answers alike), checked where the
     # queue did not run dry meanwhile (a loaded machine can make a chunk very late)

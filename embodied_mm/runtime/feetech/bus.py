@@ -12,6 +12,7 @@ be driven blind.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 
 import scservo_sdk as sdk
@@ -58,6 +59,18 @@ class FeetechBus(SdkServoBus):
         clearPort() only flushes the output side."""
         self.port.ser.reset_input_buffer()
 
+    def _resync(self, quiet_s: float = 0.05, max_s: float = 0.5) -> None:
+        """After an answer that belongs to another request: wait until the line has been quiet
+        for ``quiet_s`` (at most ``max_s``), dropping what arrives, so that the answer still on
+        its way is not read as the next request's."""
+        deadline = time.monotonic() + max_s
+        while True:
+            self._drain()
+            time.sleep(quiet_s)
+            if not self.port.ser.in_waiting or time.monotonic() > deadline:
+                break
+        self._drain()
+
     # --- naming and status --------------------------------------------------------------------
     def motor(self, motor_id: int) -> str:
         """``motor 3 (elbow_flex)``, for messages."""
@@ -86,7 +99,14 @@ class FeetechBus(SdkServoBus):
         last = ""
         for attempt in range(self.retries + 1):
             self._drain()
-            model, result, error = self.packet.ping(self.port, motor_id)
+            try:
+                model, result, error = self.packet.ping(self.port, motor_id)
+            except IndexError:  # the SDK reads the model number from a status packet too
+                # short for it (e.g. a second copy of the ping's own answer): a bad read
+                last = "status packet too short for the model number"
+                self._retrying(attempt, "ping", last)
+                self._resync()
+                continue
             if result == sdk.COMM_SUCCESS:
                 self._check_errors({motor_id: error})
                 return int(model)
@@ -99,6 +119,11 @@ class FeetechBus(SdkServoBus):
         for attempt in range(self.retries + 1):
             self._drain()
             data, result, error = self.packet.readTxRx(self.port, motor_id, reg.address, reg.size)
+            if result == sdk.COMM_SUCCESS and len(data) < reg.size:  # an answer to another
+                last = f"status packet holds {len(data)} of {reg.size} bytes"  # request
+                self._retrying(attempt, f"read {reg.name}", last)
+                self._resync()
+                continue
             if result == sdk.COMM_SUCCESS:
                 self._check_errors({motor_id: error})
                 return reg.decode(int.from_bytes(bytes(data[: reg.size]), "little"))

@@ -120,6 +120,16 @@ def test_timeout_is_retried(rig):
     assert bus.retried == 1
 
 
+def test_a_doubled_ping_answer_is_retried_not_a_crash(rig):
+    """The SDK's ping reads the model number after the ping; a second copy of the ping's own
+    answer (no data) is read as that answer: the SDK indexes past its end (IndexError)."""
+    emu, bus = rig
+    emu.inject("duplicate", count=1)
+    assert bus.ping(1) == ct.STS3215_MODEL
+    assert bus.retried == 1
+    assert bus.read(1, ct.PRESENT_POSITION) == emu.motors[1].present  # the bus is in step
+
+
 def test_a_persistent_checksum_fault_names_the_servo(rig):
     emu, bus = rig
     emu.inject("checksum", count=100)
