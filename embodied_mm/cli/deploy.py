@@ -130,21 +130,17 @@ def deploy(
 
     from embodied_mm.deploy.session import DeployConfig, make_robot, result_dict, run_episodes
     from embodied_mm.dirlock import DirectoryLockedError
+    from embodied_mm.errors import UsageError, require_positive
     from embodied_mm.runtime.safety import EStop
     from embodied_mm.viz.rerun_log import display_log
 
     if (server is None) == (checkpoint is None):
-        typer.echo("error: give exactly one of --server or --checkpoint", err=True)
-        raise typer.Exit(2)
+        raise UsageError("give exactly one of --server or --checkpoint")
     if command_hz is not None and robot.startswith("sim:"):
-        typer.echo(
-            "error: --command-hz is for real position-controlled arms: the simulator steps "
-            "once per action (its own controller moves the arm between actions)",
-            err=True,
+        raise UsageError(
+            "--command-hz is for real position-controlled arms: the simulator steps once per "
+            "action (its own controller moves the arm between actions)"
         )
-        raise typer.Exit(2)
-    from embodied_mm.errors import UsageError, require_positive
-
     if server is not None:  # the request timeout only applies to a policy server
         require_positive("--timeout", timeout)
     if not connect_wait >= 0 or connect_wait == float("inf"):  # nan fails the first test
