@@ -27,6 +27,27 @@ def task_ids() -> dict[str, str]:
     return {gym_id(name): name for name in TASKS.names()}
 
 
+ALL = "all"  # --env all: every registered task
+
+
+def expand_env_ids(spec: str) -> list[str]:
+    """``--env``'s value as a list of ids: comma-separated ids (in the order given), or
+    ``all``, every registered task in ``embodied-mm envs`` order.
+
+    Raises:
+        UsageError: ``all`` beside other ids, or an id given twice.
+    """
+    ids = [e.strip() for e in spec.split(",") if e.strip()]
+    if ALL in ids:
+        if len(ids) > 1:
+            raise UsageError(f"--env {ALL} means every task; give it alone, got {spec!r}")
+        return sorted(task_ids())
+    twice = sorted({e for e in ids if ids.count(e) > 1})
+    if twice:
+        raise UsageError(f"--env names {', '.join(twice)} more than once")
+    return ids
+
+
 def check_env_id(env_id: str) -> None:
     """A :class:`~embodied_mm.errors.UsageError` naming the known ids when ``env_id`` is not a
     registered Gymnasium id (call :func:`register_envs` first)."""

@@ -85,6 +85,8 @@ class RolloutSummary:
     seconds: float
     interventions: dict[str, int] = field(default_factory=dict)  # safety filter, by kind
     per_episode: list[dict[str, Any]] = field(default_factory=list)
+    instruction: str | None = None  # the user's --instruction (None: each env's own)
+    with_plan: bool = False  # the policy was asked for its plan text with every chunk
 
 
 def video_frame(
@@ -150,20 +152,26 @@ def run_controlled(
     keep_actions: bool = False,
     video_camera: str = "presentation",
     viz: Any = None,
+    instruction: str | None = None,
+    on_step: Callable[[int, Any], None] | None = None,
 ) -> list[dict[str, Any]]:
     """:func:`run_rollouts` for a policy behind a controller: ``robot`` a connected
     ``SimRobot``, ``controller`` a :class:`~embodied_mm.runtime.controller.Controller` in
     simulated time. Each episode is one run of the controller loop, unpaced, until the env
-    ends it or the safety filter stops it. Records add ``interventions`` (by kind),
-    ``stop_reason``, ``plans`` (the distinct plan texts, in order) and, with
-    ``keep_actions``, the commands sent (``actions``, (T, D))."""
+    ends it or the safety filter stops it. ``instruction``: the user's, replacing the env's
+    (:mod:`embodied_mm.runtime.instruction`); ``on_step(step, loop)``: after every step (a
+    live status line). Records add ``interventions`` (by kind), ``stop_reason``, ``plans``
+    (the plan texts, in order), ``plan_log`` (each with the step it began at),
+    ``instruction_source`` (and ``env_task`` when replaced) and, with ``keep_actions``, the
+    commands sent (``actions``, (T, D))."""
     camera = video_camera if video_dir is not None else None
 
     def play(episode_seed: int) -> tuple[dict[str, Any], list[np.ndarray]]:
         robot.reset_episode(seed=episode_seed)
         if viz is not None:
             viz.new_episode(episode_seed)
-        record, frames = _controlled_episode(robot, controller, camera, viz)
+        record, frames = _controlled_episode(robot, controller, camera, viz, instruction,
+                                             on_step)  # fmt: skip
         if not keep_actions:
             del record["actions"]
         return record, frames
@@ -199,21 +207,28 @@ def _run_episodes(
 
 
 def _controlled_episode(
-    robot: Any, controller: Any, camera: str | None = None, viz: Any = None
+    robot: Any,
+    controller: Any,
+    camera: str | None = None,
+    viz: Any = None,
+    instruction: str | None = None,
+    status: Callable[[int, Any], None] | None = None,
 ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """One episode from the robot's present state: (its record, the video frames (H, W, 3)
     of ``camera`` (:func:`video_frame`; none for None): the first observation and one per
-    step)."""
+    step). ``instruction``: the user's, in place of the env's."""
     from embodied_mm.features import image_key
+    from embodied_mm.runtime.instruction import Instruction
     from embodied_mm.runtime.loop import ControllerLoop
 
     controller.reset()
+    told = Instruction.of(instruction, robot.task)
 
     def grab(plan: str | None) -> list[np.ndarray]:
         if camera is None:
             return []
         obs = {"pixels": {"front": robot.get_observation().frame[image_key("front")]}}
-        return [video_frame(robot.env, obs, robot.task or "", plan, camera)]
+        return [video_frame(robot.env, obs, told.text, plan, camera)]
 
     frames = grab(None)
     sent: list[list[float]] = []
@@ -224,17 +239,19 @@ def _controlled_episode(
         frames.extend(grab(loop.executor.plan))
         sent.append(np.asarray(loop.last_sent, dtype=np.float64).tolist())
         success = success or bool(robot.info.get("is_success"))
+        if status is not None:
+            status(step, loop)
 
     hz = 1.0 / controller.safety.dt
-    loop = ControllerLoop(robot, controller.executor, controller.safety, hz, on_step=on_step,
-                          paced=False, viz=viz)  # fmt: skip
+    loop = ControllerLoop(robot, controller.executor, controller.safety, hz, task=instruction,
+                          on_step=on_step, paced=False, viz=viz)  # fmt: skip
     result = loop.run(max_steps=10**9)  # the env's time limit or a safety stop ends it
     if result.stop_reason == "error":
         raise RuntimeError(f"the episode failed: {result.error}")
-    record = {"success": success, "steps": result.steps, "task": robot.task,
+    record = {"success": success, "steps": result.steps, **told.record(),
               "interventions": dict(sorted(result.interventions.items())),
               "stop_reason": result.stop_reason, "plans": list(result.plans),
-              "actions": sent}  # fmt: skip
+              "plan_log": list(result.plan_log), "actions": sent}  # fmt: skip
     return record, frames
 
 
@@ -279,6 +296,9 @@ def rollout(
     video_camera: str = "presentation",
     viz: Any = None,
     perturb: dict[str, int] | None = None,
+    instruction: str | None = None,
+    with_plan: bool | None = None,
+    on_step: Callable[[int, Any], None] | None = None,
 ) -> RolloutSummary:
     """Make the env, run the episodes, write the summary JSON (to ``summary_path``, or
     ``video_dir/summary.json``). ``control``: the
@@ -287,19 +307,32 @@ def rollout(
     checkpoint's records also hold the commands sent (``actions``, (T, D)).
     ``video_camera``: what the videos show (:func:`video_frame`); ``viz``: a
     :class:`~embodied_mm.viz.rerun_log.RerunLog` that gets every step. ``perturb``:
-    ``{factor: level}`` of :mod:`embodied_mm.envs.perturbations`, applied by the env."""
+    ``{factor: level}`` of :mod:`embodied_mm.envs.perturbations`, applied by the env.
+    A checkpoint's options: ``instruction``, the user's text in place of every episode's
+    sampled one; ``with_plan``, ask for its plan text each chunk (None: when it was trained
+    with plan labels); ``on_step(step, loop)``, after every control step."""
     import embodied_mm.envs  # noqa: F401  (registers the ids)
     from embodied_mm.envs.registration import check_env_id
     from embodied_mm.eval.clips import check_video_camera
+    from embodied_mm.runtime.instruction import check_instruction
 
     check_env_id(env_id)
     check_video_camera(video_camera)
+    instruction = check_instruction(instruction)
+    if not is_checkpoint(policy) and (instruction is not None or with_plan):
+        what = "--instruction" if instruction is not None else "--plan"
+        raise UsageError(
+            f"{what} is for a checkpoint policy: the {policy!r} policy reads neither "
+            "instructions nor writes plans"
+        )
     env_kwargs = {"perturb": dict(perturb)} if perturb else {}
     t0 = time.perf_counter()
+    asked = False
     if is_checkpoint(policy):
-        results = _rollout_checkpoint(Path(policy), env_id, engine, episodes, video_dir, seed,
-                                      image_size, action_mode, control,
-                                      keep_actions, video_camera, viz, env_kwargs)  # fmt: skip
+        results, asked = _rollout_checkpoint(Path(policy), env_id, engine, episodes, video_dir,
+                                             seed, image_size, action_mode, control,
+                                             keep_actions, video_camera, viz, env_kwargs,
+                                             instruction, with_plan, on_step)  # fmt: skip
     else:
         env = gym.make(env_id, engine=engine, image_size=image_size, action_mode=action_mode,
                        **env_kwargs)  # fmt: skip
@@ -309,6 +342,7 @@ def rollout(
         finally:
             env.close()
     summary = summarize(env_id, engine, policy, results, time.perf_counter() - t0)
+    summary.instruction, summary.with_plan = instruction, asked
     out = summary_path or (video_dir / "summary.json" if video_dir is not None else None)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -330,18 +364,23 @@ def _rollout_checkpoint(
     video_camera: str = "presentation",
     viz: Any = None,
     env_kwargs: dict[str, Any] | None = None,
-) -> list[dict[str, Any]]:
+    instruction: str | None = None,
+    with_plan: bool | None = None,
+    on_step: Callable[[int, Any], None] | None = None,
+) -> tuple[list[dict[str, Any]], bool]:
+    """The episodes' records, and whether the policy was asked for plans."""
     from embodied_mm.runtime.adapters.sim import SimRobot
     from embodied_mm.runtime.controller import ControlSpec, robot_sim_controller
     from embodied_mm.runtime.inference import LocalPolicy
 
-    source = LocalPolicy.from_checkpoint(checkpoint)
+    source = LocalPolicy.from_checkpoint(checkpoint, with_plan=with_plan)
     with SimRobot(env_id, seed=seed, engine=engine, image_size=image_size,
                   action_mode=action_mode, **(env_kwargs or {})) as robot:  # fmt: skip
         controller = robot_sim_controller(control or ControlSpec(), source, robot)
         try:
-            return run_controlled(robot, controller, episodes, seed, video_dir,
-                                  keep_actions=keep_actions,
-                                  video_camera=video_camera, viz=viz)  # fmt: skip
+            records = run_controlled(robot, controller, episodes, seed, video_dir,
+                                     keep_actions=keep_actions, video_camera=video_camera,
+                                     viz=viz, instruction=instruction, on_step=on_step)  # fmt: skip
+            return records, source.with_plan
         finally:
             controller.close()

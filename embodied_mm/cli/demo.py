@@ -8,6 +8,14 @@ import typer
 
 from embodied_mm.cli.app import app
 from embodied_mm.cli.control import LATENCY_HELP, MODE_HELP, VIDEO_CAMERA_HELP
+from embodied_mm.cli.plan_options import (
+    INSTRUCTION_HELP,
+    PLAN_HELP,
+    end_status,
+    episode_line,
+    live_status,
+    plan_line,
+)
 
 DEFAULT_ENV = "embodied_mm/PickLift-v0"
 
@@ -30,6 +38,8 @@ def demo(
     mode: str = typer.Option("open_loop", help=MODE_HELP),
     latency_steps: int = typer.Option(1, help=LATENCY_HELP),
     video_camera: str = typer.Option("presentation", help=VIDEO_CAMERA_HELP),
+    instruction: str | None = typer.Option(None, help=INSTRUCTION_HELP),
+    plan: bool | None = typer.Option(None, "--plan/--no-plan", help=PLAN_HELP),
 ) -> None:
     """Run a simulated episode with the shipped default policy (behind deploy's controller
     stack: chunk executor of --mode + safety filter) and write a video."""
@@ -48,8 +58,16 @@ def demo(
     else:
         typer.echo(f"Policy: the shipped default checkpoint {checkpoint}")
         policy = str(checkpoint)
-    summary = rollout(env, engine, policy, episodes, out, seed=seed, control=control,
-                      video_camera=video_camera)  # fmt: skip
+    try:
+        summary = rollout(env, engine, policy, episodes, out, seed=seed, control=control,
+                          video_camera=video_camera, instruction=instruction, with_plan=plan,
+                          on_step=live_status())  # fmt: skip
+    finally:
+        end_status()
+    if checkpoint is not None:
+        typer.echo(plan_line(summary.with_plan, plan))
+    for record in summary.per_episode:
+        typer.echo(episode_line(record))
     typer.echo(
         f"{env} on {engine}: success {summary.successes}/{summary.episodes}, safety "
         f"interventions {summary.interventions or 'none'}; video and summary.json in {out}"

@@ -11,6 +11,7 @@ import typer
 
 from embodied_mm.cli.app import app, bench_app
 from embodied_mm.cli.control import DISPLAY_HELP, RRD_HELP
+from embodied_mm.cli.plan_options import PLAN_HELP, plan_line
 
 if TYPE_CHECKING:
     from embodied_mm.runtime.inference import ChunkSource, LocalPolicy
@@ -24,7 +25,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Bind address; non-loopback needs --token."),
     port: int = typer.Option(8000, help="TCP port (0 picks a free one and prints it)."),
     token: str | None = typer.Option(None, help="Clients must send 'Authorization: Api-Key T'."),
-    plan: bool = typer.Option(False, help="Also generate plan text with every chunk."),
+    plan: bool | None = typer.Option(None, "--plan/--no-plan", help=PLAN_HELP),
     max_message_mb: float = typer.Option(16.0, help="Largest accepted request, MiB."),
     device: str | None = typer.Option(None, help="torch device (default: cuda if available)."),
     backend: str = typer.Option("torch", help=BACKEND_HELP),
@@ -44,6 +45,7 @@ def serve(
     try:
         check_bindable(host, port)
         policy = _local_policy(checkpoint, backend, plan, device)
+        typer.echo(plan_line(policy.with_plan, plan))
         server = PolicyServer(
             policy,
             host,
@@ -79,7 +81,14 @@ def deploy(
     mode: str = typer.Option("async", help="Chunk execution: open_loop, ensemble, async or rtc."),
     steps: int = typer.Option(400, help="Max control steps per episode."),
     episodes: int = typer.Option(1, help="Episodes to run (sim)."),
-    task: str | None = typer.Option(None, help="Instruction; sim tasks supply their own."),
+    instruction: str | None = typer.Option(
+        None,
+        "--instruction",
+        "--task",
+        help="The instruction the policy gets (a real robot has no other); with sim:, it "
+        "replaces the task's sampled one. --task: the older name, still accepted.",
+    ),
+    plan: bool | None = typer.Option(None, "--plan/--no-plan", help=PLAN_HELP),
     out: Path = typer.Option(Path("outputs/deploy"), help="Run log (JSONL) and video go here."),
     engine: str = typer.Option("mujoco", help="Sim engine: mujoco or pybullet."),
     action_mode: str = typer.Option("ee_delta", help="Sim action mode: ee_delta or joint_pos."),
@@ -131,11 +140,15 @@ def deploy(
     from embodied_mm.deploy.session import DeployConfig, make_robot, result_dict, run_episodes
     from embodied_mm.dirlock import DirectoryLockedError
     from embodied_mm.errors import UsageError, require_positive
+    from embodied_mm.runtime.instruction import check_instruction
     from embodied_mm.runtime.safety import EStop
     from embodied_mm.viz.rerun_log import display_log
 
     if (server is None) == (checkpoint is None):
         raise UsageError("give exactly one of --server or --checkpoint")
+    if server is not None and plan is not None:
+        raise UsageError("--plan/--no-plan choose for --checkpoint; a server's `serve --plan` does")
+    instruction = check_instruction(instruction)
     if command_hz is not None and robot.startswith("sim:"):
         raise UsageError(
             "--command-hz is for real position-controlled arms: the simulator steps once per "
@@ -155,7 +168,7 @@ def deploy(
         hz=hz,
         max_steps=steps,
         episodes=episodes,
-        task=task,
+        task=instruction,
         refill_at=refill_at,
         out_dir=out,
         safety_overrides={"watchdog_stop_s": watchdog_stop_s, "max_obs_age_s": max_obs_age_s},
@@ -167,7 +180,8 @@ def deploy(
         command_max_jerk=command_max_jerk,
     )
     try:
-        source, meta = _policy_source(server, checkpoint, token, timeout, backend, connect_wait)
+        source, meta = _policy_source(server, checkpoint, token, timeout, backend, connect_wait,
+                                      plan)  # fmt: skip
         sim_kwargs = (
             {"engine": engine, "action_mode": action_mode} if robot.startswith("sim:") else {}
         )
@@ -245,6 +259,7 @@ def _policy_source(
     timeout: float,
     backend: str = "torch",
     connect_wait: float = 0.0,
+    with_plan: bool | None = None,
 ) -> tuple[ChunkSource, dict[str, Any]]:
     """A remote (server) or in-process (checkpoint) chunk source, and its metadata; a server
     that is not up yet is retried for ``connect_wait`` seconds."""
@@ -259,15 +274,18 @@ def _policy_source(
             meta = client.connect_waiting(connect_wait, lambda m: typer.echo(m, err=True))
         except PolicyUnavailable as e:
             raise ValueError(str(e)) from e
+        typer.echo("plans: whatever the server sends (its `serve --plan/--no-plan`)")
         return RemotePolicy(client), meta
-    local = _local_policy(checkpoint, backend)
+    local = _local_policy(checkpoint, backend, with_plan)
+    typer.echo(plan_line(local.with_plan, with_plan))
     return local, local.metadata()
 
 
 def _local_policy(
-    checkpoint: Path, backend: str, with_plan: bool = False, device: str | None = None
+    checkpoint: Path, backend: str, with_plan: bool | None = None, device: str | None = None
 ) -> LocalPolicy:
-    """The in-process policy of ``--checkpoint``: PyTorch, or an ONNX export on onnxruntime."""
+    """The in-process policy of ``--checkpoint``: PyTorch, or an ONNX export on onnxruntime.
+    ``with_plan``: --plan/--no-plan (None: when the policy was trained with plan labels)."""
     from embodied_mm.runtime.inference import LocalPolicy
 
     if backend == "torch":
@@ -277,7 +295,7 @@ def _local_policy(
 
         if with_plan:
             raise ValueError("--plan needs --backend torch: ONNX exports hold no plan text")
-        return LocalPolicy(OrtPolicy(checkpoint))
+        return LocalPolicy(OrtPolicy(checkpoint), with_plan=False)
     raise ValueError(f"unknown backend {backend!r}; known: torch, onnx")
 
 

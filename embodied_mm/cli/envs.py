@@ -17,6 +17,14 @@ from embodied_mm.cli.control import (
     RRD_HELP,
     VIDEO_CAMERA_HELP,
 )
+from embodied_mm.cli.plan_options import (
+    INSTRUCTION_HELP,
+    PLAN_HELP,
+    end_status,
+    episode_line,
+    live_status,
+    plan_line,
+)
 
 ENGINE_NAMES = ("mujoco", "pybullet")
 
@@ -82,11 +90,14 @@ def rollout_cmd(
         [],
         help="NAME=LEVEL: a perturbation factor at a level (repeatable; `envs --perturbations`).",
     ),
+    instruction: str | None = typer.Option(None, help=INSTRUCTION_HELP + " (checkpoints)"),
+    plan: bool | None = typer.Option(None, "--plan/--no-plan", help=PLAN_HELP),
 ) -> None:
     """Run episodes of a task with a policy; print the success rate. A checkpoint runs
-    through deploy's controller stack (chunk executor of --mode + safety filter)."""
+    through deploy's controller stack (chunk executor of --mode + safety filter); each
+    episode's instruction and plans are printed and kept in summary.json."""
     from embodied_mm.envs.perturbations import parse_perturb_args
-    from embodied_mm.envs.rollout import rollout
+    from embodied_mm.envs.rollout import is_checkpoint, rollout
     from embodied_mm.runtime.controller import ControlSpec
     from embodied_mm.viz.rerun_log import display_log
 
@@ -98,13 +109,19 @@ def rollout_cmd(
         try:
             result = rollout(env, engine, policy, episodes, video_dir, seed, image_size,
                              summary, action_mode, control, video_camera=video_camera,
-                             viz=viz, perturb=levels)  # fmt: skip
+                             viz=viz, perturb=levels, instruction=instruction,
+                             with_plan=plan, on_step=live_status())  # fmt: skip
         finally:
+            end_status()
             if viz is not None:
                 viz.close()
     except (ValueError, RuntimeError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
+    if is_checkpoint(policy):
+        typer.echo(plan_line(result.with_plan, plan))
+    for record in result.per_episode:
+        typer.echo(episode_line(record))
     typer.echo(
         f"{env} engine={engine} policy={policy}: success {result.successes}/{result.episodes}"
         f" = {result.success_rate:.0%} (mean {result.mean_steps:.0f} steps, "

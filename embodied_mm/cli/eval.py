@@ -15,13 +15,16 @@ from embodied_mm.cli.control import (
     REFILL_HELP,
     VIDEO_CAMERA_HELP,
 )
+from embodied_mm.cli.plan_options import INSTRUCTION_HELP, PLAN_HELP, plan_line
 from embodied_mm.runtime.controller import ControlSpec
 
 
 @app.command("eval")
 def eval_command(
     checkpoint: Path = typer.Option(..., help="Policy directory (save_pretrained output)."),
-    env: str = typer.Option(..., help="Env id(s), comma-separated (see `embodied-mm envs`)."),
+    env: str = typer.Option(
+        ..., help="Env id(s), comma-separated, or all: every task `embodied-mm envs` lists."
+    ),
     engine: str = typer.Option("mujoco", help="mujoco | pybullet"),
     episodes: int = typer.Option(20, help="Episodes per task."),
     split: str = typer.Option("train", help="Instruction split: train | heldout."),
@@ -51,17 +54,21 @@ def eval_command(
         4, help="--report: per task, clips of the first N failed episodes (and the first success)."
     ),
     video_camera: str = typer.Option("presentation", help=VIDEO_CAMERA_HELP),
-    plan: bool = typer.Option(False, help="Ask the policy for its plan text with every chunk."),
+    plan: bool | None = typer.Option(None, "--plan/--no-plan", help=PLAN_HELP),
+    instruction: str | None = typer.Option(None, help=INSTRUCTION_HELP),
 ) -> None:
     """Success rate (95% Wilson interval), mean episode length and safety interventions per
     task, through deploy's controller stack; runs sharded across processes under
     `accelerate launch`. With --suite, one evaluation per perturbation factor x level
     (suite.json and a table)."""
     from embodied_mm.envs.perturbations import parse_perturb_args
+    from embodied_mm.envs.registration import expand_env_ids
     from embodied_mm.errors import UsageError
-    from embodied_mm.eval.evaluate import run_eval
+    from embodied_mm.eval.evaluate import run_eval, task_table
+    from embodied_mm.runtime.instruction import check_instruction
 
-    env_ids = [e for e in env.split(",") if e]
+    env_ids = expand_env_ids(env)  # `all`: every registered task
+    instruction = check_instruction(instruction)
     control = ControlSpec(mode, hz, refill_at, latency_steps, n_action_steps)  # UsageError
     levels = parse_perturb_args(perturb)  # UsageError naming the known factors / levels
     if report_clips < 0:
@@ -71,7 +78,7 @@ def eval_command(
             raise UsageError("--suite sets the perturbations itself; drop --perturb")
         _run_suite(checkpoint, env_ids, engine, episodes, out, suite, quick, factors,
                    split, seed, num_envs, control, report_clips if report else 0,
-                   video_camera)  # fmt: skip
+                   video_camera, instruction, plan)  # fmt: skip
         if report and (out / "suite.json").is_file():  # (the main process wrote it)
             from embodied_mm.report.html import write_report
 
@@ -81,9 +88,16 @@ def eval_command(
         raise UsageError("--quick and --factors go with --suite")
     info = run_eval(checkpoint, env_ids, engine, episodes, out, split, seed, num_envs, control,
                     perturb=levels, video_camera=video_camera,
-                    clip_failures=report_clips if report else 0, with_plan=plan)  # fmt: skip
+                    clip_failures=report_clips if report else 0, with_plan=plan,
+                    instruction=instruction)  # fmt: skip
     if info is None:  # not the main process
         return
+    typer.echo(plan_line(info["plans"], plan))
+    typer.echo(
+        f'instruction: "{instruction}" (--instruction, every episode)'
+        if instruction is not None
+        else "instruction: each env's, sampled per episode (per_episode[].task)"
+    )
     for t in info["tasks"]:
         lo, hi = t["ci95"]
         typer.echo(
@@ -92,6 +106,7 @@ def eval_command(
             f"{lo:.0%}-{hi:.0%}), mean length {t['mean_length']:.1f}, "
             f"interventions {t['interventions'] or 'none'}"
         )
+    typer.echo(task_table(info))
     typer.echo(f"wrote {out / 'eval_info.json'}")
     if report:
         from embodied_mm.report.html import write_report
@@ -100,12 +115,14 @@ def eval_command(
 
 
 def _run_suite(checkpoint, env_ids, engine, episodes, out, suite, quick, factors, split, seed,
-               num_envs, control, clip_failures=0, video_camera="presentation") -> None:  # fmt: skip
+               num_envs, control, clip_failures=0, video_camera="presentation",
+               instruction=None, plan=None) -> None:  # fmt: skip
     from embodied_mm.eval.suite import parse_factor_list, run_suite, suite_table
 
     result = run_suite(checkpoint, env_ids, engine, episodes, out, suite, quick,
                        parse_factor_list(factors), split, seed, num_envs, control,
-                       clip_failures=clip_failures, video_camera=video_camera)  # fmt: skip
+                       clip_failures=clip_failures, video_camera=video_camera,
+                       instruction=instruction, with_plan=plan)  # fmt: skip
     if result is None:  # not the main process
         return
     typer.echo(suite_table(result))

@@ -252,6 +252,8 @@ def run_episodes(
                 takeover=takeover, episode=buffer, viz=viz,
                 commands=command_stream(robot, limits, cfg, estop),
             )  # fmt: skip
+            said = loop.instruction()  # the env's may change every episode
+            say(f"episode {ep}: {said.line()}")  # (run.jsonl's summary line keeps it too)
             result: LoopResult | None = None
             try:
                 result = loop.run(cfg.max_steps)
@@ -294,6 +296,8 @@ def result_dict(r: LoopResult) -> dict[str, Any]:
         "interventions": r.interventions,
         "timing": r.timing,
         "plans": r.plans,
+        "plan_log": r.plan_log,
+        **r.instruction,
         "error": r.error,
         "person_steps": r.person_steps,
         "takeovers": r.takeovers,

@@ -96,6 +96,7 @@ def evaluate_policy(
     perturb: Mapping[str, int] | None = None,
     video_camera: str = "presentation",
     clip_failures: int = 0,
+    instruction: str | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """This rank's share of the episodes (global episode ``i`` runs on rank ``i % world``):
     env id → per-episode records. Rank 0 writes one video per task. ``policy``: a
@@ -106,6 +107,7 @@ def evaluate_policy(
     Videos come from ``video_camera`` (``presentation`` or ``policy``); with
     ``clip_failures`` > 0 each rank also keeps per-episode clips of its first
     ``clip_failures`` failures and first success per task (``video_dir/clips/<task>/``).
+    ``instruction``: the user's text in place of every episode's sampled one.
     """
     policy = as_batch_policy(policy)
     control = control or ControlSpec()
@@ -127,7 +129,8 @@ def evaluate_policy(
             records += rollout_batch(policy, env_id, seeds[b : b + num_envs], engine, split,
                                      control, video_path=video, keep_actions=keep_actions,
                                      on_episode=done, perturb=perturb,
-                                     video_camera=video_camera, clips=budget)  # fmt: skip
+                                     video_camera=video_camera, clips=budget,
+                                     instruction=instruction)  # fmt: skip
         out[env_id] = records
     return out
 
@@ -148,7 +151,8 @@ def run_eval(
     videos: bool = True,
     video_camera: str = "presentation",
     clip_failures: int = 0,
-    with_plan: bool = False,
+    with_plan: bool | None = False,
+    instruction: str | None = None,
 ) -> dict[str, Any] | None:
     """Evaluate a checkpoint (``save_pretrained`` or ``export`` directory) under ``control``
     (default: open loop at 20 Hz); on the main process, write and return ``eval_info.json``.
@@ -160,7 +164,10 @@ def run_eval(
     (a suite of evaluations loads it once); ``videos``: write one video per task (from
     ``video_camera``) and, with ``clip_failures`` > 0, per-episode clips of the first
     failures and success (their paths, relative to ``out_dir``, in ``per_episode[].video``);
-    ``with_plan``: the policy also writes its plan text each chunk (``per_episode[].plans``)."""
+    ``with_plan``: the policy also writes its plan text each chunk (``per_episode[].plans``
+    and ``plan_log``; None: when the checkpoint was trained with plan labels);
+    ``instruction``: the user's text in place of every episode's sampled one (``instruction``
+    in ``eval_info.json``; each episode's ``task`` and ``instruction_source``)."""
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
@@ -169,7 +176,9 @@ def run_eval(
     from embodied_mm.envs.registration import check_env_id
     from embodied_mm.eval.clips import check_video_camera
     from embodied_mm.runtime.inference import LocalPolicy
+    from embodied_mm.runtime.instruction import check_instruction
 
+    instruction = check_instruction(instruction)
     if not env_ids:
         raise UsageError("give at least one --env ID (see `embodied-mm envs`)")
     for env_id in env_ids:  # before the policy loads
@@ -198,7 +207,7 @@ def run_eval(
                                state.num_processes, control,
                                on_episode=progress.episode_done if progress else None,
                                perturb=perturbation.levels, video_camera=video_camera,
-                               clip_failures=clip_failures)  # fmt: skip
+                               clip_failures=clip_failures, instruction=instruction)  # fmt: skip
     finally:
         if progress is not None:
             progress.close()
@@ -223,6 +232,8 @@ def run_eval(
         "control": control.as_dict(),
         "n_action_steps": control.n_action_steps,
         "perturb": perturbation.describe(),
+        "instruction": instruction,  # the user's, every episode (None: each env's own)
+        "plans": bool(getattr(policy, "with_plan", False)),  # asked for with every chunk
         "seconds": time.perf_counter() - t0,
         "tasks": [asdict(t) for t in tasks],
         "overall": {
@@ -236,6 +247,29 @@ def run_eval(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "eval_info.json").write_text(json.dumps(info, indent=2))
     return info
+
+
+def task_table(info: dict[str, Any]) -> str:
+    """The per-task table of an ``eval_info.json`` (what ``eval`` prints at the end): one
+    row per task (success rate, 95% Wilson interval, successes/episodes, mean length,
+    interventions), then the overall row (the mean of the tasks' rates)."""
+    head = ("task", "success", "95% CI", "episodes", "mean length", "interventions")
+    rows = []
+    for t in info["tasks"]:
+        lo, hi = t["ci95"]
+        n = sum(t["interventions"].values()) if t.get("interventions") else 0
+        rows.append((t["env_id"], f"{t['success_rate']:.0%}", f"{lo:.0%}-{hi:.0%}",
+                     f"{t['successes']}/{t['episodes']}", f"{t['mean_length']:.1f}",
+                     str(n) if n else "none"))  # fmt: skip
+    overall = info["overall"]
+    n = sum(overall["interventions"].values())
+    rows.append((f"overall ({len(info['tasks'])} tasks)", f"{overall['success_rate']:.0%}", "",
+                 str(overall["episodes"]), "", str(n) if n else "none"))  # fmt: skip
+    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in (head, *rows)]  # fmt: skip
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 TASK_FIELDS = ("env_id", "engine", "split", "success_rate", "ci95")

@@ -93,6 +93,8 @@ def run_suite(
     progress_bar: bool | None = False,
     clip_failures: int = 0,
     video_camera: str = "presentation",
+    instruction: str | None = None,
+    with_plan: bool | None = False,
 ) -> dict[str, Any] | None:
     """Run every cell of the suite (``factors``: only these, plus the baseline) and write
     ``out_dir/suite.json`` (and the table as ``suite.md``); returns it on the main process (``None`` elsewhere)::
@@ -106,7 +108,8 @@ def run_suite(
 
     The baseline cell has factor ``"none"``, level ``"0"``. With ``clip_failures`` > 0 each
     cell also keeps clips of its first failures and success (``eval --report``; see
-    :func:`~embodied_mm.eval.evaluate.run_eval`), from ``video_camera``.
+    :func:`~embodied_mm.eval.evaluate.run_eval`), from ``video_camera``. ``instruction``,
+    ``with_plan``: as run_eval's, for every cell.
     """
     from accelerate import PartialState
 
@@ -122,7 +125,7 @@ def run_suite(
         check_env_id(env_id)
     cells = [c for c in suite_cells(quick) if c == BASELINE or factors is None or c[0] in factors]
     control = control or ControlSpec()
-    policy = LocalPolicy.from_checkpoint(checkpoint)
+    policy = LocalPolicy.from_checkpoint(checkpoint, with_plan=with_plan)
     state = PartialState(cpu=True)
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -132,7 +135,8 @@ def run_suite(
         info = run_eval(checkpoint, env_ids, engine, episodes, out_dir / rel, split, seed,
                         num_envs, control, progress_bar=progress_bar, perturb=perturb,
                         loaded_policy=policy, videos=clip_failures > 0,
-                        clip_failures=clip_failures, video_camera=video_camera)  # fmt: skip
+                        clip_failures=clip_failures, video_camera=video_camera,
+                        instruction=instruction)  # fmt: skip
         if info is None:  # not the main process
             continue
         for t in info["tasks"]:

@@ -25,6 +25,8 @@ from embodied_mm.eval.smoothness import EpisodeMotion
 from embodied_mm.features import TASK
 from embodied_mm.runtime.adapters.sim import SimRobot
 from embodied_mm.runtime.controller import Controller, ControlSpec, robot_sim_controller
+from embodied_mm.runtime.instruction import Instruction
+from embodied_mm.runtime.plan_log import PlanLog
 
 
 class _Spaces:
@@ -83,6 +85,7 @@ def rollout_batch(
     keep_actions: bool = False,
     on_episode: Callable[[dict[str, Any]], None] | None = None,
     perturb: Mapping[str, int] | None = None,
+    instruction: str | None = None,
 ) -> list[dict[str, Any]]:
     """One episode per seed, all in parallel (an async vector env of ``len(seeds)`` envs).
 
@@ -91,8 +94,9 @@ def rollout_batch(
     current plan drawn on) or ``"policy"`` (the front camera the policy sees); ``clips``: the
     task's budget of per-episode clips (:mod:`embodied_mm.eval.clips`), a kept clip's path
     in its record's ``video``. Records also hold ``ended_near`` (:func:`ended_near`: the
-    object the policy went to, or ``None``), ``plans``, the distinct plan texts the
-    policy gave in order (empty for a policy not asked for plans), and ``smoothness``
+    object the policy went to, or ``None``), ``plans``, the plan texts the policy gave
+    in order (empty for a policy not asked for plans), ``plan_log`` (the same, each with
+    the step it began at: :mod:`embodied_mm.runtime.plan_log`), and ``smoothness``
     (:class:`~embodied_mm.eval.smoothness.EpisodeMotion`: chunk boundaries against
     within-chunk action changes, RMS jerk of the arm's joints).
     Returns one record per seed: ``{"seed", "success", "steps", "task", "interventions",
@@ -101,7 +105,9 @@ def rollout_batch(
     commands sent, (T, D) as lists) with ``keep_actions``. With ``video_path``, the video
     camera of the first env is written there. ``on_episode`` is called with each record as
     its episode ends (before the batch's last one has). ``perturb``: ``{factor: level}`` of
-    :mod:`embodied_mm.envs.perturbations`, applied by every env.
+    :mod:`embodied_mm.envs.perturbations`, applied by every env. ``instruction``: the user's
+    text, given to the policy (and drawn on the videos) in place of each env's sampled one;
+    records then say so (``instruction_source``, ``env_task``: what the env sampled).
     """
     import embodied_mm.envs  # noqa: F401  (registers the ids)
 
@@ -128,7 +134,8 @@ def rollout_batch(
             robot_sim_controller(control, batcher.source(i), s) for i, s in enumerate(slots)
         ]
         obs, info = envs.reset(seed=[int(s) for s in seeds])
-        tasks = [str(t) for t in info["task"]]
+        told = [Instruction.of(instruction, str(t)) for t in info["task"]]
+        tasks = [t.text for t in told]
         # where each object stood at the start (for ended_near; read before any autoreset)
         starts = [
             {n: np.asarray(p[0]) for n, p in e.poses.items()} for e in envs.get_attr("episode")
@@ -143,7 +150,7 @@ def rollout_batch(
         actions: list[list[list[float]]] = [[] for _ in range(n)]
         motion = [EpisodeMotion(obs["agent_pos"][i]) for i in range(n)]  # state (S,)
         records: dict[int, dict[str, Any]] = {}  # env -> its record, once its episode ended
-        plans: list[list[str]] = [[] for _ in range(n)]
+        plans = [PlanLog() for _ in range(n)]
         recorder = ClipRecorder(envs, seeds, tasks, video_camera, fps,
                                 {0: video_path} if video_path is not None else None, clips)  # fmt: skip
         recorder.capture(obs, range(n), [None] * n)
@@ -165,8 +172,7 @@ def rollout_batch(
             ended = np.asarray(terminated) | np.asarray(truncated)
             now = [controllers[i].executor.plan for i in range(n)]
             for i in decided:
-                if now[i] and (not plans[i] or plans[i][-1] != now[i]):
-                    plans[i].append(now[i])
+                plans[i].note(int(steps[i]), now[i])
             if recorder.active:
                 recorder.capture(obs, sorted(decided), now)
             for i in sorted(decided):
@@ -182,7 +188,9 @@ def rollout_batch(
                     records[i] = _record(seeds[i], success[i], steps[i], tasks[i],
                                          controllers[i].interventions, stop[i],
                                          actions[i] if keep_actions else None)  # fmt: skip
-                    records[i]["plans"] = list(plans[i])
+                    records[i].update(told[i].record())
+                    records[i]["plans"] = plans[i].texts
+                    records[i]["plan_log"] = plans[i].entries
                     records[i]["ended_near"] = ended_near(starts[i], obs["agent_pos"][i])
                     records[i]["smoothness"] = motion[i].figures(1.0 / control.hz)
                     recorder.episode_ended(i, records[i])

@@ -154,6 +154,11 @@ class VLAPolicy(nn.Module):
                 config, resources, self.pad_id, family.mean, family.std, state_names
             )
         self.processor = PolicyProcessor(processor)
+        # Whether this policy was trained on frames with a sub-task label (``plan``) beside
+        # their actions: set by compute_loss, saved in config.json (``trained_with_plans``),
+        # and what decides whether demo/rollout/eval/deploy ask it for plans by default.
+        # Caption-only batches (alignment) do not count: they teach descriptions, not plans.
+        self.trained_with_plans = False
         self._image_keys = [image_key(c) for c in config.cameras]  # the camera embeddings' order
         self.processor_steps = self.processor.modules  # follow the policy across devices
         self.to(device or pretrained.default_device())
@@ -281,6 +286,8 @@ class VLAPolicy(nn.Module):
                 loss = loss + self.config.goal_loss_weight * goal_loss
                 metrics["goal_mse"] = goal_loss.item()
             if labelled:
+                if ACTION in batch:
+                    self.trained_with_plans = True
                 idx = torch.tensor(labelled, device=self.device)
                 plan_ids, plan_mask = self._encode_plans([plans[i] for i in labelled])
                 sub_mask = None if mask is None else mask[idx]

@@ -2,7 +2,8 @@
 :class:`~embodied_mm.model.modeling_vla.VLAPolicy`, offline, with no pickle.
 
 A checkpoint directory holds ``model.safetensors`` (weights), ``config.json`` (format, config
-version, the weights' sha256 and the :class:`~embodied_mm.model.configuration_vla.PolicyConfig`),
+version, the weights' sha256, the :class:`~embodied_mm.model.configuration_vla.PolicyConfig`
+and ``trained_with_plans``: whether training saw sub-task labels beside actions),
 ``stats.json`` (normalisation stats), ``processor.json`` (the processor pipeline, see
 :mod:`embodied_mm.processor`; older checkpoints lack it) and ``tokenizer/``. A missing,
 corrupt or truncated file fails with an error naming it; an older config version is migrated
@@ -99,6 +100,8 @@ def save_pretrained(policy: VLAPolicy, directory: str | Path) -> None:
         "version": CONFIG_VERSION,
         "weights_sha256": sha256_file(weights),
         "config": config_to_dict(policy.config),
+        # trained on sub-task labels: plans are asked for by default (runtime/inference.py)
+        "trained_with_plans": bool(getattr(policy, "trained_with_plans", False)),
     }
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
     policy.normalizer.save(directory / STATS_FILE)
@@ -170,7 +173,17 @@ def from_pretrained(
             f"cannot load policy weights {weights}: {reason} "
             f"(they do not match {directory / CONFIG_FILE})"
         ) from err
+    policy.trained_with_plans = _trained_with_plans(meta, config_path)
     return policy.to(device or default_device())
+
+
+def _trained_with_plans(meta: dict[str, Any], config_path: Path) -> bool:
+    """``config.json``'s ``trained_with_plans`` (absent: False, a checkpoint saved before
+    the marker existed)."""
+    value = meta.get("trained_with_plans", False)
+    if not isinstance(value, bool):
+        raise UsageError(f"{config_path}: trained_with_plans must be true or false, got {value!r}")
+    return value
 
 
 def check_stats_dims(config: PolicyConfig, stats: dict[str, Any], directory: Path) -> None:

@@ -69,6 +69,14 @@ def rtc_request(frames: list[dict[str, Any]], action_dim: int) -> dict[str, np.n
     return {"prefix": prefix, "delay": delay, "overlap": overlap}
 
 
+def plans_by_default(policy: Any) -> bool:
+    """Whether the commands ask ``policy`` for its plan text when neither ``--plan`` nor
+    ``--no-plan`` is given: a PyTorch policy whose training saw sub-task labels beside its
+    actions (``trained_with_plans`` in its ``config.json``); never an ONNX export, which
+    holds no text decoder."""
+    return bool(getattr(policy, "trained_with_plans", False))
+
+
 class PolicyUnavailable(RuntimeError):
     """The policy could not answer (server down, timeout); the caller holds the robot."""
 
@@ -90,13 +98,14 @@ class ChunkSource(Protocol):
 class LocalPolicy:
     """Runs a policy object (``predict_chunk``/``generate_plan``/``reset``) in this process.
 
-    ``with_plan``: also call ``generate_plan`` each chunk (costs a text decode), for policies
-    trained with plan labels.
+    ``with_plan``: also call ``generate_plan`` each chunk (costs a text decode); None (what
+    the commands pass without --plan/--no-plan): when the policy was trained with plan labels
+    (:func:`plans_by_default`).
     """
 
-    def __init__(self, policy: Any, with_plan: bool = False) -> None:
+    def __init__(self, policy: Any, with_plan: bool | None = False) -> None:
         self.policy = policy
-        self.with_plan = with_plan
+        self.with_plan = plans_by_default(policy) if with_plan is None else bool(with_plan)
         cfg = policy.config
         self.cameras: tuple[str, ...] = tuple(cfg.cameras)
         self.state_dim: int = int(cfg.state_dim)
@@ -109,7 +118,7 @@ class LocalPolicy:
 
     @classmethod
     def from_checkpoint(
-        cls, checkpoint: str | Path, with_plan: bool = False, device: str | None = None
+        cls, checkpoint: str | Path, with_plan: bool | None = False, device: str | None = None
     ) -> LocalPolicy:
         return cls(load_policy(checkpoint, device=device), with_plan=with_plan)
 

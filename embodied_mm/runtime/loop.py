@@ -34,7 +34,9 @@ from embodied_mm.runtime.cadence import cadence_report, delay_status
 from embodied_mm.runtime.chunking import ChunkExecutor
 from embodied_mm.runtime.command_interpolation import CommandStream
 from embodied_mm.runtime.controller import Controller
+from embodied_mm.runtime.instruction import Instruction
 from embodied_mm.runtime.intervention import Takeover
+from embodied_mm.runtime.plan_log import PlanLog
 from embodied_mm.runtime.recording import RunRecorder
 from embodied_mm.runtime.robot import Robot, RobotObservation
 from embodied_mm.runtime.safety import FilteredAction, SafetyFilter
@@ -55,6 +57,11 @@ class LoopResult:
     interventions: dict[str, int]
     achieved_hz: float
     plans: list[str] = field(default_factory=list)
+    # the plans with the step each began: [{"step": int, "plan": str}] (runtime/plan_log.py)
+    plan_log: list[dict[str, Any]] = field(default_factory=list)
+    # the instruction the policy was given: {"task", "instruction_source"[, "env_task"]}
+    # (runtime/instruction.py)
+    instruction: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     person_steps: int = 0  # steps a person drove (--teleop)
     takeovers: int = 0
@@ -124,7 +131,7 @@ class ControllerLoop:
     def run(self, max_steps: int) -> LoopResult:
         """Run until ``max_steps``, the end of a sim episode, an e-stop or a watchdog stop."""
         reason = "max_steps"
-        plans: list[str] = []
+        plans = PlanLog()
         t_begin = time.perf_counter()
         self._began = t_begin
         next_tick = t_begin
@@ -152,8 +159,7 @@ class ControllerLoop:
                 reason = "error"
                 break
             plan = self.executor.plan
-            if plan and (not plans or plans[-1] != plan):
-                plans.append(plan)
+            plans.note(self.step, plan)
             # read once: the async executor's worker may change it at any moment
             policy_error = self.executor.last_error
             interventions = [i.value for i in safe.interventions]
@@ -203,7 +209,9 @@ class ControllerLoop:
             timing={**self.timer.summary(), **self.executor.chunk_stats()},
             interventions=dict(self.safety.counts),
             achieved_hz=achieved_hz,
-            plans=plans,
+            plans=plans.texts,
+            plan_log=plans.entries,
+            instruction=self.instruction().record(),
             error=self.error,
             person_steps=self.takeover.person_steps if self.takeover else 0,
             takeovers=self.takeover.takeovers if self.takeover else 0,
@@ -249,6 +257,10 @@ class ControllerLoop:
 
     def _task(self) -> str:
         return self.task if self.task is not None else (self.robot.task or "")
+
+    def instruction(self) -> Instruction:
+        """The instruction the policy is given now: ``task`` (the user's) or the robot's."""
+        return Instruction.of(self.task, self.robot.task)
 
     def _propose(self, frame: dict[str, Any]) -> np.ndarray | None:
         """(D,) this step's command before the filter: the person's when a person drives,
