@@ -1,4 +1,4 @@
-"""``embodied-mm eval`` and ``embodied-mm eval-compare``."""
+"""``embodied-mm eval``, ``embodied-mm eval-compare`` and ``embodied-mm eval-plans``."""
 
 from __future__ import annotations
 
@@ -169,6 +169,27 @@ def eval_compare(
         )
     if any(r["regression"] for r in rows):
         raise typer.Exit(1)
+
+
+@app.command("eval-plans")
+def eval_plans(
+    checkpoint: Path = typer.Option(..., help="Policy directory (save_pretrained output)."),
+    dataset: str = typer.Option(
+        ..., help="Held-out demo dataset(s), one per task, comma-separated (record --seed 200000)."
+    ),
+    episodes: int = typer.Option(20, help="Episodes scored per dataset (its first N)."),
+    every: int = typer.Option(1, help="Score every N-th frame of each episode."),
+    batch_size: int = typer.Option(32, help="Frames per plan-generation batch."),
+    out: Path = typer.Option(Path("outputs/eval_plans"), help="Where plan_match.json goes."),
+) -> None:
+    """Plan exact match: on held-out demo frames, how often the policy's generated plan text
+    is the scripted expert's phase label, per task and overall (95% Wilson intervals)."""
+    from embodied_mm.eval.plan_match import evaluate_plans, plan_table
+
+    roots = [Path(d) for d in dataset.split(",") if d.strip()]
+    info = evaluate_plans(checkpoint, roots, episodes, out, every, batch_size)
+    typer.echo(plan_table(info))
+    typer.echo(f"wrote {out / 'plan_match.json'}")
 
 
 def _compare_suites(rows: list[dict]) -> None:
