@@ -9,7 +9,11 @@ MODE_HELP = (
 )
 HZ_HELP = "Control rate the safety filter assumes (the envs step at 20 Hz)."
 REFILL_HELP = "async, rtc: request the next chunk at this many queued actions."
-LATENCY_HELP = "async, rtc: control steps a chunk takes to arrive (the simulated policy latency)."
+LATENCY_HELP = (
+    "The simulated policy latency in control steps (50 ms each at 20 Hz): a chunk asked for at "
+    "step t plays from step t + N. async, rtc keep playing the queue meanwhile (default 1); "
+    "open_loop, ensemble wait for it, the arm holding, as on a robot (default 0)."
+)
 VIDEO_CAMERA_HELP = (
     "What videos show: presentation (480x360 view of the whole arm, instruction and plan drawn "
     "on) or policy (the front camera the policy sees)."

@@ -36,7 +36,7 @@ def demo(
     seed: int = typer.Option(100_000, help="First episode seed (held out from training)."),
     out: Path = typer.Option(Path("outputs/demo"), help="Where the videos and summary go."),
     mode: str = typer.Option("open_loop", help=MODE_HELP),
-    latency_steps: int = typer.Option(1, help=LATENCY_HELP),
+    latency_steps: int | None = typer.Option(None, help=LATENCY_HELP),
     video_camera: str = typer.Option("presentation", help=VIDEO_CAMERA_HELP),
     instruction: str | None = typer.Option(None, help=INSTRUCTION_HELP),
     plan: bool | None = typer.Option(None, "--plan/--no-plan", help=PLAN_HELP),

@@ -82,7 +82,7 @@ def rollout_cmd(
     mode: str = typer.Option("open_loop", help=MODE_HELP),
     hz: float = typer.Option(20.0, help=HZ_HELP),
     refill_at: int = typer.Option(4, help=REFILL_HELP),
-    latency_steps: int = typer.Option(1, help=LATENCY_HELP),
+    latency_steps: int | None = typer.Option(None, help=LATENCY_HELP),
     video_camera: str = typer.Option("presentation", help=VIDEO_CAMERA_HELP),
     display: str = typer.Option("none", help=DISPLAY_HELP),
     rrd: Path | None = typer.Option(None, help=RRD_HELP),

@@ -37,7 +37,7 @@ def eval_command(
     mode: str = typer.Option("open_loop", help=MODE_HELP),
     hz: float = typer.Option(20.0, help=HZ_HELP),
     refill_at: int = typer.Option(4, help=REFILL_HELP),
-    latency_steps: int = typer.Option(1, help=LATENCY_HELP),
+    latency_steps: int | None = typer.Option(None, help=LATENCY_HELP),
     perturb: list[str] = typer.Option(
         [],
         help="NAME=LEVEL: a perturbation factor at a level (repeatable; `envs --perturbations`).",

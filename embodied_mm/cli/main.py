@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from embodied_mm.cli import bench_chunking as _bench_chunking  # noqa: F401
 from embodied_mm.cli import bench_model as _bench_model  # noqa: F401
 from embodied_mm.cli import bench_teleop as _bench_teleop  # noqa: F401
 from embodied_mm.cli import dataset as _dataset  # noqa: F401

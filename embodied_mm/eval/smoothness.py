@@ -1,7 +1,9 @@
 """How smooth an executed trajectory is, and whether chunk boundaries show in it.
 
 - :func:`boundary_ratio`: the mean action change at chunk boundaries (the steps where a new
-  chunk's action is played for the first time) over the median change within chunks.
+  chunk's action is played for the first time, coming from the step before: the old chunk's
+  last action, or a hold) over the median change within chunks (between two actions of one
+  chunk; a hold is in no chunk).
   1.0 means the boundaries are invisible; a cross-fade between disagreeing plans or a chunk
   that ignores what was executed shows as a ratio well above 1. The mean at the boundaries
   (not the median) so that an occasional large jump counts; the median within so that the
@@ -50,20 +52,34 @@ def action_changes(actions: np.ndarray) -> np.ndarray:
     return np.linalg.norm(np.diff(a, axis=0), axis=1)
 
 
-def boundary_ratio(actions: np.ndarray, boundaries: Sequence[int]) -> float | None:
+def within_chunk_steps(chunk_steps: Sequence[int | None]) -> list[int]:
+    """The steps t >= 1 that play the same chunk as step t-1 (a hold, None, is in no chunk)."""
+    return [
+        t
+        for t in range(1, len(chunk_steps))
+        if chunk_steps[t] is not None and chunk_steps[t] == chunk_steps[t - 1]
+    ]
+
+
+def boundary_ratio(
+    actions: np.ndarray, boundaries: Sequence[int], within: Sequence[int] | None = None
+) -> float | None:
     """Mean change at the ``boundaries`` (steps t >= 1: the change from t-1 to t) over the
-    median change at every other step; None when either set is empty or the within-chunk
-    median is 0 (a trajectory that does not move inside chunks has no scale)."""
+    median change at the ``within`` steps (default: every other step); None when either set
+    is empty or the within-chunk median is 0 (a trajectory that does not move inside chunks
+    has no scale)."""
     changes = action_changes(actions)  # changes[t - 1] is the change into step t
     at = sorted({int(t) for t in boundaries if 1 <= t < len(changes) + 1})
-    is_boundary = np.zeros(len(changes), dtype=bool)
-    is_boundary[[t - 1 for t in at]] = True
-    if not is_boundary.any() or is_boundary.all():
+    if within is None:
+        inside = sorted(set(range(1, len(changes) + 1)) - set(at))
+    else:
+        inside = sorted({int(t) for t in within if 1 <= t < len(changes) + 1} - set(at))
+    if not at or not inside:
         return None
-    within = float(np.median(changes[~is_boundary]))
-    if within == 0.0:
+    reference = float(np.median(changes[[t - 1 for t in inside]]))
+    if reference == 0.0:
         return None
-    return float(changes[is_boundary].mean() / within)
+    return float(changes[[t - 1 for t in at]].mean() / reference)
 
 
 def rms_jerk(positions: np.ndarray, dt: float) -> float | None:
@@ -106,7 +122,8 @@ class EpisodeMotion:
         return np.asarray(state, dtype=np.float64)[self._dims]
 
     def sent(self, action: np.ndarray, chunk_step: int | None) -> None:
-        """The command of a step and the step whose observation its chunk came from."""
+        """The command of a step and the step whose observation its chunk came from (None:
+        a hold, no chunk's action)."""
         self.actions.append(np.asarray(action, dtype=np.float64))
         self.chunk_steps.append(chunk_step)
 
@@ -119,9 +136,12 @@ class EpisodeMotion:
         """``boundaries``, ``boundary_ratio`` (actions) and ``joint_rms_jerk`` (rad/s³)."""
         actions = np.stack(self.actions) if self.actions else np.zeros((0, 1))
         boundaries = chunk_boundaries(self.chunk_steps)
+        within = within_chunk_steps(self.chunk_steps)
         return {
             "boundaries": len(boundaries),
-            "boundary_ratio": boundary_ratio(actions, boundaries) if len(actions) > 1 else None,
+            "boundary_ratio": (
+                boundary_ratio(actions, boundaries, within) if len(actions) > 1 else None
+            ),
             "joint_rms_jerk": rms_jerk(np.stack(self.joints), dt) if self.joints else None,
         }
 

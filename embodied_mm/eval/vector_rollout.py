@@ -163,9 +163,11 @@ def rollout_batch(
         while live:
             decided = batcher.run_step({i: (lambda i=i: control_step(i)) for i in sorted(live)})
             command = np.stack([slot.hold_action() for slot in slots]).astype(np.float32)  # (N, D)
-            for i, (_, safe) in decided.items():
+            for i, (raw, safe) in decided.items():
                 command[i] = safe.action
-                motion[i].sent(safe.action, controllers[i].executor.chunk_step)
+                # a step with no fresh action (the filter holds) belongs to no chunk
+                chunk = controllers[i].executor.chunk_step if raw is not None else None
+                motion[i].sent(safe.action, chunk)
                 if keep_actions:
                     actions[i].append(np.asarray(safe.action, dtype=np.float64).tolist())
             obs, _, terminated, truncated, info = envs.step(command)

@@ -43,3 +43,45 @@ def success_plot(
             plt.close(fig)
     svg = buf.getvalue()
     return svg[svg.index("<svg") :]  # the element alone: no XML prolog inside HTML
+
+
+def latency_plot(grid: dict) -> str:
+    """An ``<svg>`` of a latency grid (:mod:`embodied_mm.eval.latency_grid`): per task, success
+    rate (95% interval bars) and joint RMS jerk against the injected latency, a line per mode."""
+    cells = grid["cells"]
+    env_ids = list(dict.fromkeys(c["env_id"] for c in cells))
+    modes = list(dict.fromkeys(c["mode"] for c in cells))
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "latency", "font.size": 9}):
+        fig, axes = plt.subplots(
+            2, len(env_ids), figsize=(4.2 * len(env_ids), 5.4), squeeze=False, sharex=True
+        )
+        try:
+            for col, env_id in enumerate(env_ids):
+                top, bottom = axes[0][col], axes[1][col]
+                for mode in modes:
+                    mine = [c for c in cells if c["env_id"] == env_id and c["mode"] == mode]
+                    x = [c["latency_ms"] for c in mine]
+                    rate = [c["success_rate"] for c in mine]
+                    err = [
+                        [max(0.0, r - c["ci95"][0]) for r, c in zip(rate, mine, strict=True)],
+                        [max(0.0, c["ci95"][1] - r) for r, c in zip(rate, mine, strict=True)],
+                    ]
+                    top.errorbar(x, rate, yerr=err, marker="o", capsize=3, label=mode)
+                    jerk = [c["joint_rms_jerk"] for c in mine]
+                    bottom.plot(x, [float("nan") if j is None else j for j in jerk], "o-",
+                                label=mode)  # fmt: skip
+                top.set_title(env_id.split("/")[-1], fontsize=9)
+                top.set_ylim(-0.03, 1.03)
+                top.set_ylabel("success rate")
+                bottom.set_ylabel("joint RMS jerk (rad/s³)")
+                bottom.set_xlabel("injected policy latency (ms)")
+                for ax in (top, bottom):
+                    ax.grid(alpha=0.3)
+            axes[0][0].legend(fontsize=8)
+            fig.tight_layout()
+            buf = io.StringIO()
+            fig.savefig(buf, format="svg", metadata={"Date": None})
+        finally:
+            plt.close(fig)
+    svg = buf.getvalue()
+    return svg[svg.index("<svg") :]

@@ -136,6 +136,10 @@ class OpenLoopExecutor(ChunkExecutor):
         super().reset()
         self._queue.clear()
 
+    def will_infer(self) -> bool:
+        """Whether the next step asks the policy for a chunk (the queue is empty)."""
+        return not self._queue
+
     def _next(self, frame: dict[str, Any]) -> np.ndarray | None:
         if not self._queue:
             result = self._infer(frame)
@@ -156,6 +160,10 @@ class TemporalEnsembleExecutor(ChunkExecutor):
     def reset(self) -> None:
         super().reset()
         self._chunks.clear()
+
+    def will_infer(self) -> bool:
+        """Always: every step asks the policy for a chunk."""
+        return True
 
     def _next(self, frame: dict[str, Any]) -> np.ndarray | None:
         result = self._infer(frame)
@@ -347,7 +355,7 @@ class SimulatedLatencyExecutor(ChunkExecutor):
 
     A chunk requested from the observation of step t (when ``refill_at`` or fewer actions are
     left queued) is inferred at once, synchronously, but only reaches the queue at step
-    t + ``latency_steps``: its actions for the steps that passed meanwhile are dropped and
+    t + ``latency_steps`` (0: at once): its actions for the steps that passed meanwhile are dropped and
     the overlap with what is still queued is cross-faded, exactly as when the threaded
     executor's answer arrives. As there, the first step of an episode waits for the chunk of
     its own observation, a queue that runs dry gives None (the safety filter holds), and a
@@ -358,9 +366,8 @@ class SimulatedLatencyExecutor(ChunkExecutor):
 
     def __init__(self, source: ChunkSource, refill_at: int = 4, latency_steps: int = 1) -> None:
         super().__init__(source)
-        if latency_steps < 1:
-            raise ValueError(f"latency_steps must be >= 1 (a chunk arrives after the step "
-                             f"it was asked at), got {latency_steps}")  # fmt: skip
+        if latency_steps < 0:
+            raise ValueError(f"latency_steps must be >= 0, got {latency_steps}")
         if refill_at < 0:
             raise ValueError(f"refill_at must be >= 0, got {refill_at}")
         self.refill_at = refill_at
@@ -379,20 +386,28 @@ class SimulatedLatencyExecutor(ChunkExecutor):
             if result is not None:
                 self._queue = merge_chunk(self._queue, 0, result.actions, 0)
                 self.chunk_step = 0
-        elif self._pending is not None and self._pending[0] + self.latency_steps <= self.step:
+        self._arrive()
+        if len(self._queue) <= self.refill_at and self._pending is None:
+            result = self._infer(frame)
+            if result is not None:
+                self._pending = (self.step, result)
+                self._arrive()  # latency 0: usable in the step it was asked at
+        if self._queue and self._queue[0][0] == self.step:
+            return self._queue.popleft()[1]
+        return None
+
+    def _arrive(self) -> None:
+        """Merge the pending chunk if it is due, and drop the actions of steps passed."""
+        if self._pending is not None and self._pending[0] + self.latency_steps <= self.step:
             start, result = self._pending
             self._pending = None
             self._queue = merge_chunk(self._queue, start, result.actions, self.step)
             self.chunk_step = start
         while self._queue and self._queue[0][0] < self.step:
             self._queue.popleft()
-        if len(self._queue) <= self.refill_at and self._pending is None:
-            result = self._infer(frame)
-            if result is not None:
-                self._pending = (self.step, result)
-        if self._queue and self._queue[0][0] == self.step:
-            return self._queue.popleft()[1]
-        return None
+
+
+SyncExecutor = OpenLoopExecutor | TemporalEnsembleExecutor
 
 
 def merge_chunk(
@@ -431,16 +446,26 @@ def make_executor(
 ) -> ChunkExecutor:
     """The executor of a ``--mode``. ``async`` is the threaded :class:`AsyncExecutor` (wall
     clock, a robot), or with ``latency_steps`` the deterministic
-    :class:`SimulatedLatencyExecutor` (simulated time); ``rtc`` likewise is real-time
+    :class:`SimulatedLatencyExecutor` (simulated time); ``open_loop`` and ``ensemble`` with
+    ``latency_steps`` > 0 wait for each chunk that long, the arm holding
+    (:class:`~embodied_mm.runtime.blocking.SimulatedBlockingExecutor`); ``rtc`` likewise is real-time
     chunking (:mod:`embodied_mm.runtime.rtc`; the threaded one needs the control rate
     ``hz``). ``n_action_steps`` applies to ``open_loop`` (actions played per chunk; default
     the whole chunk)."""
-    if mode == "open_loop":
-        return OpenLoopExecutor(source, n_action_steps)
+    if mode in ("open_loop", "ensemble"):
+        if mode == "open_loop":
+            sync: SyncExecutor = OpenLoopExecutor(source, n_action_steps)
+        elif n_action_steps is not None:
+            raise ValueError(f"n_action_steps applies to --mode open_loop, not {mode!r}")
+        else:
+            sync = TemporalEnsembleExecutor(source, ensemble_coeff)
+        if latency_steps:
+            from embodied_mm.runtime.blocking import SimulatedBlockingExecutor
+
+            return SimulatedBlockingExecutor(sync, latency_steps)
+        return sync
     if n_action_steps is not None:
         raise ValueError(f"n_action_steps applies to --mode open_loop, not {mode!r}")
-    if mode == "ensemble":
-        return TemporalEnsembleExecutor(source, ensemble_coeff)
     if mode == "async":
         if latency_steps is not None:
             return SimulatedLatencyExecutor(source, refill_at, latency_steps)

@@ -11,7 +11,7 @@ Time. On a robot the filter's clock is the wall clock and camera frames carry ca
 In simulation (:func:`sim_controller`) the filter runs on a :class:`StepClock`, which moves
 by one control period per step: a simulated frame is rendered at the step it belongs to, so
 it is never stale, and the watchdog counts steps, not seconds of inference. Together with a
-deterministic executor (``open_loop``, ``ensemble``, or ``async`` with a simulated latency)
+deterministic executor (every mode, with a simulated latency: :class:`ControlSpec`)
 the same seed then gives the same episode, however loaded the machine is.
 """
 
@@ -116,14 +116,18 @@ class Controller:
 class ControlSpec:
     """How a sim episode is controlled: the ``--mode`` and its knobs, and the control rate.
 
-    ``latency_steps``: in ``async`` and ``rtc`` modes, the control steps a chunk takes to
-    arrive (the simulated policy latency; 1 = answers within a control period).
+    ``latency_steps``: the simulated policy latency, in control steps: a chunk asked for at
+    step t can be played from step t + ``latency_steps``. In ``async`` and ``rtc`` modes the
+    queue keeps playing meanwhile (default 1: the answer comes within a control period); in
+    ``open_loop`` and ``ensemble`` the control loop waits for it, as theirs does on a robot,
+    so the arm holds for that many steps at every inference (default 0: inference takes no
+    time). None: the mode's default (:attr:`latency`).
     """
 
     mode: str = "open_loop"
     hz: float = 20.0
     refill_at: int = 4
-    latency_steps: int = 1
+    latency_steps: int | None = None
     n_action_steps: int | None = None
 
     def __post_init__(self) -> None:
@@ -132,18 +136,27 @@ class ControlSpec:
         require_positive("hz", self.hz)
         if self.refill_at < 0:
             raise UsageError(f"refill_at must be >= 0, got {self.refill_at}")
-        if self.latency_steps < 1:
-            raise UsageError(f"latency_steps must be >= 1, got {self.latency_steps}")
+        if self.latency_steps is not None and self.latency_steps < 0:
+            raise UsageError(f"latency_steps must be >= 0, got {self.latency_steps}")
         if self.n_action_steps is not None:
             if self.mode != "open_loop":
                 raise UsageError(f"n_action_steps applies to mode open_loop, not {self.mode!r}")
             if self.n_action_steps < 1:
                 raise UsageError(f"n_action_steps must be >= 1, got {self.n_action_steps}")
 
+    @property
+    def latency(self) -> int:
+        """``latency_steps``, or the mode's default: 1 for async and rtc, 0 otherwise."""
+        if self.latency_steps is not None:
+            return self.latency_steps
+        return 1 if self.mode in ("async", "rtc") else 0
+
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"mode": self.mode, "hz": self.hz}
         if self.mode in ("async", "rtc"):
-            out |= {"refill_at": self.refill_at, "latency_steps": self.latency_steps}
+            out |= {"refill_at": self.refill_at, "latency_steps": self.latency}
+        elif self.latency:
+            out["latency_steps"] = self.latency
         if self.mode == "open_loop":
             out["n_action_steps"] = self.n_action_steps
         return out
@@ -162,7 +175,7 @@ def sim_controller(
         source,
         spec.refill_at,
         n_action_steps=spec.n_action_steps,
-        latency_steps=spec.latency_steps if spec.mode in ("async", "rtc") else None,
+        latency_steps=spec.latency,
         hz=spec.hz,
     )
     return Controller(

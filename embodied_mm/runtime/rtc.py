@@ -163,14 +163,17 @@ class SimulatedRTCExecutor(_DelayLogged, ChunkExecutor):
 
     def __init__(self, source: ChunkSource, refill_at: int = 4, latency_steps: int = 1) -> None:
         super().__init__(source)
-        if latency_steps < 1:
-            raise ValueError(f"latency_steps must be >= 1, got {latency_steps}")
+        if latency_steps < 0:
+            raise ValueError(f"latency_steps must be >= 0, got {latency_steps}")
         if refill_at < 0:
             raise ValueError(f"refill_at must be >= 0, got {refill_at}")
         max_delay = min(max(refill_at, 1), policy_rtc_max_delay(source))
         self.refill_at = refill_at
         self.latency_steps = latency_steps
-        self.estimator = DelayEstimator(1.0, max_steps=max_delay, initial_steps=latency_steps)
+        # latency 0: the chunk is played from the step it was asked at, nothing is frozen
+        self.estimator = DelayEstimator(
+            1.0, max_steps=max_delay, min_steps=min(1, latency_steps), initial_steps=latency_steps
+        )
         self.rtc_log = _DelayLog()
         self._queue: deque[tuple[int, np.ndarray]] = deque()  # (step, (D,))
         self._pending: tuple[int, ChunkResult] | None = None  # (step asked at, answer)
@@ -187,14 +190,7 @@ class SimulatedRTCExecutor(_DelayLogged, ChunkExecutor):
             if result is not None:
                 self.chunk_step = 0
                 self._queue = replace_queue(0, result.actions, 0)
-        elif self._pending is not None and self._pending[0] + self.latency_steps <= self.step:
-            start, result = self._pending
-            self._pending = None
-            self.rtc_log.arrivals.append(self.step - start)
-            self.chunk_step = start
-            self._queue = replace_queue(start, result.actions, self.step)
-        while self._queue and self._queue[0][0] < self.step:
-            self._queue.popleft()
+        self._arrive()
         if len(self._queue) <= self.refill_at and self._pending is None:
             queued = [a for _, a in self._queue]
             d = self.estimator.steps()
@@ -203,6 +199,18 @@ class SimulatedRTCExecutor(_DelayLogged, ChunkExecutor):
             result = self._infer(rtc_frame(frame, queued, d))
             if result is not None:
                 self._pending = (self.step, result)
+                self._arrive()  # latency 0: played from the step it was asked at
         if self._queue and self._queue[0][0] == self.step:
             return self._queue.popleft()[1]
         return None
+
+    def _arrive(self) -> None:
+        """Replace the queue with the pending chunk if it is due; drop the steps passed."""
+        if self._pending is not None and self._pending[0] + self.latency_steps <= self.step:
+            start, result = self._pending
+            self._pending = None
+            self.rtc_log.arrivals.append(self.step - start)
+            self.chunk_step = start
+            self._queue = replace_queue(start, result.actions, self.step)
+        while self._queue and self._queue[0][0] < self.step:
+            self._queue.popleft()

@@ -175,10 +175,15 @@ class GoalOnly(Dataset):
         return {k: v for k, v in item.items() if k not in self.DROPPED}
 
 
+# parameter names a run may add to the weights it starts from (see load_weights)
+ADDED_PARAMETERS = ("lora_", "head.committed_in.")
+
+
 def load_weights(policy: Any, policy_dir: Path) -> None:
     """Start from another run's weights (e.g. the align stage's projectors). Parameters the
-    source lacks (LoRA adapters added here) keep their fresh values; anything else that does
-    not match is an error."""
+    source lacks that a run adds on purpose (LoRA adapters; the chunk head's committed-prefix
+    input of ``--rtc-max-delay``) keep their fresh values; anything else that does not match
+    is an error."""
     from safetensors.torch import load_model
 
     from embodied_mm.model.pretrained import WEIGHTS_FILE
@@ -189,7 +194,7 @@ def load_weights(policy: Any, policy_dir: Path) -> None:
         missing, unexpected = load_model(policy, str(path), strict=False)
     except Exception as err:  # safetensors raises several error types
         raise UsageError(f"cannot read --init-from weights {path}: {err}") from err
-    bad_missing = [k for k in missing if "lora_" not in k]
+    bad_missing = [k for k in missing if not any(a in k for a in ADDED_PARAMETERS)]
     if unexpected or bad_missing:
         raise UsageError(
             f"{path} does not fit the {type(policy).__name__}: missing {bad_missing[:5]}, "

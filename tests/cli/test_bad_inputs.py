@@ -188,6 +188,11 @@ TABLE: dict[str, Bad] = {
                            says="unknown --robot 'nope'; known: so100, so101"),
     # benchmarks: refused before they measure anything
     "bench-model": bad("bench", "model", "--recipe", "nope", says="unknown policy recipe 'nope'"),
+    "bench-chunking": bad("bench", "chunking", "--checkpoint", "{tmp}/none", "--modes", "fast",
+                          says="unknown mode(s) ['fast']; known: open_loop"),
+    "bench-chunking-latency": bad("bench", "chunking", "--checkpoint", "{tmp}/none",
+                                  "--latencies-ms", "0,soon",
+                                  says="--latencies-ms takes numbers, comma-separated"),
     "bench-teleop": bad("bench", "teleop", "--fps", "0", says="Invalid value for '--fps'"),
     "bench-data": bad("bench", "data", "--dataset", "{tmp}/none",
                       says="{tmp}/none/meta/info.json: missing"),

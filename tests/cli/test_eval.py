@@ -20,7 +20,7 @@ EVAL = ["eval", "--checkpoint", "no-such-dir", "--env", "embodied_mm/ReachObject
             [*EVAL, "--mode", "fast"],
             "unknown execution mode 'fast'; known: open_loop, ensemble, async",
         ),
-        ([*EVAL, "--mode", "async", "--latency-steps", "0"], "latency_steps must be >= 1, got 0"),
+        ([*EVAL, "--mode", "async", "--latency-steps", "-2"], "latency_steps must be >= 0, got -2"),
         (
             [*EVAL, "--mode", "ensemble", "--n-action-steps", "2"],
             "n_action_steps applies to mode open_loop",
@@ -30,7 +30,7 @@ EVAL = ["eval", "--checkpoint", "no-such-dir", "--env", "embodied_mm/ReachObject
             ["rollout", "--env", "embodied_mm/ReachObject-v0", "--mode", "fast"],
             "unknown execution mode",
         ),
-        (["demo", "--mode", "async", "--latency-steps", "-1"], "latency_steps must be >= 1"),
+        (["demo", "--mode", "async", "--latency-steps", "-1"], "latency_steps must be >= 0"),
         (
             ["eval", "--checkpoint", "no-such-dir", "--env", "nope"],
             "unknown env 'nope'; known: embodied_mm/PickLift-v0",

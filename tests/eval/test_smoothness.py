@@ -94,3 +94,20 @@ def test_task_summary_of_episode_figures():
         "joint_rms_jerk_mean": 20.0,
     }
     assert task_smoothness([{"seed": 1}]) == {}
+
+
+def test_holds_are_in_no_chunk_so_a_stop_and_start_shows_at_the_boundary():
+    """A blocked loop: chunk 0 plays steps 0..3 at a steady 0.1 per step, the arm holds (zero
+    command) for steps 4..11 while the next chunk is computed, chunk 4 plays from step 12."""
+    from embodied_mm.eval.smoothness import within_chunk_steps
+
+    a = np.array([0.1, 0.2, 0.3, 0.4] + [0.0] * 8 + [0.5, 0.6, 0.7, 0.8])[:, None]
+    steps = [0] * 4 + [None] * 8 + [4] * 4
+    within = within_chunk_steps(steps)
+    assert within == [1, 2, 3, 13, 14, 15]
+    assert chunk_boundaries(steps) == [12]
+    # into step 12 the change is 0.5 (from the hold), between a chunk's actions 0.1
+    assert boundary_ratio(a, [12], within) == pytest.approx(5.0)
+    # counting the held steps as inside a chunk would halve the reference (median 0.05)
+    assert boundary_ratio(a, [12]) == pytest.approx(10.0)
+    assert boundary_ratio(a[:12], [], within) is None

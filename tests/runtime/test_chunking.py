@@ -14,6 +14,7 @@ from embodied_mm.deploy.server import PolicyServer, ServerThread
 from embodied_mm.features import OBS_STATE, TASK, image_key
 from embodied_mm.model.modeling_vla import VLAPolicy
 from embodied_mm.processor.tokenize import TokenizeTask
+from embodied_mm.runtime.blocking import SimulatedBlockingExecutor
 from embodied_mm.runtime.chunking import (
     AsyncExecutor,
     OpenLoopExecutor,
@@ -398,6 +399,14 @@ def test_simulated_latency_of_three_steps_drops_what_it_missed():
     assert _play(ex, 12) == [0, 1, 2, 3, 4, 5, 6, 7.25, 8.5, 9.5, 10.5, 11.75]
 
 
+def test_simulated_latency_of_zero_merges_in_the_step_it_asks():
+    src = RampSource(k=8, offset_per_call=0.5)
+    ex = SimulatedLatencyExecutor(src, refill_at=4, latency_steps=0)
+    # asked at 4 with 4..7 queued: merged at once, 4 already cross-faded 1/5 towards call 1
+    assert _play(ex, 6) == pytest.approx([0, 1, 2, 3, 4.1, 5.2])
+    assert src.log == ["infer 0", "infer 4"]
+
+
 def test_simulated_latency_runs_dry_then_resets_cleanly():
     src = RampSource(k=4)
     ex = SimulatedLatencyExecutor(src, refill_at=0, latency_steps=2)
@@ -435,6 +444,9 @@ def test_merge_chunk_is_what_the_threaded_executor_merges():
         ("open_loop", {"n_action_steps": 2}, OpenLoopExecutor),
         ("ensemble", {}, TemporalEnsembleExecutor),
         ("async", {"latency_steps": 2}, SimulatedLatencyExecutor),
+        ("async", {"latency_steps": 0}, SimulatedLatencyExecutor),
+        ("open_loop", {"latency_steps": 0}, OpenLoopExecutor),
+        ("ensemble", {"latency_steps": 3}, SimulatedBlockingExecutor),
     ],
 )
 def test_make_executor_builds_each_mode(mode, kwargs, cls):
@@ -447,7 +459,7 @@ def test_make_executor_rejects_bad_modes_and_knobs():
         make_executor("magic", RampSource())
     with pytest.raises(ValueError, match="n_action_steps applies to --mode open_loop"):
         make_executor("ensemble", RampSource(), n_action_steps=2)
-    with pytest.raises(ValueError, match="latency_steps must be >= 1"):
-        make_executor("async", RampSource(), latency_steps=0)
+    with pytest.raises(ValueError, match="latency_steps must be >= 0"):
+        make_executor("async", RampSource(), latency_steps=-1)
     with pytest.raises(ValueError, match="n_action_steps must be >= 1"):
         OpenLoopExecutor(RampSource(), n_action_steps=0)

@@ -94,8 +94,18 @@ def test_step_clock_and_spec_validate():
         ControlSpec(hz=float("nan"))
     with pytest.raises(UsageError, match="n_action_steps applies to mode open_loop"):
         ControlSpec("async", n_action_steps=2)
-    with pytest.raises(UsageError, match="latency_steps must be >= 1"):
-        ControlSpec("async", latency_steps=0)
+    with pytest.raises(UsageError, match="latency_steps must be >= 0"):
+        ControlSpec("ensemble", latency_steps=-1)
+
+
+def test_control_spec_latency_defaults_per_mode():
+    """async and rtc answer within a control period by default; the synchronous modes take
+    no simulated time unless told, so their recorded settings stay as they were."""
+    assert ControlSpec("async").latency == 1 and ControlSpec("rtc").latency == 1
+    assert ControlSpec("open_loop").latency == 0 and ControlSpec("ensemble").latency == 0
+    assert "latency_steps" not in ControlSpec("open_loop").as_dict()
+    assert ControlSpec("ensemble", latency_steps=4).as_dict()["latency_steps"] == 4
+    assert ControlSpec("async", latency_steps=0).as_dict()["latency_steps"] == 0
 
 
 def test_unpaced_loop_runs_steps_back_to_back(tiny_policy):
