@@ -89,11 +89,10 @@ def run_latency_grid(
          "successes", "success_rate", "ci95", "mean_length", "boundary_ratio",
          "boundary_ratio_median", "joint_rms_jerk", "eval_info"}]}
     """
-    from embodied_mm.eval.evaluate import HELDOUT_SEED_BASE, run_eval
-    from embodied_mm.runtime.inference import LocalPolicy
-
     import embodied_mm.envs  # noqa: F401  (registers the ids)
     from embodied_mm.envs.registration import check_env_id
+    from embodied_mm.eval.evaluate import HELDOUT_SEED_BASE, run_eval
+    from embodied_mm.runtime.inference import LocalPolicy
 
     if not env_ids:
         raise UsageError("give at least one --env ID (see `embodied-mm envs`)")
