@@ -144,13 +144,12 @@ def evaluate_plans(
                         ("--batch-size", batch_size)):  # fmt: skip
         if value < 1:
             raise UsageError(f"{name} must be >= 1, got {value}")
+    if (Path(checkpoint) / MANIFEST_FILE).is_file():
+        raise UsageError(f"{checkpoint} is an ONNX export: plans need the PyTorch checkpoint")
     if not datasets:
         raise UsageError("give at least one --dataset DIR (comma-separated for several)")
     for root in datasets:  # before the policy loads
         labelled_episodes(Path(root), episodes)
-
-    if (Path(checkpoint) / MANIFEST_FILE).is_file():
-        raise UsageError(f"{checkpoint} is an ONNX export: plans need the PyTorch checkpoint")
     policy = load_policy(checkpoint, device=device)
     t0 = time.perf_counter()
     tasks, pooled = [], []

@@ -77,6 +77,8 @@ def session_options(threads: int | None = None) -> Any:
 class OrtPolicy:
     """``predict_chunk(obs) -> (B, K, D)`` float32 robot units, from an export directory."""
 
+    generates_plans = False  # the export holds the action path only (see generate_plan)
+
     def __init__(
         self,
         export_dir: str | Path,

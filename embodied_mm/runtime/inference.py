@@ -106,6 +106,12 @@ class LocalPolicy:
     def __init__(self, policy: Any, with_plan: bool | None = False) -> None:
         self.policy = policy
         self.with_plan = plans_by_default(policy) if with_plan is None else bool(with_plan)
+        if self.with_plan and not getattr(policy, "generates_plans", True):
+            from embodied_mm.errors import UsageError
+
+            raise UsageError(
+                "--plan needs the PyTorch checkpoint: an ONNX export holds no plan text"
+            )
         cfg = policy.config
         self.cameras: tuple[str, ...] = tuple(cfg.cameras)
         self.state_dim: int = int(cfg.state_dim)
