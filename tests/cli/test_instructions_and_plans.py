@@ -4,6 +4,7 @@ rollout, eval and deploy with the step each began; ``eval --env all`` and its ta
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from embodied_mm.cli.demo import shipped_checkpoint
 from embodied_mm.cli.main import app
+from embodied_mm.cli.plan_options import live_status
 from embodied_mm.envs.registration import expand_env_ids, task_ids
 from embodied_mm.envs.rollout import rollout
 from embodied_mm.errors import UsageError
@@ -22,6 +24,13 @@ from embodied_mm.errors import UsageError
 ENV = "embodied_mm/ReachObject-v0"
 SEED = 100_000
 RED, BLUE = "reach for the red ball", "reach for the blue cube"
+
+
+class _Terminal(io.StringIO):
+    """A stream that says it is a terminal, as stderr is when a person runs demo."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 def _plan_log_is_well_formed(record: dict) -> None:
@@ -37,11 +46,14 @@ def test_the_instruction_reaches_the_shipped_policy_and_every_record(tmp_path):
     """Same seed, the shipped checkpoint (FiLM on the instruction), through the function demo
     and rollout call: the first action sent depends on the instruction given."""
     runs = {}
+    terminal = _Terminal()
     for name, text in (("env", None), ("red", RED), ("blue", BLUE)):
         path = tmp_path / f"{name}.json"
         runs[name] = rollout(ENV, "mujoco", str(shipped_checkpoint()), 1, None, seed=SEED,
-                             summary_path=path, keep_actions=True, instruction=text)  # fmt: skip
+                             summary_path=path, keep_actions=True, instruction=text,
+                             on_step=live_status(terminal))  # fmt: skip
         assert json.loads(path.read_text())["instruction"] == text
+    assert "\r\x1b[Kstep    4 | plan: move above the " in terminal.getvalue()  # the live line
     env, red, blue = (runs[k].per_episode[0] for k in ("env", "red", "blue"))
     first = {k: np.asarray(r["actions"][0]) for k, r in (("red", red), ("blue", blue))}
     assert np.abs(first["red"] - first["blue"]).max() > 1e-3
