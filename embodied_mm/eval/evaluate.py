@@ -252,8 +252,8 @@ def run_eval(
 def task_table(info: dict[str, Any]) -> str:
     """The per-task table of an ``eval_info.json`` (what ``eval`` prints at the end): one
     row per task (success rate, 95% Wilson interval, successes/episodes, mean length,
-    interventions), then the overall row (the mean of the tasks' rates)."""
-    head = ("task", "success", "95% CI", "episodes", "mean length", "interventions")
+    interventions), then the overall row (the mean of the tasks' rates, all episodes)."""
+    head = ("task", "success", "95% CI", "successes", "mean length", "interventions")
     rows = []
     for t in info["tasks"]:
         lo, hi = t["ci95"]
@@ -263,8 +263,9 @@ def task_table(info: dict[str, Any]) -> str:
                      str(n) if n else "none"))  # fmt: skip
     overall = info["overall"]
     n = sum(overall["interventions"].values())
+    successes = sum(t["successes"] for t in info["tasks"])
     rows.append((f"overall ({len(info['tasks'])} tasks)", f"{overall['success_rate']:.0%}", "",
-                 str(overall["episodes"]), "", str(n) if n else "none"))  # fmt: skip
+                 f"{successes}/{overall['episodes']}", "", str(n) if n else "none"))  # fmt: skip
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in (head, *rows)]  # fmt: skip
