@@ -45,7 +45,7 @@ def serve(
     try:
         check_bindable(host, port)
         policy = _local_policy(checkpoint, backend, plan, device)
-        typer.echo(plan_line(policy.with_plan, plan))
+        typer.echo(plan_line(policy.with_plan, plan, export=backend == "onnx"))
         server = PolicyServer(
             policy,
             host,
@@ -277,7 +277,7 @@ def _policy_source(
         typer.echo("plans: whatever the server sends (its `serve --plan/--no-plan`)")
         return RemotePolicy(client), meta
     local = _local_policy(checkpoint, backend, with_plan)
-    typer.echo(plan_line(local.with_plan, with_plan))
+    typer.echo(plan_line(local.with_plan, with_plan, export=backend == "onnx"))
     return local, local.metadata()
 
 

@@ -22,6 +22,7 @@ from embodied_mm.cli.plan_options import (
     PLAN_HELP,
     end_status,
     episode_line,
+    is_export,
     live_status,
     plan_line,
 )
@@ -119,7 +120,7 @@ def rollout_cmd(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from err
     if is_checkpoint(policy):
-        typer.echo(plan_line(result.with_plan, plan))
+        typer.echo(plan_line(result.with_plan, plan, export=is_export(policy)))
     for record in result.per_episode:
         typer.echo(episode_line(record))
     typer.echo(

@@ -15,7 +15,7 @@ from embodied_mm.cli.control import (
     REFILL_HELP,
     VIDEO_CAMERA_HELP,
 )
-from embodied_mm.cli.plan_options import INSTRUCTION_HELP, PLAN_HELP, plan_line
+from embodied_mm.cli.plan_options import INSTRUCTION_HELP, PLAN_HELP, is_export, plan_line
 from embodied_mm.runtime.controller import ControlSpec
 
 
@@ -92,7 +92,7 @@ def eval_command(
                     instruction=instruction)  # fmt: skip
     if info is None:  # not the main process
         return
-    typer.echo(plan_line(info["plans"], plan))
+    typer.echo(plan_line(info["plans"], plan, export=is_export(checkpoint)))
     typer.echo(
         f'instruction: "{instruction}" (--instruction, every episode)'
         if instruction is not None

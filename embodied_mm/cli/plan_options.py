@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
 
 INSTRUCTION_HELP = (
@@ -17,13 +18,23 @@ PLAN_HELP = (
 )
 
 
-def plan_line(asked: bool, given: bool | None) -> str:
-    """``plans: on (the checkpoint was trained with plan labels)`` and the like."""
+def plan_line(asked: bool, given: bool | None, export: bool = False) -> str:
+    """``plans: on (the checkpoint was trained with plan labels)`` and the like; ``export``:
+    the policy is an ONNX export (which holds no plan text)."""
+    if export:
+        return "plans: off (an ONNX export holds no plan text)"
     if given is not None:
         return f"plans: {'on' if asked else 'off'} (--{'plan' if given else 'no-plan'})"
     if asked:
         return "plans: on (the checkpoint was trained with plan labels; --no-plan turns them off)"
     return "plans: off (the checkpoint was not trained with plan labels; --plan asks anyway)"
+
+
+def is_export(checkpoint: str | Path) -> bool:
+    """``checkpoint`` is an ``embodied-mm export`` directory (ONNX), not a PyTorch one."""
+    from embodied_mm.export.manifest import MANIFEST_FILE
+
+    return (Path(checkpoint) / MANIFEST_FILE).is_file()
 
 
 def episode_line(record: dict[str, Any]) -> str:

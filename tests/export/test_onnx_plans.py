@@ -16,3 +16,13 @@ def test_an_export_never_plans_by_default_and_refuses_plan(exported_chunk, tmp_p
         LocalPolicy.from_checkpoint(exported_chunk.export, with_plan=True)
     with pytest.raises(UsageError, match="is an ONNX export: plans need the PyTorch checkpoint"):
         evaluate_plans(exported_chunk.export, [], 1)
+
+
+def test_the_run_log_says_why_an_export_gives_no_plans(exported_chunk):
+    from embodied_mm.cli.plan_options import is_export, plan_line
+
+    assert is_export(exported_chunk.export) and not is_export(exported_chunk.checkpoint)
+    assert plan_line(False, None, export=True) == "plans: off (an ONNX export holds no plan text)"
+    assert plan_line(False, None).endswith("(the checkpoint was not trained with plan labels; "
+                                           "--plan asks anyway)")  # fmt: skip
+    assert plan_line(True, True) == "plans: on (--plan)"
