@@ -28,6 +28,11 @@ INTERVENTION = "intervention"
 # Not a stored feature: the state at the last frame of a sample's episode (its hindsight goal),
 # which the window dataset adds on request for the policy's goal-prediction loss.
 FINAL_STATE = "episode_final_state"
+# Likewise: the state at the last frame of the episode's first plan phase (its first waypoint,
+# e.g. above the object to pick); the final state where the episode has no plan labels.
+FIRST_PHASE_STATE = "episode_first_phase_state"
+# goal_waypoints of the policy config -> the batch key holding that waypoint's state
+WAYPOINT_KEYS = {"first_phase": FIRST_PHASE_STATE, "final": FINAL_STATE}
 
 
 def image_key(camera: str) -> str:

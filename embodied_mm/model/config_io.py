@@ -159,14 +159,16 @@ def _check_value(value: Any, hint: Any, rule: Rule | None, where: FieldPath) -> 
         raise ConfigError(where, _expected(hint, rule, value))
     if rule is None or value is None:
         return
+    if not rule.test(value):
+        # a rule on the list and its items says what the list needs
+        accepted = f"expected {type_name(hint)} {rule.text()}, got {value!r}"
+        raise ConfigError(where, accepted if rule.item else _expected(hint, rule, value))
     if rule.item is not None:
         items = value.items() if isinstance(value, dict) else enumerate(value)
         item_hint = _item_hint(hint)
         for key, item in items:
             if not rule.item.test(item):
                 raise ConfigError((*where, str(key)), _expected(item_hint, rule.item, item))
-    elif not rule.test(value):
-        raise ConfigError(where, _expected(hint, rule, value))
 
 
 def _expected(hint: Any, rule: Rule | None, value: Any) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from embodied_mm.features import ACTION, OBS_STATE
+from embodied_mm.features import ACTION, OBS_STATE, WAYPOINT_KEYS
 from embodied_mm.model.backbone import BackboneConfig
 from embodied_mm.model.config_io import Checked, Rule, at_least, each, non_empty, one_of
 from embodied_mm.model.encoders import ProprioConfig, VisionConfig
@@ -59,6 +59,10 @@ class PolicyConfig(Checked):
     # The state dims the goal head predicts; None = the "goal" group of the training data's
     # robot layout (embodied_mm/processor/robots: our sim's gripper x, y), else every dim.
     goal_dims: list[int] | None = None
+    # Which states the goal head predicts, in order: "final" (the episode's end) and/or
+    # "first_phase" (the end of its first plan phase: above the object, for a pick). Tasks with
+    # several places that matter (the object, then the bin) need both.
+    goal_waypoints: list[str] = field(default_factory=lambda: ["final"])
     norm_modes: dict[str, str] = field(
         default_factory=lambda: {OBS_STATE: "mean_std", ACTION: "q01_q99"}
     )
@@ -71,5 +75,10 @@ class PolicyConfig(Checked):
         **dict.fromkeys(_SIZES, at_least(1)),
         **dict.fromkeys(("plan_loss_weight", "goal_loss_weight", "std_floor_rel"), at_least(0)),
         "goal_dims": each(at_least(0)),
+        "goal_waypoints": Rule(
+            f"at least one of {', '.join(WAYPOINT_KEYS)}",
+            lambda v: len(v) > 0,
+            item=one_of(*WAYPOINT_KEYS),
+        ),
         "norm_modes": each(one_of(*NORM_MODES)),
     }

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embodied_mm.features import ACTION, FINAL_STATE, OBS_STATE, PLAN, image_key
+from embodied_mm.features import ACTION, FINAL_STATE, OBS_STATE, PLAN, WAYPOINT_KEYS, image_key
 from embodied_mm.model import pretrained
 from embodied_mm.model.backbone import Backbone
 from embodied_mm.model.configuration_vla import PolicyConfig
@@ -131,7 +131,9 @@ class VLAPolicy(nn.Module):
                 )
             n_visual = len(config.cameras) * visual_tokens * visual_dim
             self.goal_head = nn.Sequential(
-                nn.Linear(n_visual, hidden), nn.GELU(), nn.Linear(hidden, len(self.goal_dims))
+                nn.Linear(n_visual, hidden),
+                nn.GELU(),
+                nn.Linear(hidden, len(self.goal_dims) * len(config.goal_waypoints)),
             )
         if isinstance(self.head, DiscreteHead):
             self.head.token_offset = int(self.backbone.cfg.extra_token_offset)
@@ -301,17 +303,21 @@ class VLAPolicy(nn.Module):
         return loss, metrics
 
     def _goal_loss(self, batch: dict[str, Any], feats: torch.Tensor) -> torch.Tensor:
-        """MSE of the goal head's (normalised) end-of-episode state, its ``goal_dims``, from
-        ``feats`` (B, C, N, Dv)."""
-        if FINAL_STATE not in batch:
+        """MSE of the goal head's (normalised) waypoint states (``goal_waypoints``: the
+        episode's end, the end of its first phase), their ``goal_dims``, from ``feats``
+        (B, C, N, Dv)."""
+        keys = [WAYPOINT_KEYS[w] for w in self.config.goal_waypoints]
+        missing = [k for k in keys if k not in batch]
+        if missing:
             raise KeyError(
-                f"goal_loss_weight > 0 needs {FINAL_STATE!r} in the batch (the window dataset "
-                f"gives it with final_state=True); found keys {sorted(batch)}"
+                f"goal_loss_weight > 0 needs {missing} in the batch (the window dataset "
+                f"gives them with final_state=True); found keys {sorted(batch)}"
             )
-        final = batch[FINAL_STATE]  # (B, S), normalised like the state
+        # (B, W*G): each waypoint's state (B, S), normalised like the state, at goal_dims
+        target = torch.cat([batch[k][:, self.goal_dims] for k in keys], dim=1)
         assert self.goal_head is not None
-        pred = self.goal_head(feats.flatten(1).float())  # (B, G)
-        return F.mse_loss(pred, final[:, self.goal_dims])
+        pred = self.goal_head(feats.flatten(1).float())  # (B, W*G)
+        return F.mse_loss(pred, target)
 
     def _check_action(self, batch: dict[str, Any]) -> None:
         if ACTION not in batch:

@@ -124,3 +124,15 @@ def test_final_state_is_the_last_state_of_each_samples_episode(small_dataset):
         for row in (starts[e], starts[e + 1] - 1):
             np.testing.assert_array_equal(ds[int(row)][FINAL_STATE].numpy(), ep.state[-1])
     assert FINAL_STATE not in build_window_dataset(root, chunk_size=2)[0]
+
+
+def test_first_phase_state_is_the_last_state_of_the_episodes_first_plan_phase(small_dataset):
+    from embodied_mm.features import FIRST_PHASE_STATE
+
+    root, episodes = small_dataset  # plans "phase {t // 4} of episode ...": phase 0 is t < 4
+    ds = build_window_dataset(root, chunk_size=2, final_state=True)
+    starts = np.cumsum([0] + [len(e) for e in episodes])
+    for e, ep in enumerate(episodes):
+        assert ep.plan[3] != ep.plan[4]
+        for row in (starts[e], starts[e + 1] - 1):
+            np.testing.assert_array_equal(ds[int(row)][FIRST_PHASE_STATE].numpy(), ep.state[3])

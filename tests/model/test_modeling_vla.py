@@ -6,6 +6,7 @@ import time
 import pytest
 import torch
 
+from embodied_mm.model.config_io import ConfigError
 from embodied_mm.model.configuration_vla import PolicyConfig
 from embodied_mm.model.heads import PlanText
 from embodied_mm.model.modeling_vla import VLAPolicy
@@ -169,6 +170,32 @@ def test_goal_loss_needs_the_final_state_and_trains_the_image_path(tmp_path):
     policy.save_pretrained(tmp_path)  # the head is part of the checkpoint and loads back
     loaded = VLAPolicy.from_pretrained(tmp_path, device="cpu")
     torch.testing.assert_close(loaded.goal_head[0].weight, policy.goal_head[0].weight)
+
+
+def test_goal_waypoints_stack_each_waypoints_goal_dims():
+    from embodied_mm.features import FINAL_STATE, FIRST_PHASE_STATE
+
+    torch.manual_seed(0)
+    config = tiny_config(
+        goal_loss_weight=1.0, goal_dims=[1, 3], goal_waypoints=["first_phase", "final"]
+    )
+    policy = VLAPolicy(config, stats=tiny_stats(), device="cpu")
+    assert policy.goal_head[-1].out_features == 4  # 2 waypoints x 2 dims
+    batch = make_batch(4)
+    batch[FINAL_STATE] = torch.randn(4, STATE_DIM)
+    with pytest.raises(KeyError, match="episode_first_phase_state"):
+        policy.compute_loss(batch)
+    batch[FIRST_PHASE_STATE] = torch.randn(4, STATE_DIM)
+    _, metrics = policy.compute_loss(batch)
+    # the loss is the MSE against [first-phase dims 1, 3, final dims 1, 3], in that order
+    inputs = policy.preprocess(batch)
+    feats = policy.prefix_from_inputs(inputs)[3]  # (B, C, N, Dv)
+    pred = policy.goal_head(feats.flatten(1).float())  # (B, 4)
+    want = torch.cat([inputs[FIRST_PHASE_STATE][:, [1, 3]], inputs[FINAL_STATE][:, [1, 3]]], 1)
+    expected = torch.nn.functional.mse_loss(pred, want).item()
+    assert metrics["goal_mse"] == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ConfigError, match=r"goal_waypoints\.0: expected one of first_phase"):
+        PolicyConfig(goal_waypoints=["middle"])
 
 
 def test_goal_dims_choose_what_the_goal_head_predicts():
