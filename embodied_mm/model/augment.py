@@ -25,3 +25,22 @@ def random_shift(pixels: torch.Tensor, pad: int) -> torch.Tensor:
     batch = torch.arange(b, device=dev)[:, None, None, None]
     chan = torch.arange(c, device=dev)[None, :, None, None]
     return padded[batch, chan, rows, cols]
+
+
+def random_token_swap(
+    ids: torch.Tensor, mask: torch.Tensor | None, p: float, vocab: int
+) -> torch.Tensor:
+    """Replace each real token of ``ids`` (B, L) with a uniformly drawn id in ``[0, vocab)``
+    with probability ``p`` (``mask`` (B, L), 1 = real token; None: all real) → (B, L).
+
+    Held-out phrasings bring words the text path never saw in training, whose embeddings are
+    whatever they were initialised to; trained with some of its words swapped for random
+    ones, a policy learns to rely on the words that matter (the colour, the object) and to
+    shrug off the rest.
+    """
+    if p <= 0:
+        return ids
+    swap = torch.rand(ids.shape, device=ids.device) < p  # (B, L)
+    if mask is not None:
+        swap &= mask.bool()
+    return torch.where(swap, torch.randint_like(ids, 0, vocab), ids)

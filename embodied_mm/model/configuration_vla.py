@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from embodied_mm.features import ACTION, OBS_STATE, WAYPOINT_KEYS
 from embodied_mm.model.backbone import BackboneConfig
-from embodied_mm.model.config_io import Checked, Rule, at_least, each, non_empty, one_of
+from embodied_mm.model.config_io import Checked, Rule, at_least, each, fraction, non_empty, one_of
 from embodied_mm.model.encoders import ProprioConfig, VisionConfig
 from embodied_mm.model.heads import HeadConfig
 from embodied_mm.model.normalize import NORM_MODES, STD_FLOOR_REL
@@ -50,6 +50,10 @@ class PolicyConfig(Checked):
     tokenizer: str | None = None
     max_text_tokens: int = 32  # longer instructions are cut
     max_plan_tokens: int = 32
+    # Training only: each instruction token is swapped for a random one with this probability
+    # (model/augment.py: random_token_swap), so that unseen words of new phrasings do not
+    # throw the policy. Conv towers with the shipped text path only (not a VLM's prompt).
+    text_token_noise: float = 0.0
     plan_loss_weight: float = 1.0
     # Training only: > 0 adds a hindsight-goal loss (weight × MSE) that predicts the state at
     # the end of the sample's episode from the image tokens alone. The action loss alone
@@ -74,6 +78,7 @@ class PolicyConfig(Checked):
         "cameras": non_empty(),
         **dict.fromkeys(_SIZES, at_least(1)),
         **dict.fromkeys(("plan_loss_weight", "goal_loss_weight", "std_floor_rel"), at_least(0)),
+        "text_token_noise": fraction(),
         "goal_dims": each(at_least(0)),
         "goal_waypoints": Rule(
             f"at least one of {', '.join(WAYPOINT_KEYS)}",

@@ -34,6 +34,7 @@ from torch import nn
 
 from embodied_mm.features import ACTION, FINAL_STATE, OBS_STATE, PLAN, WAYPOINT_KEYS, image_key
 from embodied_mm.model import pretrained
+from embodied_mm.model.augment import random_token_swap
 from embodied_mm.model.backbone import Backbone
 from embodied_mm.model.configuration_vla import PolicyConfig
 from embodied_mm.model.encoders import VISION_FAMILIES, MultiCameraVision, ProprioEncoder
@@ -242,6 +243,10 @@ class VLAPolicy(nn.Module):
             prop = self.proprio(state).to(text.dtype)  # (B, Ts, H)
             embeds = torch.cat([text, prop], dim=1)  # (B, P, H)
         else:
+            if self.training and self.config.text_token_noise > 0:
+                text_ids = random_token_swap(
+                    text_ids, text_mask, self.config.text_token_noise, self.backbone.text_rows.stop
+                )
             text = self.backbone.embed(text_ids)  # (B, L, H)
             cond = pooled_text(text, text_mask) if self.config.vision.film else None  # (B, H)
             feats = self.vision(images, cond)  # (B, C, N, Dv)
