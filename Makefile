@@ -97,3 +97,46 @@ default-policy: $(STAMP)
 	rm -rf sim_assets/checkpoints/default
 	mkdir -p sim_assets/checkpoints
 	cp -r $(DEFAULT_RUN)/instruct/checkpoints/step-$$(printf %07d $(DEFAULT_STEPS))/policy sim_assets/checkpoints/default
+
+# The seven-task generalist (docs/training.md, "One policy for every task"): the same stages
+# for every task of the suite, then held-out evaluations (MuJoCo with training and held-out
+# phrasings, PyBullet) and the plan exact match on held-out demo frames. Re-running continues
+# where it stopped: datasets and both training stages resume, a finished evaluation is kept.
+GEN_TASKS := ReachObject PickLift PushCube PickPlaceBin StackCube PlaceOnPlate SortByColor
+GEN_DEMOS := 1000
+GEN_HELDOUT_DEMOS := 20
+GEN_RUN := runs/generalist
+GEN_CONFIG := configs/generalist-policy.yaml
+GEN_GROUND_STEPS := 1500
+GEN_STEPS := 12000
+GEN_EPISODES := 50
+GEN_DATASETS = $(shell echo $(GEN_TASKS) | sed 's#\([A-Za-z]*\)#runs/demos/\1#g; s/ /,/g')
+GEN_POLICY = $(GEN_RUN)/instruct/checkpoints/step-$$(printf %07d $(GEN_STEPS))/policy
+GEN_TRAIN = OMP_NUM_THREADS=1 $(VENV)/bin/embodied-mm train --config $(GEN_CONFIG) \
+	  --dataset $(GEN_DATASETS)
+GEN_EVAL = $(VENV)/bin/embodied-mm eval --checkpoint $(GEN_POLICY) --env all \
+	  --episodes $(GEN_EPISODES)
+
+.PHONY: generalist-policy
+generalist-policy: $(STAMP)
+	for name in $(GEN_TASKS); do \
+	  $(VENV)/bin/embodied-mm record --env embodied_mm/$$name-v0 --episodes $(GEN_DEMOS) \
+	    --workers 2 --out runs/demos/$$name --resume || exit 1; \
+	  $(VENV)/bin/embodied-mm record --env embodied_mm/$$name-v0 --episodes $(GEN_HELDOUT_DEMOS) \
+	    --seed 200000 --out runs/demos-heldout/$$name --resume || exit 1; \
+	done
+	$(GEN_TRAIN) --stage ground --out $(GEN_RUN)/ground --resume --steps $(GEN_GROUND_STEPS) \
+	  --batch-size 64 --lr 1e-3 --warmup-steps 50 --save-every 500
+	$(GEN_TRAIN) --out $(GEN_RUN)/instruct --resume --steps $(GEN_STEPS) --batch-size 32 \
+	  --lr 5e-4 --warmup-steps 200 --save-every 1000 \
+	  --init-from $(GEN_RUN)/ground/checkpoints/step-$$(printf %07d $(GEN_GROUND_STEPS))/policy
+	test -f $(GEN_RUN)/eval/mujoco-train/eval_info.json || \
+	  $(GEN_EVAL) --out $(GEN_RUN)/eval/mujoco-train
+	test -f $(GEN_RUN)/eval/mujoco-heldout/eval_info.json || \
+	  $(GEN_EVAL) --split heldout --out $(GEN_RUN)/eval/mujoco-heldout
+	test -f $(GEN_RUN)/eval/pybullet-train/eval_info.json || \
+	  $(GEN_EVAL) --engine pybullet --out $(GEN_RUN)/eval/pybullet-train
+	test -f $(GEN_RUN)/eval/plans/plan_match.json || \
+	  $(VENV)/bin/embodied-mm eval-plans --checkpoint $(GEN_POLICY) --episodes $(GEN_HELDOUT_DEMOS) \
+	    --dataset $$(echo $(GEN_DATASETS) | sed 's#runs/demos/#runs/demos-heldout/#g') \
+	    --out $(GEN_RUN)/eval/plans
