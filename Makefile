@@ -100,7 +100,8 @@ default-policy: $(STAMP)
 
 # The seven-task generalist (docs/training.md, "One policy for every task"): the same stages
 # for every task of the suite, then held-out evaluations (MuJoCo with training and held-out
-# phrasings, PyBullet) and the plan exact match on held-out demo frames. Re-running continues
+# phrasings, PyBullet; deploy's default --mode async) and the plan exact match on held-out
+# demo frames. Re-running continues
 # where it stopped: datasets and both training stages resume, a finished evaluation is kept.
 GEN_TASKS := ReachObject PickLift PushCube PickPlaceBin StackCube PlaceOnPlate SortByColor
 GEN_DEMOS := 1000
@@ -136,7 +137,31 @@ generalist-policy: $(STAMP)
 	  $(GEN_EVAL) --split heldout --out $(GEN_RUN)/eval/mujoco-heldout
 	test -f $(GEN_RUN)/eval/pybullet-train/eval_info.json || \
 	  $(GEN_EVAL) --engine pybullet --out $(GEN_RUN)/eval/pybullet-train
+	test -f $(GEN_RUN)/eval/mujoco-train-async/eval_info.json || \
+	  $(GEN_EVAL) --mode async --out $(GEN_RUN)/eval/mujoco-train-async
 	test -f $(GEN_RUN)/eval/plans/plan_match.json || \
 	  $(VENV)/bin/embodied-mm eval-plans --checkpoint $(GEN_POLICY) --episodes $(GEN_HELDOUT_DEMOS) \
 	    --dataset $$(echo $(GEN_DATASETS) | sed 's#runs/demos/#runs/demos-heldout/#g') \
 	    --out $(GEN_RUN)/eval/plans
+
+# The chunk-execution benchmark's policy (docs/benchmarks.md, "Chunk execution against policy
+# latency"): the shipped default fine-tuned with RTC prefix conditioning (--rtc-max-delay 6)
+# on 1000 fresh demos per task, then every --mode at 0/100/200/300 ms, 50 episodes per cell
+# and task. Re-running continues where it stopped (datasets, training, grid cells).
+RTC_RUN := runs/rtc
+RTC_STEPS := 2000
+RTC_POLICY = $(RTC_RUN)/train/checkpoints/step-$$(printf %07d $(RTC_STEPS))/policy
+
+.PHONY: rtc-benchmark
+rtc-benchmark: $(STAMP)
+	for env in $(DEFAULT_TASKS); do \
+	  name=$$(echo $$env | sed 's#.*/##; s#-v0##'); \
+	  $(VENV)/bin/embodied-mm record --env $$env --episodes 1000 --workers 2 \
+	    --out $(RTC_RUN)/demos/$$name --resume || exit 1; \
+	done
+	OMP_NUM_THREADS=1 $(VENV)/bin/embodied-mm train --config $(DEFAULT_CONFIG) \
+	  --dataset $(RTC_RUN)/demos/ReachObject,$(RTC_RUN)/demos/PickLift \
+	  --init-from sim_assets/checkpoints/default --rtc-max-delay 6 --steps $(RTC_STEPS) \
+	  --batch-size 32 --lr 3e-4 --warmup-steps 100 --save-every 500 --out $(RTC_RUN)/train --resume
+	$(VENV)/bin/embodied-mm bench chunking --checkpoint $(RTC_POLICY) \
+	  --env $$(echo $(DEFAULT_TASKS) | tr ' ' ,) --episodes 50 --out $(RTC_RUN)/grid

@@ -11,7 +11,8 @@ user would set ``--refill-at``.
 Each cell keeps its ``eval_info.json`` (``cells/<mode>-<L>ms/``); a cell already there with
 the same settings is read back instead of run again, so an interrupted grid continues.
 ``grid.json`` holds per cell and task the success (Wilson 95% interval), the boundary/within
-action-change ratio (mean over episodes) and the joints' RMS jerk (:mod:`.smoothness`);
+action-change ratio (mean over episodes) of the arm's action dims and of all of them (the
+gripper's included), and the joints' RMS jerk (:mod:`.smoothness`);
 ``grid.md`` the tables and ``grid.svg`` the plot.
 """
 
@@ -51,6 +52,7 @@ def _cell_row(mode: str, latency_ms: float, rel: Path, task: dict[str, Any]) -> 
         "mean_length": task["mean_length"],
         "boundary_ratio": smooth.get("boundary_ratio_mean"),
         "boundary_ratio_median": smooth.get("boundary_ratio_median"),
+        "arm_boundary_ratio": smooth.get("arm_boundary_ratio_mean"),
         "joint_rms_jerk": smooth.get("joint_rms_jerk_mean"),
         "eval_info": (rel / "eval_info.json").as_posix(),
     }
@@ -147,16 +149,19 @@ def grid_markdown(grid: dict[str, Any]) -> str:
         out += [
             f"**{env_id.split('/')[-1]}** ({grid['episodes_per_cell']} episodes per cell)",
             "",
-            "| mode | latency | success (95% CI) | boundary/within | joint RMS jerk (rad/s³) |",
-            "|---|---|---|---|---|",
+            "| mode | latency | success (95% CI) | boundary/within, arm | all dims "
+            "| joint RMS jerk (rad/s³) |",
+            "|---|---|---|---|---|---|",
         ]
         for c in (c for c in grid["cells"] if c["env_id"] == env_id):
             lo, hi = c["ci95"]
             ratio = "—" if c["boundary_ratio"] is None else f"{c['boundary_ratio']:.2f}"
+            arm = c.get("arm_boundary_ratio")
+            arm = "—" if arm is None else f"{arm:.2f}"
             jerk = "—" if c["joint_rms_jerk"] is None else f"{c['joint_rms_jerk']:.1f}"
             out.append(
                 f"| {c['mode']} | {c['latency_ms']:g} ms | {c['successes']}/{c['episodes']} "
-                f"({lo:.0%}–{hi:.0%}) | {ratio} | {jerk} |"
+                f"({lo:.0%}–{hi:.0%}) | {arm} | {ratio} | {jerk} |"
             )
         out.append("")
     return "\n".join(out)

@@ -108,12 +108,23 @@ def joint_dims(state_dim: int) -> list[int] | None:
     return None
 
 
+def arm_action_dims(action_mode: str) -> list[int] | None:
+    """The action dims of the suite's envs in ``action_mode`` that move the arm (all but the
+    gripper's); None for a mode the envs do not name."""
+    from embodied_mm.envs.tabletop_env import ACTION_FIELDS
+
+    fields = ACTION_FIELDS.get(action_mode)
+    return None if fields is None else [i for i, f in enumerate(fields) if "gripper" not in f]
+
+
 class EpisodeMotion:
     """One episode's actions sent, the chunk each came from and the joints reached."""
 
-    def __init__(self, state: np.ndarray) -> None:
-        """``state`` (S,): the observation the episode starts from."""
+    def __init__(self, state: np.ndarray, arm_dims: Sequence[int] | None = None) -> None:
+        """``state`` (S,): the observation the episode starts from; ``arm_dims``: the action
+        dims that move the arm (not the gripper), for ``arm_boundary_ratio``."""
         self._dims = joint_dims(len(state))
+        self._arm = None if arm_dims is None else list(arm_dims)
         self.actions: list[np.ndarray] = []
         self.chunk_steps: list[int | None] = []
         self.joints: list[np.ndarray] = [] if self._dims is None else [self._joints(state)]
@@ -133,14 +144,21 @@ class EpisodeMotion:
             self.joints.append(self._joints(state))
 
     def figures(self, dt: float) -> dict[str, float | int | None]:
-        """``boundaries``, ``boundary_ratio`` (actions) and ``joint_rms_jerk`` (rad/s³)."""
+        """``boundaries``, ``boundary_ratio`` (every action dim), ``arm_boundary_ratio`` (the
+        arm's dims: a gripper command flips from open to closed in one step wherever the
+        policy decides to grasp, often where a new chunk starts, and would swamp the arm's
+        motion; None without ``arm_dims``) and ``joint_rms_jerk`` (rad/s³)."""
         actions = np.stack(self.actions) if self.actions else np.zeros((0, 1))
         boundaries = chunk_boundaries(self.chunk_steps)
         within = within_chunk_steps(self.chunk_steps)
+        moving = len(actions) > 1
         return {
             "boundaries": len(boundaries),
-            "boundary_ratio": (
-                boundary_ratio(actions, boundaries, within) if len(actions) > 1 else None
+            "boundary_ratio": boundary_ratio(actions, boundaries, within) if moving else None,
+            "arm_boundary_ratio": (
+                boundary_ratio(actions[:, self._arm], boundaries, within)
+                if moving and self._arm
+                else None
             ),
             "joint_rms_jerk": rms_jerk(np.stack(self.joints), dt) if self.joints else None,
         }
@@ -167,6 +185,7 @@ def task_smoothness(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if not figures:
         return {}
     ratios = [f["boundary_ratio"] for f in figures if f.get("boundary_ratio") is not None]
+    arm = [f["arm_boundary_ratio"] for f in figures if f.get("arm_boundary_ratio") is not None]
     jerks = [f["joint_rms_jerk"] for f in figures if f.get("joint_rms_jerk") is not None]
 
     def rounded(values: list[float], how: Any) -> float | None:
@@ -176,5 +195,7 @@ def task_smoothness(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "boundary_ratio_mean": rounded(ratios, np.mean),
         "boundary_ratio_median": rounded(ratios, np.median),
         "boundary_ratio_n": len(ratios),
+        "arm_boundary_ratio_mean": rounded(arm, np.mean),
+        "arm_boundary_ratio_median": rounded(arm, np.median),
         "joint_rms_jerk_mean": rounded(jerks, np.mean),
     }

@@ -21,7 +21,7 @@ import numpy as np
 
 from embodied_mm.eval.batching import BatchPolicy, StepBatcher
 from embodied_mm.eval.clips import ClipBudget, ClipRecorder
-from embodied_mm.eval.smoothness import EpisodeMotion
+from embodied_mm.eval.smoothness import EpisodeMotion, arm_action_dims
 from embodied_mm.features import TASK
 from embodied_mm.runtime.adapters.sim import SimRobot
 from embodied_mm.runtime.controller import Controller, ControlSpec, robot_sim_controller
@@ -148,7 +148,8 @@ def rollout_batch(
         steps = np.zeros(n, dtype=np.int64)
         stop = ["episode_done"] * n
         actions: list[list[list[float]]] = [[] for _ in range(n)]
-        motion = [EpisodeMotion(obs["agent_pos"][i]) for i in range(n)]  # state (S,)
+        arm = arm_action_dims(envs.get_attr("action_mode")[0])
+        motion = [EpisodeMotion(obs["agent_pos"][i], arm) for i in range(n)]  # state (S,)
         records: dict[int, dict[str, Any]] = {}  # env -> its record, once its episode ended
         plans = [PlanLog() for _ in range(n)]
         recorder = ClipRecorder(envs, seeds, tasks, video_camera, fps,

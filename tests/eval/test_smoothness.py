@@ -83,14 +83,16 @@ def test_task_summary_of_episode_figures():
     from embodied_mm.eval.smoothness import task_smoothness
 
     records = [
-        {"smoothness": {"boundary_ratio": 2.0, "joint_rms_jerk": 10.0}},
+        {"smoothness": {"boundary_ratio": 2.0, "arm_boundary_ratio": 1.0, "joint_rms_jerk": 10.0}},
         {"smoothness": {"boundary_ratio": None, "joint_rms_jerk": 20.0}},  # no boundary
-        {"smoothness": {"boundary_ratio": 5.0, "joint_rms_jerk": 30.0}},
+        {"smoothness": {"boundary_ratio": 5.0, "arm_boundary_ratio": 2.0, "joint_rms_jerk": 30.0}},
     ]
     assert task_smoothness(records) == {
         "boundary_ratio_mean": 3.5,
         "boundary_ratio_median": 3.5,
         "boundary_ratio_n": 2,
+        "arm_boundary_ratio_mean": 1.5,
+        "arm_boundary_ratio_median": 1.5,
         "joint_rms_jerk_mean": 20.0,
     }
     assert task_smoothness([{"seed": 1}]) == {}
@@ -111,3 +113,23 @@ def test_holds_are_in_no_chunk_so_a_stop_and_start_shows_at_the_boundary():
     # counting the held steps as inside a chunk would halve the reference (median 0.05)
     assert boundary_ratio(a, [12]) == pytest.approx(10.0)
     assert boundary_ratio(a[:12], [], within) is None
+
+
+def test_the_arm_ratio_leaves_out_a_gripper_that_closes_where_a_chunk_starts():
+    from embodied_mm.eval.smoothness import EpisodeMotion, arm_action_dims
+
+    arm = arm_action_dims("ee_delta")
+    assert arm == [0, 1, 2, 3, 4, 5]  # dx .. dyaw; the 7th dim is the gripper
+    assert arm_action_dims("joint_pos") == list(range(7))
+    assert arm_action_dims("torque") is None
+    state = np.zeros(15)
+    motion = EpisodeMotion(state, arm)
+    for t in range(12):  # the arm moves evenly; the gripper closes at step 6, a new chunk
+        a = np.zeros(7)
+        a[0] = 0.1 * t
+        a[6] = 1.0 if t >= 6 else -1.0
+        motion.sent(a, 0 if t < 6 else 6)
+        motion.reached(state)
+    figures = motion.figures(0.05)
+    assert figures["arm_boundary_ratio"] == pytest.approx(1.0)
+    assert figures["boundary_ratio"] == pytest.approx(np.hypot(0.1, 2.0) / 0.1)
