@@ -36,13 +36,19 @@ def success_plot(
             ax.set_ylabel("success rate")
             ax.set_title(title, fontsize=9)
             ax.grid(alpha=0.3)
-            fig.tight_layout()
-            buf = io.StringIO()
-            fig.savefig(buf, format="svg", metadata={"Date": None})
+            return _svg_element(fig)
         finally:
             plt.close(fig)
+
+
+def _svg_element(fig: plt.Figure) -> str:
+    """``fig`` laid out and drawn as an ``<svg>`` element alone (no XML prolog, which has no
+    place inside HTML), with no date, so that the same data draw the same bytes."""
+    fig.tight_layout()
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", metadata={"Date": None})
     svg = buf.getvalue()
-    return svg[svg.index("<svg") :]  # the element alone: no XML prolog inside HTML
+    return svg[svg.index("<svg") :]
 
 
 def latency_plot(grid: dict) -> str:
@@ -78,10 +84,6 @@ def latency_plot(grid: dict) -> str:
                 for ax in (top, bottom):
                     ax.grid(alpha=0.3)
             axes[0][0].legend(fontsize=8)
-            fig.tight_layout()
-            buf = io.StringIO()
-            fig.savefig(buf, format="svg", metadata={"Date": None})
+            return _svg_element(fig)
         finally:
             plt.close(fig)
-    svg = buf.getvalue()
-    return svg[svg.index("<svg") :]
