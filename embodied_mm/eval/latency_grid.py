@@ -53,6 +53,7 @@ def _cell_row(mode: str, latency_ms: float, rel: Path, task: dict[str, Any]) -> 
         "boundary_ratio": smooth.get("boundary_ratio_mean"),
         "boundary_ratio_median": smooth.get("boundary_ratio_median"),
         "arm_boundary_ratio": smooth.get("arm_boundary_ratio_mean"),
+        "arm_median_boundary_ratio": smooth.get("arm_median_boundary_ratio_mean"),
         "joint_rms_jerk": smooth.get("joint_rms_jerk_mean"),
         "eval_info": (rel / "eval_info.json").as_posix(),
     }
@@ -149,19 +150,20 @@ def grid_markdown(grid: dict[str, Any]) -> str:
         out += [
             f"**{env_id.split('/')[-1]}** ({grid['episodes_per_cell']} episodes per cell)",
             "",
-            "| mode | latency | success (95% CI) | boundary/within, arm | all dims "
-            "| joint RMS jerk (rad/s³) |",
-            "|---|---|---|---|---|---|",
+            "| mode | latency | success (95% CI) | boundary/within: arm, median "
+            "| arm, mean | all dims, mean | joint RMS jerk (rad/s³) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for c in (c for c in grid["cells"] if c["env_id"] == env_id):
             lo, hi = c["ci95"]
-            ratio = "—" if c["boundary_ratio"] is None else f"{c['boundary_ratio']:.2f}"
-            arm = c.get("arm_boundary_ratio")
-            arm = "—" if arm is None else f"{arm:.2f}"
+            ratio, arm, typical = (
+                "—" if c.get(k) is None else f"{c[k]:.2f}"
+                for k in ("boundary_ratio", "arm_boundary_ratio", "arm_median_boundary_ratio")
+            )
             jerk = "—" if c["joint_rms_jerk"] is None else f"{c['joint_rms_jerk']:.1f}"
             out.append(
                 f"| {c['mode']} | {c['latency_ms']:g} ms | {c['successes']}/{c['episodes']} "
-                f"({lo:.0%}–{hi:.0%}) | {arm} | {ratio} | {jerk} |"
+                f"({lo:.0%}–{hi:.0%}) | {typical} | {arm} | {ratio} | {jerk} |"
             )
         out.append("")
     return "\n".join(out)

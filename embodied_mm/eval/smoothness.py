@@ -62,12 +62,23 @@ def within_chunk_steps(chunk_steps: Sequence[int | None]) -> list[int]:
 
 
 def boundary_ratio(
-    actions: np.ndarray, boundaries: Sequence[int], within: Sequence[int] | None = None
+    actions: np.ndarray,
+    boundaries: Sequence[int],
+    within: Sequence[int] | None = None,
+    at_boundaries: str = "mean",
 ) -> float | None:
-    """Mean change at the ``boundaries`` (steps t >= 1: the change from t-1 to t) over the
-    median change at the ``within`` steps (default: every other step); None when either set
-    is empty or the within-chunk median is 0 (a trajectory that does not move inside chunks
-    has no scale)."""
+    """The ``at_boundaries`` statistic (``mean`` or ``median``) of the change at the
+    ``boundaries`` (steps t >= 1: the change from t-1 to t) over the median change at the
+    ``within`` steps (default: every other step); None when either set is empty or the
+    within-chunk median is 0 (a trajectory that does not move inside chunks has no scale).
+
+    The mean counts an occasional large jump; the median compares like with like, so that
+    boundaries drawn from the same distribution as the steps within chunks give 1.0 even
+    when that distribution is heavy-tailed (a policy's actions change little for most steps
+    and a lot where a motion phase ends, and the mean over median of such steps is well
+    above 1 wherever they are)."""
+    if at_boundaries not in ("mean", "median"):
+        raise ValueError(f"at_boundaries must be mean or median, got {at_boundaries!r}")
     changes = action_changes(actions)  # changes[t - 1] is the change into step t
     at = sorted({int(t) for t in boundaries if 1 <= t < len(changes) + 1})
     if within is None:
@@ -79,7 +90,8 @@ def boundary_ratio(
     reference = float(np.median(changes[[t - 1 for t in inside]]))
     if reference == 0.0:
         return None
-    return float(changes[[t - 1 for t in at]].mean() / reference)
+    jumps = changes[[t - 1 for t in at]]
+    return float((jumps.mean() if at_boundaries == "mean" else np.median(jumps)) / reference)
 
 
 def rms_jerk(positions: np.ndarray, dt: float) -> float | None:
@@ -147,18 +159,20 @@ class EpisodeMotion:
         """``boundaries``, ``boundary_ratio`` (every action dim), ``arm_boundary_ratio`` (the
         arm's dims: a gripper command flips from open to closed in one step wherever the
         policy decides to grasp, often where a new chunk starts, and would swamp the arm's
-        motion; None without ``arm_dims``) and ``joint_rms_jerk`` (rad/s³)."""
+        motion; None without ``arm_dims``), ``arm_median_boundary_ratio`` (the same with the
+        median at the boundaries: 1.0 when they look like any other step) and
+        ``joint_rms_jerk`` (rad/s³)."""
         actions = np.stack(self.actions) if self.actions else np.zeros((0, 1))
         boundaries = chunk_boundaries(self.chunk_steps)
         within = within_chunk_steps(self.chunk_steps)
         moving = len(actions) > 1
+        arm = actions[:, self._arm] if moving and self._arm else None
         return {
             "boundaries": len(boundaries),
             "boundary_ratio": boundary_ratio(actions, boundaries, within) if moving else None,
-            "arm_boundary_ratio": (
-                boundary_ratio(actions[:, self._arm], boundaries, within)
-                if moving and self._arm
-                else None
+            "arm_boundary_ratio": None if arm is None else boundary_ratio(arm, boundaries, within),
+            "arm_median_boundary_ratio": (
+                None if arm is None else boundary_ratio(arm, boundaries, within, "median")
             ),
             "joint_rms_jerk": rms_jerk(np.stack(self.joints), dt) if self.joints else None,
         }
@@ -186,6 +200,11 @@ def task_smoothness(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return {}
     ratios = [f["boundary_ratio"] for f in figures if f.get("boundary_ratio") is not None]
     arm = [f["arm_boundary_ratio"] for f in figures if f.get("arm_boundary_ratio") is not None]
+    typical = [
+        f["arm_median_boundary_ratio"]
+        for f in figures
+        if f.get("arm_median_boundary_ratio") is not None
+    ]
     jerks = [f["joint_rms_jerk"] for f in figures if f.get("joint_rms_jerk") is not None]
 
     def rounded(values: list[float], how: Any) -> float | None:
@@ -197,5 +216,6 @@ def task_smoothness(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "boundary_ratio_n": len(ratios),
         "arm_boundary_ratio_mean": rounded(arm, np.mean),
         "arm_boundary_ratio_median": rounded(arm, np.median),
+        "arm_median_boundary_ratio_mean": rounded(typical, np.mean),
         "joint_rms_jerk_mean": rounded(jerks, np.mean),
     }

@@ -93,6 +93,7 @@ def test_task_summary_of_episode_figures():
         "boundary_ratio_n": 2,
         "arm_boundary_ratio_mean": 1.5,
         "arm_boundary_ratio_median": 1.5,
+        "arm_median_boundary_ratio_mean": None,  # no record has it
         "joint_rms_jerk_mean": 20.0,
     }
     assert task_smoothness([{"seed": 1}]) == {}
@@ -133,3 +134,15 @@ def test_the_arm_ratio_leaves_out_a_gripper_that_closes_where_a_chunk_starts():
     figures = motion.figures(0.05)
     assert figures["arm_boundary_ratio"] == pytest.approx(1.0)
     assert figures["boundary_ratio"] == pytest.approx(np.hypot(0.1, 2.0) / 0.1)
+
+
+def test_the_median_at_boundaries_gives_one_when_they_are_like_any_other_step():
+    """Changes mostly 0.01 with a jump of 0.5 every fifth step (a phase ends), boundaries
+    every third step: the same heavy-tailed distribution at and between boundaries."""
+    changes = np.array([0.5 if t % 5 == 0 else 0.01 for t in range(1, 61)])
+    a = np.concatenate([[0.0], np.cumsum(changes)])[:, None]  # (61, 1)
+    boundaries = list(range(3, 61, 3))
+    assert boundary_ratio(a, boundaries, at_boundaries="median") == pytest.approx(1.0)
+    assert boundary_ratio(a, boundaries) > 5  # the mean counts the jumps that fall there
+    with pytest.raises(ValueError, match="at_boundaries must be mean or median"):
+        boundary_ratio(a, boundaries, at_boundaries="max")
