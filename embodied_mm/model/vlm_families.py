@@ -156,15 +156,19 @@ def _qwen2_vl_tokens(config: Any, size: int) -> int:
     return (size // vc.patch_size) ** 2 // vc.spatial_merge_size**2
 
 
+def _qwen_vl_tiny_text(model_type: str) -> dict[str, Any]:
+    """The tiny random text tower both Qwen VL families share (M-RoPE, no special ids)."""
+    return dict(model_type=model_type, vocab_size=64, hidden_size=64, intermediate_size=128,
+                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                max_position_embeddings=1024, bos_token_id=None, eos_token_id=None,
+                rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]})  # fmt: skip
+
+
 QWEN2_VL_TINY: dict[str, Any] = dict(
     model_type="qwen2_vl",
     vision_config=dict(model_type="qwen2_vl", depth=1, embed_dim=32, hidden_size=64, num_heads=2,
                        mlp_ratio=2, patch_size=8, spatial_merge_size=2, temporal_patch_size=2),
-    text_config=dict(model_type="qwen2_vl_text", vocab_size=64, hidden_size=64,
-                     intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                     num_key_value_heads=2, max_position_embeddings=1024,
-                     bos_token_id=None, eos_token_id=None,
-                     rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
+    text_config=_qwen_vl_tiny_text("qwen2_vl_text"),
 )  # fmt: skip
 
 
@@ -173,11 +177,7 @@ QWEN2_5_VL_TINY: dict[str, Any] = dict(
     vision_config=dict(model_type="qwen2_5_vl", depth=2, hidden_size=32, intermediate_size=64,
                        num_heads=2, out_hidden_size=64, patch_size=8, spatial_merge_size=2,
                        temporal_patch_size=2, window_size=16, fullatt_block_indexes=[1]),
-    text_config=dict(model_type="qwen2_5_vl_text", vocab_size=64, hidden_size=64,
-                     intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                     num_key_value_heads=2, max_position_embeddings=1024,
-                     bos_token_id=None, eos_token_id=None,
-                     rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}),
+    text_config=_qwen_vl_tiny_text("qwen2_5_vl_text"),
 )  # fmt: skip
 
 
