@@ -59,15 +59,15 @@ def _cell_row(mode: str, latency_ms: float, rel: Path, task: dict[str, Any]) -> 
     }
 
 
-def _finished(path: Path, control: ControlSpec, episodes: int, env_ids: Sequence[str]) -> Any:
-    """The cell's eval_info if it was run with these settings, else None."""
+def _finished(path: Path, wanted: dict[str, Any], episodes: int, env_ids: Sequence[str]) -> Any:
+    """The cell's eval_info if it was run with these settings (``wanted``: its checkpoint,
+    engine, seed and control as eval_info.json records them), else None."""
     if not path.is_file():
         return None
     info = json.loads(path.read_text())
     tasks = info.get("tasks", [])
-    same = info.get("control") == control.as_dict() and [t["env_id"] for t in tasks] == list(
-        env_ids
-    )
+    same = all(info.get(k) == v for k, v in wanted.items())
+    same = same and [t["env_id"] for t in tasks] == list(env_ids)
     return info if same and all(t["episodes"] == episodes for t in tasks) else None
 
 
@@ -90,7 +90,8 @@ def run_latency_grid(
         {"checkpoint": str, "engine": str, "hz": float, "episodes_per_cell": int,
          "seconds": float, "cells": [{"env_id", "mode", "latency_ms", "episodes",
          "successes", "success_rate", "ci95", "mean_length", "boundary_ratio",
-         "boundary_ratio_median", "joint_rms_jerk", "eval_info"}]}
+         "boundary_ratio_median", "arm_boundary_ratio", "arm_median_boundary_ratio",
+         "joint_rms_jerk", "eval_info"}]}
     """
     import embodied_mm.envs  # noqa: F401  (registers the ids)
     from embodied_mm.envs.registration import check_env_id
@@ -108,23 +109,24 @@ def run_latency_grid(
         raise UsageError(f"unknown mode(s) {unknown or modes}; known: {', '.join(MODES)}")
     if not latencies_ms or any(not 0 <= ms < 60_000 for ms in latencies_ms):
         raise UsageError(f"latencies must be ms in [0, 60000), got {list(latencies_ms)}")
-    cells = [(ms, mode) for ms in latencies_ms for mode in modes]
-    controls = {cell: cell_control(cell[1], cell[0], hz, refill_at) for cell in cells}
+    seed = HELDOUT_SEED_BASE if seed is None else seed
     policy = None
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
-    for ms, mode in cells:
-        rel = Path("cells") / f"{mode}-{ms:g}ms"
-        control = controls[(ms, mode)]
-        info = _finished(out_dir / rel / "eval_info.json", control, episodes, env_ids)
-        if info is None:
-            if policy is None:
-                policy = LocalPolicy.from_checkpoint(checkpoint)
-            info = run_eval(checkpoint, env_ids, engine, episodes, out_dir / rel,
-                            seed=HELDOUT_SEED_BASE if seed is None else seed,
-                            num_envs=num_envs, control=control, loaded_policy=policy,
-                            videos=False)  # fmt: skip
-        rows.extend(_cell_row(mode, ms, rel, t) for t in info["tasks"])
+    for ms in latencies_ms:
+        for mode in modes:
+            rel = Path("cells") / f"{mode}-{ms:g}ms"
+            control = cell_control(mode, ms, hz, refill_at)
+            wanted = {"checkpoint": str(checkpoint), "engine": engine, "seed": seed,
+                      "control": control.as_dict()}  # fmt: skip
+            info = _finished(out_dir / rel / "eval_info.json", wanted, episodes, env_ids)
+            if info is None:
+                if policy is None:
+                    policy = LocalPolicy.from_checkpoint(checkpoint)
+                info = run_eval(checkpoint, env_ids, engine, episodes, out_dir / rel, seed=seed,
+                                num_envs=num_envs, control=control, loaded_policy=policy,
+                                videos=False)  # fmt: skip
+            rows.extend(_cell_row(mode, ms, rel, t) for t in info["tasks"])
     grid = {
         "checkpoint": str(checkpoint),
         "engine": engine,
