@@ -101,7 +101,8 @@ default-policy: $(STAMP)
 # The seven-task generalist (docs/training.md, "One policy for every task"): the same stages
 # for every task of the suite, then held-out evaluations (MuJoCo with training and held-out
 # phrasings, PyBullet; deploy's default --mode async) and the plan exact match on held-out
-# demo frames. Re-running continues
+# demo frames; the grounding is checked on held-out first frames (eval-goals) before the
+# instruction stage. Re-running continues
 # where it stopped: datasets and both training stages resume, a finished evaluation is kept.
 GEN_TASKS := ReachObject PickLift PushCube PickPlaceBin StackCube PlaceOnPlate SortByColor
 GEN_DEMOS := 1000
@@ -112,6 +113,7 @@ GEN_GROUND_STEPS := 1500
 GEN_STEPS := 12000
 GEN_EPISODES := 50
 GEN_DATASETS = $(shell echo $(GEN_TASKS) | sed 's#\([A-Za-z]*\)#runs/demos/\1#g; s/ /,/g')
+GEN_HELDOUT_DATASETS = $(shell echo $(GEN_DATASETS) | sed 's#runs/demos/#runs/demos-heldout/#g')
 GEN_POLICY = $(GEN_RUN)/instruct/checkpoints/step-$$(printf %07d $(GEN_STEPS))/policy
 GEN_TRAIN = OMP_NUM_THREADS=1 $(VENV)/bin/embodied-mm train --config $(GEN_CONFIG) \
 	  --dataset $(GEN_DATASETS)
@@ -128,6 +130,10 @@ generalist-policy: $(STAMP)
 	done
 	$(GEN_TRAIN) --stage ground --out $(GEN_RUN)/ground --resume --steps $(GEN_GROUND_STEPS) \
 	  --batch-size 64 --lr 1e-3 --warmup-steps 50 --save-every 500
+	test -f $(GEN_RUN)/eval/ground-goals/goal_error.json || \
+	  $(VENV)/bin/embodied-mm eval-goals --episodes $(GEN_HELDOUT_DEMOS) \
+	    --checkpoint $(GEN_RUN)/ground/checkpoints/step-$$(printf %07d $(GEN_GROUND_STEPS))/policy \
+	    --dataset $(GEN_HELDOUT_DATASETS) --out $(GEN_RUN)/eval/ground-goals
 	$(GEN_TRAIN) --out $(GEN_RUN)/instruct --resume --steps $(GEN_STEPS) --batch-size 32 \
 	  --lr 5e-4 --warmup-steps 200 --save-every 1000 \
 	  --init-from $(GEN_RUN)/ground/checkpoints/step-$$(printf %07d $(GEN_GROUND_STEPS))/policy
@@ -141,8 +147,7 @@ generalist-policy: $(STAMP)
 	  $(GEN_EVAL) --mode async --out $(GEN_RUN)/eval/mujoco-train-async
 	test -f $(GEN_RUN)/eval/plans/plan_match.json || \
 	  $(VENV)/bin/embodied-mm eval-plans --checkpoint $(GEN_POLICY) --episodes $(GEN_HELDOUT_DEMOS) \
-	    --dataset $$(echo $(GEN_DATASETS) | sed 's#runs/demos/#runs/demos-heldout/#g') \
-	    --out $(GEN_RUN)/eval/plans
+	    --dataset $(GEN_HELDOUT_DATASETS) --out $(GEN_RUN)/eval/plans
 
 # The chunk-execution benchmark's policy (docs/benchmarks.md, "Chunk execution against policy
 # latency"): the shipped default fine-tuned with RTC prefix conditioning (--rtc-max-delay 6)

@@ -1,4 +1,4 @@
-"""``embodied-mm eval``, ``embodied-mm eval-compare`` and ``embodied-mm eval-plans``."""
+"""``embodied-mm eval``, ``eval-compare``, ``eval-plans`` and ``eval-goals``."""
 
 from __future__ import annotations
 
@@ -190,6 +190,28 @@ def eval_plans(
     info = evaluate_plans(checkpoint, roots, episodes, out, every, batch_size)
     typer.echo(plan_table(info))
     typer.echo(f"wrote {out / 'plan_match.json'}")
+
+
+@app.command("eval-goals")
+def eval_goals(
+    checkpoint: Path = typer.Option(..., help="Policy directory with a goal head."),
+    dataset: str = typer.Option(
+        ..., help="Demo dataset(s), one per task, comma-separated (held-out: record --seed 200000)."
+    ),
+    episodes: int = typer.Option(
+        20, help="Episodes scored per dataset (the first frame of its first N)."
+    ),
+    out: Path = typer.Option(Path("outputs/eval_goals"), help="Where goal_error.json goes."),
+) -> None:
+    """Grounding check: the goal head's error on each episode's first frame (state units:
+    metres for the gripper's x, y) against the spread of the targets, per task and waypoint.
+    Near the spread on held-out demos = the grounding memorised its training scenes."""
+    from embodied_mm.eval.goal_error import evaluate_goals, goal_table
+
+    roots = [Path(d) for d in dataset.split(",") if d.strip()]
+    info = evaluate_goals(checkpoint, roots, episodes, out)
+    typer.echo(goal_table(info))
+    typer.echo(f"wrote {out / 'goal_error.json'}")
 
 
 def _compare_suites(rows: list[dict]) -> None:

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from embodied_mm.model.augment import random_shift
-from embodied_mm.model.config_io import Checked, Rule, at_least, fraction, registered
-from embodied_mm.model.film import FiLM
+from embodied_mm.model.config_io import Checked, Rule, at_least, fraction, one_of, registered
+from embodied_mm.model.film import FILM_TEXT, FiLM
 from embodied_mm.model.keypoints import KeypointReadout
 from embodied_mm.registry import Registry
 
@@ -89,6 +89,10 @@ class VisionConfig(Checked):
     freeze: bool = False  # keep the tower's weights fixed (typical with pretrained towers)
     # Conv towers only: condition every stage on the instruction (FiLM, as RT-1 does).
     film: bool = False
+    # What FiLM reads of the instruction (model/film.py: InstructionSummary): "mean" of its
+    # token embeddings (order-free), or "attention" (a self-attention layer first: word order
+    # counts, e.g. which cube goes on which).
+    film_text: str = "mean"
     # Conv towers only: 0 reads the last feature map out as h*w tokens; K > 0 as K
     # spatial-softmax keypoint tokens (position made explicit, see model/keypoints.py).
     keypoints: int = 0
@@ -102,6 +106,7 @@ class VisionConfig(Checked):
         **dict.fromkeys(_TOWER_SIZES, at_least(1)),
         "keypoints": at_least(0),
         "shift_augment": at_least(0),
+        "film_text": one_of(*FILM_TEXT),
     }
 
 

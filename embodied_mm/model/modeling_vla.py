@@ -38,7 +38,7 @@ from embodied_mm.model.augment import random_token_swap
 from embodied_mm.model.backbone import Backbone
 from embodied_mm.model.configuration_vla import PolicyConfig
 from embodied_mm.model.encoders import VISION_FAMILIES, MultiCameraVision, ProprioEncoder
-from embodied_mm.model.film import pooled_text
+from embodied_mm.model.film import InstructionSummary
 from embodied_mm.model.heads import HEADS, Committed, DiscreteHead, PlanText, build_head
 from embodied_mm.model.normalize import Normalizer, Stats, unit_stats
 from embodied_mm.model.projectors import build_projector
@@ -99,6 +99,7 @@ class VLAPolicy(nn.Module):
         # A VLM is encoder, projector and LLM at once (model/vlm.py): no tower or projector.
         self.vision: MultiCameraVision | None = None
         self.projector: nn.Module | None = None
+        self.film_text: InstructionSummary | None = None
         if vlm is not None:
             from embodied_mm.model.vlm import VLMBackbone
 
@@ -112,6 +113,11 @@ class VLAPolicy(nn.Module):
                 config.vision, config.cameras, config.shared_tower, cond_dim=hidden
             )
             self.projector = build_projector(config.projector, self.vision.hidden_size, hidden)
+            if config.vision.film:
+                # what FiLM reads of the instruction (B, L, H) → (B, H)
+                self.film_text = InstructionSummary(
+                    config.vision.film_text, hidden, config.max_text_tokens
+                )
             visual_tokens, visual_dim = self.vision.tokens_per_camera, self.vision.hidden_size
         self.proprio = ProprioEncoder(config.proprio, config.state_dim, hidden)
         self.head = build_head(config.head, hidden, config.chunk_size, config.action_dim)
@@ -248,7 +254,7 @@ class VLAPolicy(nn.Module):
                     text_ids, text_mask, self.config.text_token_noise, self.backbone.text_rows.stop
                 )
             text = self.backbone.embed(text_ids)  # (B, L, H)
-            cond = pooled_text(text, text_mask) if self.config.vision.film else None  # (B, H)
+            cond = None if self.film_text is None else self.film_text(text, text_mask)  # (B, H)
             feats = self.vision(images, cond)  # (B, C, N, Dv)
             c, n = feats.shape[1], feats.shape[2]
             # The projector sees one image at a time: a resampler gives a fixed count per camera.
@@ -438,6 +444,28 @@ class VLAPolicy(nn.Module):
                 max_new_tokens, do_sample, temperature, generator,
             )  # fmt: skip
         return [self.tokenizer.decode(r, skip_special_tokens=True) for r in ids]
+
+    @torch.inference_mode()
+    def predict_goals(self, obs: dict[str, Any]) -> torch.Tensor:
+        """The goal head's waypoints (B, W, G) in robot units: for each of ``goal_waypoints``
+        (W), the state at ``goal_dims`` (G) it predicts from the images (trained on each
+        episode's first frame: :mod:`embodied_mm.eval.goal_error` scores it). Call ``eval()``
+        first.
+
+        Raises:
+            ValueError: the policy has no goal head (trained with ``goal_loss_weight`` 0).
+        """
+        if self.goal_head is None:
+            raise ValueError(
+                "this policy has no goal head (it was trained with goal_loss_weight 0)"
+            )
+        with self._autocast():
+            feats = self.prefix_from_inputs(self.preprocess(obs))[3]  # (B, C, N, Dv)
+            pred = self.goal_head(feats.flatten(1).float())  # (B, W*G) normalised
+        w, dims = len(self.config.goal_waypoints), self.goal_dims
+        state = pred.new_zeros(pred.shape[0] * w, self.config.state_dim)  # (B*W, S)
+        state[:, dims] = pred.view(-1, len(dims))
+        return self.normalizer.unnormalize(OBS_STATE, state)[:, dims].view(-1, w, len(dims))
 
     def reset(self) -> None:
         """Start a new episode: drops the processor's cached instruction tokens (the policy

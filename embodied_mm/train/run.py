@@ -121,7 +121,10 @@ def build_policy(cfg: TrainConfig, stats: dict[str, Any] | None, names: list[str
         vision = policy.vision
         if vision is None:  # a VLM's own vision encoder
             vision = policy.backbone.vision_encoder(policy.backbone.lm)
-        for part in (vision, policy.goal_head, policy.backbone.lm.get_input_embeddings()):
+        parts = [vision, policy.goal_head, policy.backbone.lm.get_input_embeddings()]
+        if policy.film_text is not None:  # what FiLM reads of the instruction
+            parts.append(policy.film_text)
+        for part in parts:
             part.requires_grad_(True)
     return policy
 

@@ -4,20 +4,17 @@ held-out demo frames, per task and overall, with Wilson intervals."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from embodied_mm.cli.demo import shipped_checkpoint
 from embodied_mm.cli.main import app
-from embodied_mm.data.recorder import gym_expert_source, record
 from embodied_mm.errors import UsageError
 from embodied_mm.eval.plan_match import evaluate_plans, match_summary, plan_matches
 from embodied_mm.eval.stats import wilson_interval
 from embodied_mm.policies import make_policy
-
-HELD_OUT_SEED = 200_000
+from tests.eval.conftest import HELD_OUT_SEED
 
 
 def test_exact_match_ignores_only_surrounding_whitespace():
@@ -36,15 +33,6 @@ def test_the_summary_scores_none_all_and_some_with_wilson_intervals():
     some = match_summary([True, False, True, True])
     assert some["exact_match"] == 0.75 and some["ci95"] == list(wilson_interval(3, 4))
     assert match_summary([])["exact_match"] is None
-
-
-@pytest.fixture(scope="module")
-def held_out(tmp_path_factory) -> Path:
-    """Two ReachObject demos recorded with held-out seeds, as `record --seed 200000` does."""
-    root = tmp_path_factory.mktemp("heldout") / "ReachObject"
-    record(gym_expert_source("embodied_mm/ReachObject-v0", "mujoco"), root, 2,
-           seed=HELD_OUT_SEED, progress=False)  # fmt: skip
-    return root
 
 
 @pytest.mark.slow

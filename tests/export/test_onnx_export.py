@@ -259,10 +259,11 @@ def test_fixed_batch_export_runs_any_batch_in_groups(exported_chunk, tmp_path):
     np.testing.assert_allclose(ours, torch_predict(exported_chunk.policy, obs), rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize("keypoints", [0, 8])
-def test_film_conv_tower_exports_with_parity(tmp_path, keypoints):
+@pytest.mark.parametrize(("keypoints", "film_text"), [(0, "mean"), (8, "mean"), (8, "attention")])
+def test_film_conv_tower_exports_with_parity(tmp_path, keypoints, film_text):
     """The instruction-conditioned ResNet tower, with the grid or keypoint readout (and the
-    goal head, as the shipped default has), through ONNX."""
+    goal head, as the shipped default has), reading the instruction as a mean or through
+    self-attention, through ONNX."""
     from embodied_mm.policies import make_policy
     from tests.export.conftest import export_with_cli
 
@@ -270,7 +271,8 @@ def test_film_conv_tower_exports_with_parity(tmp_path, keypoints):
     vision = {"family": "resnet", "image_size": 64, "hidden_size": 32, "num_layers": 2,
               "keypoints": keypoints}  # fmt: skip
     policy = make_policy(
-        "vla-chunk", vision={**vision, "film": True, "shift_augment": 4}, device="cpu",
+        "vla-chunk", vision={**vision, "film": True, "film_text": film_text, "shift_augment": 4},
+        device="cpu",
         goal_loss_weight=0.5 if keypoints else 0.0,  # a training-only head, not exported
     ).eval()  # fmt: skip
     for layer in policy.vision.towers[0].film.out:  # non-zero FiLM, so the text matters

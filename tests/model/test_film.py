@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from embodied_mm.model.encoders import VisionConfig, VisionTower
-from embodied_mm.model.film import pooled_text
+from embodied_mm.model.film import InstructionSummary, pooled_text
 from embodied_mm.model.modeling_vla import VLAPolicy
 from tests.model.helpers import make_batch, tiny_config, tiny_stats
 
@@ -56,6 +56,45 @@ def test_pooled_text_ignores_padding():
     torch.testing.assert_close(out[0], text[0, 2:].mean(0))
     torch.testing.assert_close(out[1], text[1].mean(0))
     torch.testing.assert_close(pooled_text(text, None), text.mean(1))
+
+
+def test_attention_summary_reads_word_order_and_ignores_padding():
+    torch.manual_seed(0)
+    mean, attention = InstructionSummary("mean", 16, 8), InstructionSummary("attention", 16, 8)
+    text = torch.randn(1, 5, 16)  # (B, L, H)
+    swapped = text[:, [0, 3, 2, 1, 4]]  # "the pink on the green" -> "the green on the pink"
+    torch.testing.assert_close(mean(swapped, None), mean(text, None))
+    assert (attention(swapped, None) - attention(text, None)).abs().max() > 1e-2
+    padded = torch.cat([torch.randn(1, 3, 16), text], dim=1)  # left padding, 3 tokens
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1, 1]])
+    torch.testing.assert_close(attention(padded, mask), attention(text, None), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="film_text must be one of mean, attention; got 'bag'"):
+        InstructionSummary("bag", 16, 8)
+
+
+def test_attention_film_policy_tells_object_from_destination(tmp_path):
+    """The same words in another order (which cube goes on which) change the image features
+    of an attention-read FiLM tower, and not of a mean-read one; both survive save/load."""
+    for kind, differs in (("attention", True), ("mean", False)):
+        torch.manual_seed(0)
+        policy = VLAPolicy(tiny_config(vision=resnet(film=True, film_text=kind)),
+                           stats=tiny_stats(), device="cpu")  # fmt: skip
+        randomize_film(policy.vision.towers[0])
+        policy.eval()
+        one = make_batch(1)
+        batch = {k: v.expand(2, *v.shape[1:]) if torch.is_tensor(v) else v for k, v in one.items()}
+        batch["task"] = [
+            "put the pink cube on the green cube",
+            "put the green cube on the pink cube",
+        ]
+        with torch.no_grad():
+            feats = policy.prefix_from_inputs(policy.preprocess(batch))[3]  # (B, C, N, Dv)
+        assert bool((feats[0] - feats[1]).abs().max() > 1e-3) == differs, kind
+        chunk = policy.predict_chunk(batch)
+        policy.save_pretrained(tmp_path / kind)
+        loaded = VLAPolicy.from_pretrained(tmp_path / kind, device="cpu").eval()
+        assert loaded.config.vision.film_text == kind
+        torch.testing.assert_close(loaded.predict_chunk(batch), chunk, rtol=0, atol=1e-6)
 
 
 def film_policy() -> VLAPolicy:
