@@ -105,7 +105,7 @@ default-policy: $(STAMP)
 # instruction stage. Re-running continues
 # where it stopped: datasets and both training stages resume, a finished evaluation is kept.
 GEN_TASKS := ReachObject PickLift PushCube PickPlaceBin StackCube PlaceOnPlate SortByColor
-GEN_DEMOS := 1000
+GEN_DEMOS := 3500
 GEN_HELDOUT_DEMOS := 20
 GEN_RUN := runs/generalist
 GEN_CONFIG := configs/generalist-policy.yaml
