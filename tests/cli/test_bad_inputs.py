@@ -108,6 +108,11 @@ TABLE: dict[str, Bad] = {
                                       "{tmp}/none", says="{tmp}/none/meta/info.json: missing"),
     "eval-plans-every-0": bad("eval-plans", "--checkpoint", "{ck}", "--dataset", "{ds}",
                               "--every", "0", says="--every must be >= 1, got 0"),
+    "eval-goals-missing-dataset": bad("eval-goals", "--checkpoint", "{ck}", "--dataset",
+                                      "{tmp}/none", says="{tmp}/none/meta/info.json: missing"),
+    "eval-goals-episodes-0": bad("eval-goals", "--checkpoint", "{ck}", "--dataset", "{ds}",
+                                 "--episodes", "0",
+                                 says="--episodes and --batch-size must be >= 1, got 0, 64"),
     # simulation commands
     "demo-env": bad("demo", "--env", "pick_lift", says="unknown env 'pick_lift'; known:"),
     "demo-episodes-0": bad("demo", "--episodes", "0", says="--episodes must be >= 1, got 0"),
