@@ -1,5 +1,7 @@
 """The SO-100/SO-101 adapter on an emulated STS3215 bus, through feetech-servo-sdk."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -126,9 +128,14 @@ def test_disconnect_holds_and_release_on_disconnect_lets_go():
         robot.connect()
         robot.send_action(np.array([0.5, 0.0, 0.0, 0.0, 0.0, 0.0]))
         robot.get_observation()  # on its way (5 ticks per read), not there
-        robot.disconnect()
-        assert all(m.torque for m in emu.motors.values())
+        robot.disconnect()  # the hold: a SYNC READ, then a SYNC WRITE (no answer)
         pan = emu.motors[1]
+        # the port is closed, so no read round trip can follow the write: give the
+        # emulator's thread time to apply it (docs/CONTRIBUTING.md)
+        deadline = time.monotonic() + 10
+        while pan.get(ct.GOAL_POSITION) == ticks(0.5, 1) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert all(m.torque for m in emu.motors.values())
         assert 2048 < pan.get(ct.GOAL_POSITION) == pan.present < ticks(0.5, 1)  # stopped, held
         robot = FeetechRobot(emu.port, so101_calibration(), release_on_disconnect=True)
         robot.connect()  # torque on and the calibration already there: nothing to write
