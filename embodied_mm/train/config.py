@@ -101,6 +101,9 @@ class TrainConfig(Checked):
     # with replacement); 0 leaves them out, 1 = every frame alike (the plain shuffle)
     intervention_weight: float = 1.0
     intervention_only: bool = False  # train on the frames a person drove, and on no others
+    # how often each --dataset is drawn (train/mixture.py): frames = every frame alike (a
+    # dataset in proportion to its length); equal = each dataset equally often
+    dataset_mix: Literal["frames", "equal"] = "frames"
     num_workers: int = 0  # DataLoader workers
     # bookkeeping
     seed: int = 0  # initial weights and data order
@@ -349,6 +352,7 @@ _NOT_TRAINING = ("out", *RESUMABLE_FIELDS)
 _ADDED_FIELDS = {
     "intervention_weight": 1.0,
     "intervention_only": False,
+    "dataset_mix": "frames",
     "rtc_max_delay": 0,
     "policy.head.rtc_max_delay": 0,
     "policy.head.rtc_max_guidance": 5.0,

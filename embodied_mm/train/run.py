@@ -172,6 +172,11 @@ class GoalOnly(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def part_lengths(self) -> list[int]:
+        """The first frames of each part, in the order of ``rows``."""
+        counts = np.bincount([p for p, _ in self.rows], minlength=len(self.parts))
+        return [int(n) for n in counts]
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         p, row = self.rows[i]
         item = self.parts[p][row]
@@ -309,6 +314,7 @@ def _train_in(cfg: TrainConfig, resume: bool, accelerator: Any) -> TrainResult:
     from accelerate.utils import set_seed
 
     from embodied_mm.train.intervention import intervention_sample_weights
+    from embodied_mm.train.mixture import combined_weights, dataset_mix_weights
 
     run_dir = Path(cfg.out)
     policy_config = cfg.policy
@@ -317,6 +323,9 @@ def _train_in(cfg: TrainConfig, resume: bool, accelerator: Any) -> TrainResult:
         raise UsageError(
             f"--intervention-weight/--intervention-only apply to --stage instruct, not {cfg.stage}"
         )
+    if cfg.dataset_mix != "frames" and cfg.stage == "align":
+        raise UsageError("--dataset-mix applies to --stage ground and instruct (align renders "
+                         "captions, it reads no --dataset)")  # fmt: skip
     sample_weights = None
     if cfg.stage == "align":
         from embodied_mm.train.captions import CaptionDataset
@@ -329,10 +338,15 @@ def _train_in(cfg: TrainConfig, resume: bool, accelerator: Any) -> TrainResult:
         dataset, parts = load_datasets(cfg, policy_config)
         stats = policy_stats(parts)
         names = state_names(parts)
+        lengths = [len(part) for part in parts]
         if cfg.stage == "ground":
             dataset = GoalOnly(parts)
-        sample_weights = intervention_sample_weights(
-            parts, cfg.intervention_weight, cfg.intervention_only, list(cfg.dataset)
+            lengths = dataset.part_lengths()
+        sample_weights = combined_weights(
+            intervention_sample_weights(
+                parts, cfg.intervention_weight, cfg.intervention_only, list(cfg.dataset)
+            ),
+            dataset_mix_weights(lengths, cfg.dataset_mix),
         )
     set_seed(cfg.seed)  # the initial weights are part of what a seed reproduces (every rank)
     policy = build_policy(cfg, stats, names)
