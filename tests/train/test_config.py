@@ -201,6 +201,7 @@ def test_digest_ignores_the_resumable_fields_also_in_older_digests():
     "added",
     [
         ("intervention_weight", "intervention_only"),
+        ("dataset_mix",),
         ("rtc_max_delay", "policy.head.rtc_max_delay", "policy.head.rtc_max_guidance"),
     ],
 )
@@ -214,6 +215,9 @@ def test_a_digest_from_before_a_field_was_added_resumes_at_its_default(added):
     if "rtc_max_delay" in added:
         rtc = _flags("--rtc-max-delay", "2")
         assert "rtc_max_delay" in digest_differences(older, rtc)
+    elif "dataset_mix" in added:
+        mixed = dataclasses.replace(cfg, dataset_mix="equal")
+        assert digest_differences(older, mixed) == ["dataset_mix"]
     else:
         weighted = dataclasses.replace(cfg, intervention_weight=3.0)
         assert digest_differences(older, weighted) == ["intervention_weight"]
