@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import logging
 import os
 import select
 import threading
 import tty
 from collections.abc import Iterable
 from typing import Generic, Protocol, TypeVar
+
+log = logging.getLogger(__name__)
 
 
 class EmulatedServo(Protocol):
@@ -88,6 +91,9 @@ class SerialBusEmulator(abc.ABC, Generic[S]):
         self._fds_open = (self._master, self._slave, self._wake_r, self._wake_w)
         self._thread = threading.Thread(target=self._serve, name=self.thread_name, daemon=True)
         self.bad_packets_seen = 0  # instruction packets from the host that failed their check
+        # what ended the serving thread early (a bug in the emulator): the host would only see
+        # every servo go silent, so close() raises it
+        self.error: Exception | None = None
         self.instructions: list[int] = []  # instruction codes received, in order
 
     # --- protocol (subclasses) ---------------------------------------------------------------
@@ -123,6 +129,9 @@ class SerialBusEmulator(abc.ABC, Generic[S]):
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise RuntimeError(f"the bus emulator on {self.port} stopped answering") from error
 
     def __enter__(self):
         return self.start()
@@ -164,6 +173,13 @@ class SerialBusEmulator(abc.ABC, Generic[S]):
 
     # --- bus ---------------------------------------------------------------------------------
     def _serve(self) -> None:
+        try:
+            self._answer_until_stopped()
+        except Exception as error:  # kept for close(): a dead thread looks like silent servos
+            log.exception("bus emulator on %s: the serving thread failed", self.port)
+            self.error = error
+
+    def _answer_until_stopped(self) -> None:
         parser = self._parser()
         while not self._stop.is_set():
             ready, _, _ = select.select([self._master, self._wake_r], [], [], 0.05)

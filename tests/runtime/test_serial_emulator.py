@@ -54,3 +54,26 @@ def test_an_unknown_fault_is_refused(kind):
     emulator = EMULATORS[kind][0]
     with emulator([1]) as emu, pytest.raises(ValueError, match=r"known: .*timeout"):
         emu.inject("gremlins")
+
+
+@pytest.mark.parametrize("kind", EMULATORS)
+def test_a_serving_thread_that_died_is_reported_on_close(kind, monkeypatch):
+    """A bug in an emulator's handler ends its thread; the host only sees silent servos, so
+    close() names the cause instead of letting the test fail on a timeout."""
+    emulator, ping = EMULATORS[kind]
+    emu = emulator([1]).start()
+
+    def broken(*args):
+        raise KeyError("boom")
+
+    monkeypatch.setattr(emu, "_handle", broken)
+    host = os.open(emu.port, os.O_RDWR | os.O_NOCTTY)
+    try:
+        os.write(host, ping)
+        emu._thread.join(timeout=10)
+        with pytest.raises(RuntimeError, match="stopped answering") as raised:
+            emu.close()
+        assert isinstance(raised.value.__cause__, KeyError)
+        emu.close()  # the cause is reported once
+    finally:
+        os.close(host)
