@@ -2,7 +2,8 @@
 
 Fresh tiny backbones are built from a family's config (``qwen2``, ``llama``, ``gpt2``);
 pretrained ones load by hub name or local directory. Options: freeze, LoRA through peft,
-gradient checkpointing, and a KV cache (a transformers ``Cache`` object) for generation.
+gradient checkpointing, and a KV cache (a transformers ``Cache`` object) for generation
+and for training several suffixes on one prefix (:class:`EncodedPrefix`).
 """
 
 from __future__ import annotations
@@ -104,12 +105,49 @@ BACKBONE_FAMILIES.register("qwen2", _qwen2)
 BACKBONE_FAMILIES.register("llama", _llama)
 BACKBONE_FAMILIES.register("gpt2", _gpt2)
 
+
+@dataclass
+class EncodedPrefix:
+    """A prefix run once through the backbone, so that each suffix attending to it in
+    training (the action queries, the plan text) runs on its keys and values rather than
+    recomputing it. Exact: the backbone is causal, no prefix state depends on what follows.
+
+    ``keys_values`` is None where the backbone cannot keep a cache in training (gradient
+    checkpointing); the suffixes then run on the whole sequence again.
+    """
+
+    embeds: torch.Tensor  # (B, P, H) the prefix tokens, as the backbone took them
+    hidden: torch.Tensor  # (B, P, H) the backbone's last hidden states over them
+    mask: torch.Tensor  # (B, P) 1 = real token
+    pos: torch.Tensor  # (B, P) position ids
+    keys_values: list[tuple[torch.Tensor, torch.Tensor]] | None  # per layer, (B, h, P, d) each
+
+    def select(self, rows: torch.Tensor) -> EncodedPrefix:
+        """The same prefix for the batch ``rows`` (R,) only."""
+        kv = self.keys_values
+        return EncodedPrefix(
+            self.embeds[rows], self.hidden[rows], self.mask[rows], self.pos[rows],
+            None if kv is None else [(k[rows], v[rows]) for k, v in kv],
+        )  # fmt: skip
+
+
+def _cache_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-layer (keys, values) of a transformers ``DynamicCache``."""
+    if hasattr(cache, "layers"):  # transformers >= 4.56
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return list(zip(cache.key_cache, cache.value_cache, strict=True))
+
+
 _LORA_TARGETS = {"gpt2": ["c_attn", "c_proj"]}
 _DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
 class Backbone(nn.Module):
     """A causal LM seen as: token embeddings in, hidden states out, LM-head rows on demand."""
+
+    #: training runs the prefix once for all its suffixes (:class:`EncodedPrefix`); False
+    #: runs each suffix on its whole sequence (``bench train`` compares the two)
+    share_prefix: bool = True
 
     def __init__(self, cfg: BackboneConfig, text_vocab: int, extra_tokens: int = 0) -> None:
         """``text_vocab``: the tokenizer's size; ``extra_tokens``: ids reserved after the text
@@ -212,6 +250,39 @@ class Backbone(nn.Module):
     ) -> torch.Tensor:
         """Hidden states (B, T, H); with ``cache`` the cache is extended in place."""
         return self.decode(embeds, attention_mask, position_ids, cache)
+
+    def encode_prefix(
+        self,
+        prefix: torch.Tensor,  # (B, P, H)
+        mask: torch.Tensor,  # (B, P) 1 = real
+        pos: torch.Tensor,  # (B, P)
+    ) -> EncodedPrefix:
+        """Run the prefix once; :meth:`continue_prefix` then runs each suffix on it."""
+        if not self.share_prefix or (self.cfg.gradient_checkpointing and self.training):
+            # transformers turns the cache off under gradient checkpointing in training
+            return EncodedPrefix(prefix, self(prefix, mask, pos), mask, pos, None)
+        cache = self.new_cache()
+        hidden = self(prefix, mask, pos, cache)
+        return EncodedPrefix(prefix, hidden, mask, pos, _cache_tensors(cache))
+
+    def continue_prefix(
+        self,
+        encoded: EncodedPrefix,
+        suffix: torch.Tensor,  # (B, T, H)
+        suffix_mask: torch.Tensor,  # (B, T) 1 = real
+        suffix_pos: torch.Tensor,  # (B, T)
+    ) -> torch.Tensor:
+        """Hidden states (B, T, H) of ``suffix`` after the encoded prefix: the same as running
+        the whole sequence, without recomputing the prefix."""
+        mask = torch.cat([encoded.mask, suffix_mask], dim=1)  # (B, P + T)
+        if encoded.keys_values is None:
+            embeds = torch.cat([encoded.embeds, suffix], dim=1)
+            hidden = self(embeds, mask, torch.cat([encoded.pos, suffix_pos], dim=1))
+            return hidden[:, -suffix.shape[1] :]
+        cache = self.new_cache()
+        for layer, (keys, values) in enumerate(encoded.keys_values):
+            cache.update(keys, values, layer)
+        return self(suffix, mask, suffix_pos, cache)
 
     def logits(self, hidden: torch.Tensor, rows: slice | None = None) -> torch.Tensor:
         """LM-head logits (B, T, V) or only the vocab ``rows`` (cheaper for action bins)."""

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embodied_mm.model.backbone import Backbone
+from embodied_mm.model.backbone import Backbone, EncodedPrefix
 from embodied_mm.model.config_io import Checked, Rule, at_least, registered
 from embodied_mm.registry import Registry
 
@@ -124,7 +124,14 @@ def extend_positions(
     return torch.cat([mask, ones], dim=1), torch.cat([pos, pos[:, -1:] + steps], dim=1)
 
 
-def _dense(
+def suffix_positions(prefix: EncodedPrefix, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mask and positions (B, n) of ``n`` real tokens after an encoded prefix."""
+    b = prefix.pos.shape[0]
+    steps = torch.arange(1, n + 1, device=prefix.pos.device)
+    return prefix.mask.new_ones(b, n), prefix.pos[:, -1:] + steps
+
+
+def dense_positions(
     mask: torch.Tensor | None, pos: torch.Tensor | None, prefix: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Explicit mask and positions (B, P) for code that extends them with padded tokens."""
@@ -152,9 +159,7 @@ class ActionHead(nn.Module):
     def loss(
         self,
         backbone: Backbone,
-        prefix: torch.Tensor,  # (B, P, H)
-        mask: torch.Tensor | None,  # (B, P); None = no padding
-        pos: torch.Tensor | None,  # (B, P)
+        prefix: EncodedPrefix,  # the prefix already run (Backbone.encode_prefix)
         actions: torch.Tensor,  # (B, K, D) normalised
         valid: torch.Tensor,  # (B, K) bool, False where the step is padding
     ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -245,9 +250,13 @@ class ChunkHead(ActionHead):
         queries = self._queries(b, prefix.dtype, committed)
         full_mask, full_pos = extend_positions(mask, pos, n)
         hidden = backbone(torch.cat([prefix, queries], 1), full_mask, full_pos)
-        return self.out(hidden[:, -n:]).reshape(b, self.chunk_size, self.action_dim)  # (B, K, D)
+        return self._read(hidden[:, -n:])
 
-    def loss(self, backbone, prefix, mask, pos, actions, valid):
+    def _read(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The queries' hidden states (B, Q, H) → the chunk (B, K, D)."""
+        return self.out(hidden).reshape(hidden.shape[0], self.chunk_size, self.action_dim)
+
+    def loss(self, backbone, prefix, actions, valid):
         committed = None
         if self.committed_in is not None:
             # RTC prefix conditioning: a random delay d in 0..D per sample, its first d
@@ -257,7 +266,9 @@ class ChunkHead(ActionHead):
             delay = torch.randint(0, self.rtc_max_delay + 1, (b,), device=actions.device)
             committed = Committed(actions, delay, torch.full_like(delay, k))
             valid = valid & ~committed.frozen(k)
-        pred = self._chunk(backbone, prefix, mask, pos, committed)
+        queries = self._queries(actions.shape[0], prefix.embeds.dtype, committed)
+        mask, pos = suffix_positions(prefix, queries.shape[1])
+        pred = self._read(backbone.continue_prefix(prefix, queries, mask, pos))
         l1 = _masked_mean((pred.float() - actions).abs(), valid)
         return l1, {"l1": l1.item()}
 
@@ -292,14 +303,15 @@ class DiscreteHead(ActionHead):
     def _rows(self) -> slice:
         return slice(self.token_offset, self.token_offset + self.num_bins)
 
-    def loss(self, backbone, prefix, mask, pos, actions, valid):
+    def loss(self, backbone, prefix, actions, valid):
         bins = self.tokenize(actions)  # (B, KD)
-        n = bins.shape[1]
         # Teacher forcing: the last prefix token predicts bin 0, bin j predicts bin j+1.
-        inputs = backbone.embed(bins[:, :-1] + self.token_offset).to(prefix.dtype)
-        full_mask, full_pos = extend_positions(mask, pos, n - 1)
-        hidden = backbone(torch.cat([prefix, inputs], 1), full_mask, full_pos)
-        logits = backbone.logits(hidden[:, -n:], self._rows()).float()  # (B, KD, bins)
+        inputs = backbone.embed(bins[:, :-1] + self.token_offset).to(prefix.embeds.dtype)
+        mask, pos = suffix_positions(prefix, inputs.shape[1])
+        hidden = torch.cat(
+            [prefix.hidden[:, -1:], backbone.continue_prefix(prefix, inputs, mask, pos)], dim=1
+        )  # (B, KD, H)
+        logits = backbone.logits(hidden, self._rows()).float()  # (B, KD, bins)
         token_valid = valid.repeat_interleave(self.action_dim, dim=1)  # (B, KD)
         ce = F.cross_entropy(logits.transpose(1, 2), bins, reduction="none")  # (B, KD)
         w = token_valid.float()
@@ -378,8 +390,8 @@ class FlowHead(ActionHead):
         out = self.expert(tokens, memory, memory_key_padding_mask=memory_pad)
         return self.action_out(out)
 
-    def loss(self, backbone, prefix, mask, pos, actions, valid):
-        memory, pad = self._memory(backbone, prefix, mask, pos)
+    def loss(self, backbone, prefix, actions, valid):
+        memory, pad = self.memory_proj(prefix.hidden.float()), prefix.mask == 0
         b = actions.shape[0]
         noise = torch.randn_like(actions)
         # π0 samples t from a Beta(1.5, 1) skewed towards noisy times.
@@ -462,19 +474,14 @@ class PlanText:
     @staticmethod
     def loss(
         backbone: Backbone,
-        prefix: torch.Tensor,  # (B, P, H)
-        mask: torch.Tensor | None,  # (B, P); None = no padding
-        pos: torch.Tensor | None,  # (B, P)
+        prefix: EncodedPrefix,  # the prefix already run (Backbone.encode_prefix)
         plan_ids: torch.Tensor,  # (B, T): start token, plan tokens, end token, right padding
         plan_mask: torch.Tensor,  # (B, T) 1 = real token
     ) -> torch.Tensor:
-        mask, pos = _dense(mask, pos, prefix)
-        n = plan_ids.shape[1]
-        inputs = backbone.embed(plan_ids).to(prefix.dtype)
-        full_mask = torch.cat([mask, plan_mask], dim=1)
-        plan_pos = pos[:, -1:] + plan_mask.cumsum(1).clamp_min(1)
-        hidden = backbone(torch.cat([prefix, inputs], 1), full_mask, torch.cat([pos, plan_pos], 1))
-        logits = backbone.logits(hidden[:, -n:-1], backbone.text_rows).float()  # (B, T-1, V)
+        inputs = backbone.embed(plan_ids).to(prefix.embeds.dtype)
+        plan_pos = prefix.pos[:, -1:] + plan_mask.cumsum(1).clamp_min(1)
+        hidden = backbone.continue_prefix(prefix, inputs, plan_mask, plan_pos)  # (B, T, H)
+        logits = backbone.logits(hidden[:, :-1], backbone.text_rows).float()  # (B, T-1, V)
         ce = F.cross_entropy(logits.transpose(1, 2), plan_ids[:, 1:], reduction="none")
         w = plan_mask[:, 1:].float()
         return (ce * w).sum() / w.sum().clamp_min(1.0)
@@ -494,7 +501,7 @@ class PlanText:
         generator: torch.Generator | None = None,
     ) -> list[list[int]]:
         b = prefix.shape[0]
-        mask, pos = _dense(mask, pos, prefix)
+        mask, pos = dense_positions(mask, pos, prefix)
         cache = backbone.new_cache()
         start = backbone.embed(torch.full((b, 1), start_id, device=prefix.device)).to(prefix.dtype)
         full_mask, full_pos = extend_positions(mask, pos, 1)

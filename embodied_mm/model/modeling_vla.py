@@ -39,7 +39,14 @@ from embodied_mm.model.backbone import Backbone
 from embodied_mm.model.configuration_vla import PolicyConfig
 from embodied_mm.model.encoders import VISION_FAMILIES, MultiCameraVision, ProprioEncoder
 from embodied_mm.model.film import InstructionSummary
-from embodied_mm.model.heads import HEADS, Committed, DiscreteHead, PlanText, build_head
+from embodied_mm.model.heads import (
+    HEADS,
+    Committed,
+    DiscreteHead,
+    PlanText,
+    build_head,
+    dense_positions,
+)
 from embodied_mm.model.normalize import Normalizer, Stats, unit_stats
 from embodied_mm.model.projectors import build_projector
 from embodied_mm.processor.core import Pipeline, Resources
@@ -291,9 +298,12 @@ class VLAPolicy(nn.Module):
             prefix, mask, pos, feats = self.prefix_from_inputs(inputs)
             loss = prefix.new_zeros((), dtype=torch.float32)
             metrics: dict[str, float] = {}
+            if ACTION in batch or labelled:
+                # the prefix runs once; the action queries and the plan text continue it
+                encoded = self.backbone.encode_prefix(prefix, *dense_positions(mask, pos, prefix))
             if ACTION in batch:
                 target, valid = self._action_target(inputs)
-                loss, metrics = self.head.loss(self.backbone, prefix, mask, pos, target, valid)
+                loss, metrics = self.head.loss(self.backbone, encoded, target, valid)
             if self.goal_head is not None:
                 goal_loss = self._goal_loss(inputs, feats)
                 loss = loss + self.config.goal_loss_weight * goal_loss
@@ -303,11 +313,7 @@ class VLAPolicy(nn.Module):
                     self.trained_with_plans = True
                 idx = torch.tensor(labelled, device=self.device)
                 plan_ids, plan_mask = self._encode_plans([plans[i] for i in labelled])
-                sub_mask = None if mask is None else mask[idx]
-                sub_pos = None if pos is None else pos[idx]
-                plan_loss = PlanText.loss(
-                    self.backbone, prefix[idx], sub_mask, sub_pos, plan_ids, plan_mask
-                )
+                plan_loss = PlanText.loss(self.backbone, encoded.select(idx), plan_ids, plan_mask)
                 loss = loss + self.config.plan_loss_weight * plan_loss
                 metrics["plan_ce"] = plan_loss.item()
         metrics["loss"] = loss.item()

@@ -1,10 +1,13 @@
-"""``embodied-mm bench train``: the trainer's overhead against a bare PyTorch loop, the
-end-to-end rate with the video loader, and DDP scaling from 1 to 2 processes on the CPU."""
+"""``embodied-mm bench train``: the trainer's overhead against a bare PyTorch loop, a
+training step with the prefix run once for the action and plan suffixes against each suffix
+on its whole sequence, the end-to-end rate with the video loader, and DDP scaling from 1 to
+2 processes on the CPU."""
 
 from __future__ import annotations
 
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,6 +68,23 @@ def _bare_loop(policy: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, step
     return (min(steps, len(loader)) - 1) * cfg.batch_size / (time.perf_counter() - t0)
 
 
+def _prefix_sharing(policy: Any, batch: dict[str, Any], rounds: int) -> tuple[float, float]:
+    """Median seconds of one training step (loss, backward) with the prefix shared by the
+    action and plan suffixes and with each suffix on its whole sequence, interleaved."""
+    policy.train()
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(rounds + 1):  # the first round warms up
+        for share in (True, False):
+            policy.backbone.share_prefix = share
+            t0 = time.perf_counter()
+            loss, _ = policy.compute_loss(batch)
+            loss.backward()
+            times[share].append(time.perf_counter() - t0)
+            policy.zero_grad(set_to_none=True)
+    policy.backbone.share_prefix = True
+    return statistics.median(times[True][1:]), statistics.median(times[False][1:])
+
+
 def _ddp_rate(dataset: Path, out: Path, processes: int, steps: int, batch: int) -> float:
     accelerate = Path(sys.executable).parent / "accelerate"
     cmd = [
@@ -114,6 +134,18 @@ def run_train_bench(recipe: str = "vla-chunk", steps: int = 20, batch_size: int 
         overhead = bare / trainer - 1
         rows.append(("embodied-mm trainer (same in-memory samples)", trainer,
                      f"overhead {overhead:+.1%} (goal <= 10%)"))  # fmt: skip
+
+        batch = collate([memory_ds[i] for i in range(batch_size)])  # every sample has a plan
+        shared, whole = _prefix_sharing(make_policy(recipe, device="cpu"), batch, rounds=10)
+        rows.append(
+            (
+                "training step, prefix run once for action + plan suffixes",
+                batch_size / shared,
+                f"{shared * 1e3:.0f} ms/step, x{whole / shared:.2f}",
+            )
+        )
+        rows.append(("training step, each suffix on its whole sequence", batch_size / whole,
+                     f"{whole * 1e3:.0f} ms/step (interleaved with the row above)"))  # fmt: skip
 
         for workers in (0, 2):
             cfg_v = TrainConfig(**{**vars(cfg), "num_workers": workers,

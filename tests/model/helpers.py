@@ -86,6 +86,15 @@ def make_batch(batch: int = 4, seed: int = 0, image_size: int = 32, plans: bool 
     return out
 
 
+def without_dropout(policy):
+    """The policy with every dropout off: GPT-2's draws differ in shape between running the
+    prefix once for all suffixes and running each whole sequence (gradient checkpointing)."""
+    for module in policy.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return policy
+
+
 def obs_only(batch: dict) -> dict:
     return {k: v for k, v in batch.items() if k not in ("action", "action_is_pad", "plan")}
 

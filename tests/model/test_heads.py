@@ -5,7 +5,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from embodied_mm.model.heads import HEADS, DiscreteHead, HeadConfig
+from embodied_mm.model.heads import (
+    HEADS,
+    DiscreteHead,
+    HeadConfig,
+    extend_positions,
+    suffix_positions,
+)
 from embodied_mm.model.modeling_vla import VLAPolicy
 from tests.model.helpers import (
     ACTION_DIM,
@@ -17,6 +23,7 @@ from tests.model.helpers import (
     obs_only,
     tiny_config,
     tiny_stats,
+    without_dropout,
 )
 
 COMBOS = [(h, f) for h in HEADS.names() for f in FAMILIES]
@@ -117,3 +124,46 @@ def test_discrete_tokens_live_after_the_text_vocab():
     assert offset == len(policy.tokenizer)
     assert policy.backbone.vocab_size == offset + 256
     assert policy.head.token_offset == offset
+
+
+def _loss_and_grads(policy: VLAPolicy, batch: dict) -> tuple[float, dict[str, torch.Tensor]]:
+    policy.zero_grad()
+    with torch.random.fork_rng():
+        torch.manual_seed(7)
+        loss, _ = policy.compute_loss(batch)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in policy.named_parameters() if p.grad is not None}
+    return loss.item(), grads
+
+
+@pytest.mark.parametrize(("head", "family"), COMBOS)
+def test_the_shared_prefix_trains_as_the_whole_sequence_does(head, family):
+    """The prefix runs once and the action and plan suffixes continue its KV cache; the
+    loss and every gradient match running each whole sequence (the path gradient
+    checkpointing takes, which cannot keep a cache in training)."""
+    policy = without_dropout(build(head, family).train())
+    batch = make_batch(4, seed=2, plans=True)  # instructions of different lengths: padding
+    shared_loss, shared = _loss_and_grads(policy, batch)
+    policy.backbone.share_prefix = False
+    whole_loss, whole = _loss_and_grads(policy, batch)
+    assert shared_loss == pytest.approx(whole_loss, rel=1e-5, abs=1e-6)
+    assert shared.keys() == whole.keys() and shared
+    for name, grad in shared.items():
+        torch.testing.assert_close(grad, whole[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_suffix_on_the_encoded_prefix_sees_what_inference_sees(family):
+    """Training continues the encoded prefix; inference (``extend_positions``) runs the whole
+    sequence: a padded prefix gives the suffix the same hidden states either way."""
+    backbone = build("chunk", family).backbone.eval()
+    g = torch.Generator().manual_seed(0)
+    prefix = torch.randn(3, 6, backbone.hidden_size, generator=g)  # (B, P, H)
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 0, 0, 1, 1], [1, 0, 1, 1, 1, 1]])
+    pos = (mask.cumsum(1) - 1).clamp_min(0)  # (B, P) padding takes no position
+    suffix = torch.randn(3, 4, backbone.hidden_size, generator=g)  # (B, T, H)
+    full_mask, full_pos = extend_positions(mask, pos, 4)
+    expected = backbone(torch.cat([prefix, suffix], 1), full_mask, full_pos)[:, -4:]
+    encoded = backbone.encode_prefix(prefix, mask, pos)
+    hidden = backbone.continue_prefix(encoded, suffix, *suffix_positions(encoded, 4))
+    torch.testing.assert_close(hidden, expected, rtol=1e-4, atol=1e-5)
