@@ -49,13 +49,27 @@ def record(
     perturb: list[str] = typer.Option(
         [], help="Scripted --env: NAME=LEVEL perturbation of every episode (repeatable)."
     ),
+    policy: Path = typer.Option(
+        None, help="DAgger: this checkpoint drives --env, the scripted expert labels each frame."
+    ),
+    mode: str = typer.Option("open_loop", help="With --policy: its chunk execution mode."),
+    expert_share: float = typer.Option(
+        0.0,
+        min=0.0,
+        max=1.0,
+        help="With --policy: chance per step that the expert's action is sent.",
+    ),
 ) -> None:
     """Record demonstrations into a LeRobot v3.0 dataset: scripted experts in simulation
     (--env), or a person teleoperating (--teleop) a simulated (--env) or real (--robot) arm.
+    With --policy the policy drives and the expert labels the states it reaches (DAgger);
+    every episode is kept, and the success rate printed is the policy's.
 
     Teleop controls: right arrow (gamepad A) next episode, left arrow (B) re-record, Esc
     (start) stop, Ctrl-C abort (the episode in progress is dropped, the arm holds)."""
     if teleop is not None or robot is not None:
+        if policy is not None:
+            raise UsageError("--policy records a scripted expert's labels; not with --teleop")
         if perturb:
             raise UsageError("--perturb applies to scripted recording (--env without --teleop)")
         _record_teleop(
@@ -80,9 +94,22 @@ def record(
     if env not in gym.registry:
         known = ", ".join(sorted(k for k in gym.registry if k.startswith("embodied_mm/")))
         raise typer.BadParameter(f"unknown env {env!r}; known: {known}", param_hint="--env")
+    env_kwargs = {"perturb": levels} if levels else None
+    if policy is None:
+        source, who = gym_expert_source(env, engine, env_kwargs), "expert"
+    else:
+        from embodied_mm.data.dagger import dagger_source
+        from embodied_mm.runtime.chunking import MODES
+
+        if not (policy / "config.json").is_file():
+            raise UsageError(f"--policy {policy}: no saved policy there (config.json)")
+        if mode not in MODES:
+            raise UsageError(f"unknown --mode {mode!r}; known: {', '.join(MODES)}")
+        source, who = dagger_source(env, policy, engine, mode, expert_share, env_kwargs), "policy"
+        keep_failures = True  # the policy's failures are where the corrections are
     try:
         summary = run_record(
-            gym_expert_source(env, engine, {"perturb": levels} if levels else None),
+            source,
             out,
             episodes,
             workers=workers,
@@ -99,7 +126,7 @@ def record(
         raise UsageError(str(e)) from e
     rate = 1 - summary.failures / max(summary.attempts, 1)
     typer.echo(
-        f"{out}: {summary.episodes} episodes ({summary.recorded} new); expert success "
+        f"{out}: {summary.episodes} episodes ({summary.recorded} new); {who} success "
         f"{rate:.0%} over {summary.attempts} attempts"
     )
 
@@ -238,7 +265,10 @@ def info(root: Path = typer.Argument(..., help="Dataset directory.")) -> None:
     person = intervention_frames(meta)
     if person is not None:
         share = person / max(meta.total_frames, 1)
-        typer.echo(f"interventions: {person} frames driven by a person ({share:.1%})")
+        typer.echo(
+            f"interventions: {person} frames driven by a person or labelled by the expert "
+            f"({share:.1%})"
+        )
     typer.echo("tasks:")
     for i, task in sorted(meta.tasks.items())[:20]:
         typer.echo(f"  {i}: {task}")

@@ -68,7 +68,8 @@ BOOKKEEPING: dict[str, dict[str, Any]] = {
 
 # Per-frame features some recordings add (Episode.extras), by key.
 EXTRA_FEATURES: dict[str, dict[str, Any]] = {
-    # 1: a person drove this frame (deploy --teleop), 0: the policy did
+    # 1: a person drove this frame (deploy --teleop) or the scripted expert labelled the state
+    # the policy reached (record --policy, DAgger); 0: the policy's own command
     INTERVENTION: {"dtype": "uint8", "shape": [1], "names": None},
 }
 

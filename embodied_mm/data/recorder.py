@@ -65,6 +65,17 @@ class DemoSource(Protocol):
 SourceFactory = Callable[[], DemoSource]
 
 
+def control_fps(env: Any, env_id: str) -> int:
+    """The env's control rate as whole frames per second (what the dataset records at)."""
+    hz = getattr(env.unwrapped, "control_hz", None) or env.metadata.get("render_fps")
+    if not hz:
+        raise ValueError(f"{env_id}: the env declares no control rate (control_hz/render_fps)")
+    fps = round(hz)
+    if abs(fps - hz) > 1e-9:
+        raise ValueError(f"{env_id}: control rate {hz} Hz is not a whole number of fps")
+    return fps
+
+
 class GymExpertSource:
     """One of our Gymnasium envs driven by its task's scripted expert."""
 
@@ -75,12 +86,7 @@ class GymExpertSource:
 
         self.env = gym.make(env_id, engine=engine, **(env_kwargs or {}))
         base = self.env.unwrapped
-        hz = getattr(base, "control_hz", None) or self.env.metadata.get("render_fps")
-        if not hz:
-            raise ValueError(f"{env_id}: the env declares no control rate (control_hz/render_fps)")
-        self.fps = round(hz)
-        if abs(self.fps - hz) > 1e-9:
-            raise ValueError(f"{env_id}: control rate {hz} Hz is not a whole number of fps")
+        self.fps = control_fps(self.env, env_id)
         self.robot_type = str(getattr(base, "robot_type", "panda"))
         from embodied_mm.envs import tabletop_env
 
@@ -123,6 +129,7 @@ class _Result:
     robot_type: str
     shapes: dict[str, tuple[int, ...]]
     names: dict[str, list[str] | None]
+    extras: tuple[str, ...] = ()  # Episode.extras keys (``intervention``)
 
 
 # --- worker side -------------------------------------------------------------------------------
@@ -163,7 +170,9 @@ def _run_one(seed: int, keep_failures: bool) -> _Result:
         OBS_STATE: getattr(_source, "state_names", None),
         ACTION: getattr(_source, "action_names", None),
     }
-    return _Result(seed, ep.success, staged, _source.fps, _source.robot_type, shapes, names)
+    return _Result(
+        seed, ep.success, staged, _source.fps, _source.robot_type, shapes, names, tuple(ep.extras)
+    )
 
 
 # --- parent side -------------------------------------------------------------------------------
@@ -288,6 +297,7 @@ def _features(result: _Result, codec: str) -> dict[str, dict[str, Any]]:
         codec=codec,
         state_names=_names(result.names[OBS_STATE], result.shapes[OBS_STATE]),
         action_names=_names(result.names[ACTION], result.shapes[ACTION]),
+        extras={k: fmt.EXTRA_FEATURES[k] for k in result.extras},
     )
 
 

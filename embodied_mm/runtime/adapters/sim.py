@@ -121,6 +121,12 @@ class SimRobot(Robot):
         }
 
     # --- I/O ---------------------------------------------------------------------------------
+    @property
+    def env_observation(self) -> dict[str, Any]:
+        """The env's latest observation in its own layout (``pixels``, ``agent_pos``)."""
+        assert self._obs is not None, "connect() first"
+        return self._obs
+
     def get_observation(self) -> RobotObservation:
         assert self._obs is not None, "connect() first"
         frame = env_obs_to_frame(self._obs, self.task or "")
