@@ -17,15 +17,6 @@ SEED = 7
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from embodied_mm.policies import make_policy
-
-    path = tmp_path_factory.mktemp("dagger-ckpt")
-    make_policy("vla-chunk", size="tiny").save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def expert_episode():
     source = GymExpertSource(ENV_ID, "mujoco")
     try:
@@ -43,9 +34,9 @@ def _episode(checkpoint, share: float):
 
 
 def test_with_the_expert_sending_every_step_the_episode_is_the_expert_demo(
-    checkpoint, expert_episode
+    tiny_checkpoint, expert_episode
 ):
-    ep = _episode(checkpoint, share=1.0)
+    ep = _episode(tiny_checkpoint, share=1.0)
     assert len(ep.state) == len(expert_episode.state)
     np.testing.assert_allclose(ep.state, expert_episode.state, atol=1e-6)
     np.testing.assert_allclose(ep.action, expert_episode.action, atol=1e-6)
@@ -53,8 +44,8 @@ def test_with_the_expert_sending_every_step_the_episode_is_the_expert_demo(
     assert ep.extras[INTERVENTION].tolist() == [1] * len(ep.state)
 
 
-def test_the_policy_drives_but_every_label_is_the_experts(checkpoint, expert_episode):
-    ep = _episode(checkpoint, share=0.0)
+def test_the_policy_drives_but_every_label_is_the_experts(tiny_checkpoint, expert_episode):
+    ep = _episode(tiny_checkpoint, share=0.0)
     # the first state is the reset, so the first label is the expert demo's first action
     np.testing.assert_allclose(ep.state[0], expert_episode.state[0], atol=1e-6)
     np.testing.assert_allclose(ep.action[0], expert_episode.action[0], atol=1e-6)
@@ -66,10 +57,17 @@ def test_the_policy_drives_but_every_label_is_the_experts(checkpoint, expert_epi
     assert set(np.unique(ep.action[:, -1])) <= {-1.0, 1.0}
 
 
-def test_record_keeps_the_policys_episodes_with_their_intervention_column(checkpoint, tmp_path):
+def test_record_keeps_the_policys_episodes_with_their_intervention_column(
+    tiny_checkpoint, tmp_path
+):
     out = tmp_path / "dagger"
     summary = record(
-        dagger_source(ENV_ID, checkpoint), out, 2, seed=SEED, keep_failures=True, progress=False
+        dagger_source(ENV_ID, tiny_checkpoint),
+        out,
+        2,
+        seed=SEED,
+        keep_failures=True,
+        progress=False,
     )
     assert summary.episodes == 2
     meta = DatasetMeta(out)
