@@ -25,6 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from embodied_mm.errors import UsageError
+from embodied_mm.features import INTERVENTION, PLAN
 from embodied_mm.train.checkpoint import (
     latest_checkpoint,
     load_training_state,
@@ -90,10 +91,24 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack tensors; keep strings (``task``, ``plan``) as lists."""
+    """Stack tensors; keep strings (``task``, ``plan``) as lists.
+
+    A batch drawn from several datasets may hold samples with keys that others lack (scripted
+    demos beside ``record --policy`` or ``deploy --record`` data). A missing ``plan`` is ""
+    (unlabelled) and a missing ``intervention`` flag is 0 (not a person's or the expert's
+    correction). Any other key that only some samples have is left out of the batch: every
+    input the policy reads is in every dataset (``check_features``), so such a key is unused."""
     out: dict[str, Any] = {}
-    for key in samples[0]:
-        values = [s[key] for s in samples]
+    for key in dict.fromkeys(k for s in samples for k in s):
+        values = [s.get(key) for s in samples]
+        if any(v is None for v in values):
+            present = next(v for v in values if v is not None)
+            if key == PLAN:
+                values = [v if v is not None else "" for v in values]
+            elif key == INTERVENTION:
+                values = [v if v is not None else torch.zeros_like(present) for v in values]
+            else:
+                continue
         out[key] = torch.stack(values) if torch.is_tensor(values[0]) else list(values)
     return out
 

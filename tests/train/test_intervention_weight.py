@@ -14,12 +14,13 @@ from embodied_mm.data.lerobot_format import EXTRA_FEATURES, build_features
 from embodied_mm.data.torch_dataset import build_window_dataset
 from embodied_mm.data.writer import DatasetWriter
 from embodied_mm.errors import UsageError
-from embodied_mm.features import INTERVENTION
+from embodied_mm.features import INTERVENTION, PLAN
 from embodied_mm.model.config_io import ConfigError
 from embodied_mm.train.config import TrainConfig, load_train_config
 from embodied_mm.train.intervention import intervention_sample_weights
 from embodied_mm.train.run import run_training
 from embodied_mm.train.sampler import ResumableShardSampler
+from embodied_mm.train.trainer import collate
 from tests.train.conftest import HW
 
 LENGTHS = [20, 16, 12]
@@ -107,3 +108,20 @@ def test_the_weight_changes_what_is_trained_on(flagged_dataset, tmp_path):
     plain, weighted = first_loss(1.0), first_loss(8.0)
     assert np.isfinite(plain) and np.isfinite(weighted)
     assert weighted != pytest.approx(plain, rel=1e-6)
+
+
+def test_demos_and_a_flagged_dataset_train_together(flagged_dataset, tiny_dataset, tmp_path):
+    # scripted demos have no intervention column: a batch that mixes them with flagged frames
+    # gets 0 for them (it once stopped in collation); a sample without plan text (as from
+    # deploy --record) gets "", unlabelled
+    parts = [build_window_dataset(root, chunk_size=4) for root in (tiny_dataset, flagged_dataset)]
+    demo, flagged = parts[0][0], parts[1][5]  # frame 5 of episode 0: a person drove it
+    assert INTERVENTION not in demo and flagged[INTERVENTION].tolist() == [1]
+    no_plan = {k: v for k, v in flagged.items() if k != PLAN}
+    batch = collate([demo, no_plan])
+    assert batch[INTERVENTION].tolist() == [[0], [1]]
+    assert batch[PLAN] == [demo[PLAN], ""]
+    cfg = TrainConfig(dataset=[str(tiny_dataset), str(flagged_dataset)], out=str(tmp_path / "run"),
+                      steps=2, batch_size=16, warmup_steps=1, intervention_weight=3.0)  # fmt: skip
+    result = run_training(cfg)
+    assert result.step == 2 and np.isfinite(result.final_loss)
