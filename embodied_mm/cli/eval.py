@@ -1,4 +1,4 @@
-"""``embodied-mm eval``, ``eval-compare``, ``eval-plans`` and ``eval-goals``."""
+"""``embodied-mm eval``, ``eval-compare``, ``eval-plans``, ``eval-goals`` and ``eval-actions``."""
 
 from __future__ import annotations
 
@@ -212,6 +212,27 @@ def eval_goals(
     info = evaluate_goals(checkpoint, roots, episodes, out)
     typer.echo(goal_table(info))
     typer.echo(f"wrote {out / 'goal_error.json'}")
+
+
+@app.command("eval-actions")
+def eval_actions(
+    checkpoint: Path = typer.Option(..., help="Policy directory (save_pretrained output)."),
+    dataset: str = typer.Option(
+        ..., help="Demo dataset(s), one per task, comma-separated (held-out: record --seed 200000)."
+    ),
+    episodes: int = typer.Option(20, help="Episodes scored per dataset (its first N)."),
+    batch_size: int = typer.Option(32, help="Frames per batch."),
+    out: Path = typer.Option(Path("outputs/eval_actions"), help="Where action_error.json goes."),
+) -> None:
+    """Action check: on demo frames, the policy's first action against the expert's per action
+    dim (mean error against the spread, sign agreement), on first frames and on all frames.
+    An error near the spread = a dim the policy did not learn."""
+    from embodied_mm.eval.action_error import action_table, evaluate_actions
+
+    roots = [Path(d) for d in dataset.split(",") if d.strip()]
+    info = evaluate_actions(checkpoint, roots, episodes, out, batch_size)
+    typer.echo(action_table(info))
+    typer.echo(f"wrote {out / 'action_error.json'}")
 
 
 def _compare_suites(rows: list[dict]) -> None:

@@ -25,7 +25,7 @@ from embodied_mm.errors import UsageError
 from embodied_mm.features import WAYPOINT_KEYS
 
 
-def _first_frames(data: Any, episodes: int) -> list[int]:
+def first_frames(data: Any, episodes: int) -> list[int]:
     """Rows of the first frame of each of the dataset's first ``episodes`` episodes."""
     frame_index = np.asarray(data.frames.columns["frame_index"])
     return [int(r) for r in np.nonzero(frame_index == 0)[0][:episodes]]
@@ -52,7 +52,7 @@ def score_goals(policy: Any, root: Path, episodes: int, batch_size: int = 64) ->
     data = build_window_dataset(
         root, chunk_size=policy.config.chunk_size, final_state=True, image_format="uint8"
     )
-    rows = _first_frames(data, episodes)
+    rows = first_frames(data, episodes)
     if not rows:
         raise UsageError(f"dataset {root} holds no episodes")
     names = list(policy.config.goal_waypoints)

@@ -109,11 +109,6 @@ class PushToZone(Task):
             p[2] = height
             return p
 
-        def push_yaw(e: Engine) -> float:
-            # Jaws across the push direction so the pads' flat side meets the cube.
-            u = _push_dir(e, episode)
-            return layout.wrap_half_turn(float(np.arctan2(u[1], u[0])))
-
         def through(e: Engine) -> np.ndarray:
             # Aim a little past contact along the current cube→zone line: the cube moves
             # ahead of the pads and the line is re-aimed every step.
@@ -132,12 +127,15 @@ class PushToZone(Task):
             d = e.object_pose("target")[0][:2] - episode.points["zone"][:2]
             return bool(np.linalg.norm(d) < 0.01)
 
+        # The gripper keeps its home yaw: the closed jaws push as well at any angle (50/50
+        # held-out seeds with or without turning them across the push line, 2026-12-03), and
+        # no policy of ours learnt which way to turn (docs/training.md, "PushCube: the
+        # gripper never turns").
         return [
             Phase(
                 f"move behind the {phrase}",
                 lambda e: behind(e, 0.1),
                 CLOSED,
-                yaw=push_yaw,
                 tol=0.01,
                 speed=0.035,
             ),
@@ -145,7 +143,6 @@ class PushToZone(Task):
                 "lower the gripper to the table",
                 lambda e: behind(e, PUSH_HEIGHT),
                 CLOSED,
-                yaw=push_yaw,
                 tol=0.006,
                 speed=0.02,
             ),
