@@ -79,8 +79,3 @@ def quat_yaw(quat: np.ndarray) -> float:
 def wrap_quarter_turn(yaw: float) -> float:
     """A cube looks the same every quarter turn: fold its yaw into [-pi/4, pi/4)."""
     return float((yaw + np.pi / 4) % (np.pi / 2) - np.pi / 4)
-
-
-def wrap_half_turn(yaw: float) -> float:
-    """The parallel jaw looks the same every half turn: fold a yaw into [-pi/2, pi/2)."""
-    return float((yaw + np.pi / 2) % np.pi - np.pi / 2)
