@@ -113,6 +113,11 @@ TABLE: dict[str, Bad] = {
     "eval-goals-episodes-0": bad("eval-goals", "--checkpoint", "{ck}", "--dataset", "{ds}",
                                  "--episodes", "0",
                                  says="--episodes and --batch-size must be >= 1, got 0, 64"),
+    "eval-actions-missing-dataset": bad("eval-actions", "--checkpoint", "{ck}", "--dataset",
+                                        "{tmp}/none", says="{tmp}/none/meta/info.json: missing"),
+    "eval-actions-batch-0": bad("eval-actions", "--checkpoint", "{ck}", "--dataset", "{ds}",
+                                "--batch-size", "0",
+                                says="--episodes and --batch-size must be >= 1, got 20, 0"),
     # simulation commands
     "demo-env": bad("demo", "--env", "pick_lift", says="unknown env 'pick_lift'; known:"),
     "demo-episodes-0": bad("demo", "--episodes", "0", says="--episodes must be >= 1, got 0"),
