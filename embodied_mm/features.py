@@ -31,8 +31,16 @@ FINAL_STATE = "episode_final_state"
 # Likewise: the state at the last frame of the episode's first plan phase (its first waypoint,
 # e.g. above the object to pick); the final state where the episode has no plan labels.
 FIRST_PHASE_STATE = "episode_first_phase_state"
+# Likewise: the state at the last frame of the plan phase the sample is in (where that phase
+# takes the gripper: behind the cube, then down, then through it); the final state where the
+# episode has no plan labels.
+PHASE_END_STATE = "episode_phase_end_state"
 # goal_waypoints of the policy config -> the batch key holding that waypoint's state
-WAYPOINT_KEYS = {"first_phase": FIRST_PHASE_STATE, "final": FINAL_STATE}
+WAYPOINT_KEYS = {
+    "first_phase": FIRST_PHASE_STATE,
+    "phase_end": PHASE_END_STATE,
+    "final": FINAL_STATE,
+}
 
 
 def image_key(camera: str) -> str:

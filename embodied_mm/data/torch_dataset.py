@@ -29,7 +29,15 @@ from torch.utils.data import Dataset
 
 from embodied_mm.data.reader import DatasetMeta, EpisodeRef, load_frames
 from embodied_mm.data.video import DEFAULT_TOLERANCE_S, DecoderPool
-from embodied_mm.features import ACTION, FINAL_STATE, FIRST_PHASE_STATE, OBS_STATE, PLAN, TASK
+from embodied_mm.features import (
+    ACTION,
+    FINAL_STATE,
+    FIRST_PHASE_STATE,
+    OBS_STATE,
+    PHASE_END_STATE,
+    PLAN,
+    TASK,
+)
 
 BOOKKEEPING_KEYS = ("timestamp", "frame_index", "episode_index", "index", "task_index")
 IMAGE_FORMATS = ("float", "uint8")
@@ -83,8 +91,9 @@ class LeRobotWindowDataset(Dataset):
         image_format: str = "float",
     ) -> None:
         """``final_state``: also give each sample its episode's last ``observation.state``
-        (key ``episode_final_state``) and that of the last frame of its first plan phase
-        (``episode_first_phase_state``), the targets of the policy's goal-prediction loss.
+        (key ``episode_final_state``), that of the last frame of its first plan phase
+        (``episode_first_phase_state``) and that of the last frame of the sample's own plan
+        phase (``episode_phase_end_state``), the targets of the policy's goal-prediction loss.
         ``image_format``: ``"float"`` or ``"uint8"`` (see the module docstring)."""
         if image_format not in IMAGE_FORMATS:
             raise ValueError(f"image_format must be one of {IMAGE_FORMATS}; got {image_format!r}")
@@ -123,15 +132,18 @@ class LeRobotWindowDataset(Dataset):
         self._ep_start = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         self._ep_end = self._ep_start + lengths
         self._row_episode = np.repeat(np.arange(len(lengths)), lengths)
-        # the end row (exclusive) of each episode's first plan phase (the episode's end
-        # without plan labels)
-        self._first_phase_end = self._ep_end.copy()
+        # the end row (exclusive) of each episode's first plan phase and of the phase each row
+        # is in (the episode's end without plan labels)
+        self._phase_end = self._ep_end[self._row_episode].copy()
         if PLAN in self.frames.columns:
-            plans = self.frames.columns[PLAN]
-            for e, (s, t) in enumerate(zip(self._ep_start, self._ep_end, strict=True)):
-                other = next((r for r in range(s + 1, t) if plans[r] != plans[s]), None)
-                if other is not None:
-                    self._first_phase_end[e] = other
+            plans = np.asarray(self.frames.columns[PLAN], dtype=object)
+            # a row starts a phase where its label differs from the row before in its episode
+            starts = np.ones(len(plans), dtype=bool)
+            starts[1:] = plans[1:] != plans[:-1]
+            starts[self._ep_start] = True
+            ends = np.append(np.nonzero(starts)[0][1:], len(plans))  # each phase's end row
+            self._phase_end = ends[np.cumsum(starts) - 1]
+        self._first_phase_end = self._phase_end[self._ep_start]
         self._decoders = DecoderPool(max_open=max_open_videos)
         self.numeric_keys = [
             k
@@ -190,9 +202,12 @@ class LeRobotWindowDataset(Dataset):
                 item[key] = self._images(ep, key, cols["timestamp"][[i]])[0]  # (3, H, W)
         if self.final_state:
             item[FINAL_STATE] = torch.from_numpy(np.ascontiguousarray(cols[OBS_STATE][end - 1]))
-            first = int(self._first_phase_end[e])
+            first, phase = int(self._first_phase_end[e]), int(self._phase_end[i])
             item[FIRST_PHASE_STATE] = torch.from_numpy(
                 np.ascontiguousarray(cols[OBS_STATE][first - 1])
+            )
+            item[PHASE_END_STATE] = torch.from_numpy(
+                np.ascontiguousarray(cols[OBS_STATE][phase - 1])
             )
         item[TASK] = self.meta.tasks[int(cols["task_index"][i])]
         if PLAN in cols:

@@ -63,10 +63,15 @@ class PolicyConfig(Checked):
     # The state dims the goal head predicts; None = the "goal" group of the training data's
     # robot layout (embodied_mm/processor/robots: our sim's gripper x, y), else every dim.
     goal_dims: list[int] | None = None
-    # Which states the goal head predicts, in order: "final" (the episode's end) and/or
-    # "first_phase" (the end of its first plan phase: above the object, for a pick). Tasks with
-    # several places that matter (the object, then the bin) need both.
+    # Which states the goal head predicts, in order: "final" (the episode's end), "first_phase"
+    # (the end of its first plan phase: above the object, for a pick) and/or "phase_end" (the
+    # end of the plan phase the frame is in). Tasks with several places that matter (the
+    # object, then the bin) need more than one.
     goal_waypoints: list[str] = field(default_factory=lambda: ["final"])
+    # True: the goal head's waypoints (normalised, detached: the action loss does not train
+    # them) enter the prefix as one more token after the state's, so the action path reads
+    # where to go instead of working it out again. Needs goal_loss_weight > 0.
+    goal_input: bool = False
     norm_modes: dict[str, str] = field(
         default_factory=lambda: {OBS_STATE: "mean_std", ACTION: "q01_q99"}
     )

@@ -144,11 +144,17 @@ class VLAPolicy(nn.Module):
                     f"goal_dims must be state dims in [0, {config.state_dim}); got {dims}"
                 )
             n_visual = len(config.cameras) * visual_tokens * visual_dim
+            n_goal = len(self.goal_dims) * len(config.goal_waypoints)
             self.goal_head = nn.Sequential(
-                nn.Linear(n_visual, hidden),
-                nn.GELU(),
-                nn.Linear(hidden, len(self.goal_dims) * len(config.goal_waypoints)),
+                nn.Linear(n_visual, hidden), nn.GELU(), nn.Linear(hidden, n_goal)
             )
+        self.goal_in: nn.Module | None = None
+        if config.goal_input:
+            if self.goal_head is None:
+                raise ValueError(
+                    "goal_input feeds the goal head's waypoints: set goal_loss_weight > 0"
+                )
+            self.goal_in = nn.Linear(n_goal, hidden)  # (B, W*G) waypoints → one (B, H) token
         if isinstance(self.head, DiscreteHead):
             self.head.token_offset = int(self.backbone.cfg.extra_token_offset)
 
@@ -271,11 +277,20 @@ class VLAPolicy(nn.Module):
             prop = self.proprio(state)  # (B, Ts, H)
             dtype = text.dtype
             embeds = torch.cat([text, vis.to(dtype), prop.to(dtype)], dim=1)  # (B, P, H)
+        if self.goal_in is not None:
+            embeds = torch.cat([embeds, self._goal_token(feats).to(embeds.dtype)], dim=1)
         if text_mask is None:  # no padding anywhere: default causal attention is exact
             return embeds, None, None, feats
         mask = torch.cat([text_mask, text_mask.new_ones(b, embeds.shape[1] - text.shape[1])], 1)
         pos = (mask.cumsum(1) - 1).clamp_min(0)
         return embeds, mask, pos, feats
+
+    def _goal_token(self, feats: torch.Tensor) -> torch.Tensor:
+        """The goal head's waypoints from image features (B, C, N, Dv), detached and embedded
+        as one prefix token (B, 1, H) (``goal_input``)."""
+        assert self.goal_head is not None and self.goal_in is not None
+        goals = self.goal_head(feats.flatten(1).float()).detach()  # (B, W*G) normalised
+        return self.goal_in(goals).unsqueeze(1)
 
     # ------------------------------------------------------------------ the API
     def compute_loss(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:

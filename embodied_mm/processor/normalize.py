@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from embodied_mm.features import FINAL_STATE, FIRST_PHASE_STATE, OBS_STATE
+from embodied_mm.features import FINAL_STATE, FIRST_PHASE_STATE, OBS_STATE, PHASE_END_STATE
 from embodied_mm.model.normalize import NORM_MODES, STD_FLOOR_REL, Normalizer
 from embodied_mm.processor.core import Resources, Step
 
 # Batch keys normalised with another feature's stats.
-STATS_OF = {FINAL_STATE: OBS_STATE, FIRST_PHASE_STATE: OBS_STATE}
+STATS_OF = {FINAL_STATE: OBS_STATE, FIRST_PHASE_STATE: OBS_STATE, PHASE_END_STATE: OBS_STATE}
 
 
 @dataclass

@@ -184,14 +184,14 @@ class GoalOnly(Dataset):
 
 
 # parameter names a run may add to the weights it starts from (see load_weights)
-ADDED_PARAMETERS = ("lora_", "head.committed_in.")
+ADDED_PARAMETERS = ("lora_", "head.committed_in.", "goal_in.")
 
 
 def load_weights(policy: Any, policy_dir: Path) -> None:
     """Start from another run's weights (e.g. the align stage's projectors). Parameters the
     source lacks that a run adds on purpose (LoRA adapters; the chunk head's committed-prefix
-    input of ``--rtc-max-delay``) keep their fresh values; anything else that does not match
-    is an error."""
+    input of ``--rtc-max-delay``; the waypoint token of ``goal_input``) keep their fresh
+    values; anything else that does not match is an error."""
     from safetensors.torch import load_model
 
     from embodied_mm.model.pretrained import WEIGHTS_FILE

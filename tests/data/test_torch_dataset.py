@@ -14,7 +14,7 @@ from embodied_mm.data.torch_dataset import (
 )
 from embodied_mm.data.video import VideoDecodeError
 from embodied_mm.features import ACTION, OBS_STATE, image_key
-from tests.data.conftest import FPS
+from tests.data.conftest import FPS, synthetic_episode, synthetic_features
 
 FRONT = image_key("front")
 
@@ -136,3 +136,23 @@ def test_first_phase_state_is_the_last_state_of_the_episodes_first_plan_phase(sm
         assert ep.plan[3] != ep.plan[4]
         for row in (starts[e], starts[e + 1] - 1):
             np.testing.assert_array_equal(ds[int(row)][FIRST_PHASE_STATE].numpy(), ep.state[3])
+
+
+def test_phase_end_state_is_the_last_state_of_each_frames_plan_phase(tmp_path):
+    from embodied_mm.data.writer import DatasetWriter
+    from embodied_mm.features import PHASE_END_STATE
+
+    root = tmp_path / "ds"
+    episodes = [synthetic_episode(n, seed=i) for i, n in enumerate([10, 6])]
+    # Episode 0 ends in the phase episode 1 starts with: the phase still ends with episode 0.
+    episodes[0].plan = ["reach"] * 3 + ["grasp"] * 5 + ["lift"] * 2
+    episodes[1].plan = ["lift"] * 4 + ["reach"] * 2
+    with DatasetWriter.create(root, synthetic_features(), FPS, robot_type="synthetic") as writer:
+        for ep in episodes:
+            writer.add_episode(ep)
+    ds = build_window_dataset(root, chunk_size=2, final_state=True)
+    last = [[2, 2, 2, 7, 7, 7, 7, 7, 9, 9], [3, 3, 3, 3, 5, 5]]  # per frame: its phase's end
+    rows = [(e, t) for e, n in enumerate([10, 6]) for t in range(n)]
+    for row, (e, t) in enumerate(rows):
+        want = episodes[e].state[last[e][t]]
+        np.testing.assert_array_equal(ds[row][PHASE_END_STATE].numpy(), want)

@@ -259,11 +259,15 @@ def test_fixed_batch_export_runs_any_batch_in_groups(exported_chunk, tmp_path):
     np.testing.assert_allclose(ours, torch_predict(exported_chunk.policy, obs), rtol=0, atol=1e-4)
 
 
-@pytest.mark.parametrize(("keypoints", "film_text"), [(0, "mean"), (8, "mean"), (8, "attention")])
-def test_film_conv_tower_exports_with_parity(tmp_path, keypoints, film_text):
+@pytest.mark.parametrize(
+    ("keypoints", "film_text", "goal_input"),
+    [(0, "mean", False), (8, "mean", False), (8, "attention", False), (8, "attention", True)],
+)
+def test_film_conv_tower_exports_with_parity(tmp_path, keypoints, film_text, goal_input):
     """The instruction-conditioned ResNet tower, with the grid or keypoint readout (and the
     goal head, as the shipped default has), reading the instruction as a mean or through
-    self-attention, through ONNX."""
+    self-attention, through ONNX; with ``goal_input`` the goal head's waypoint token is part
+    of the exported prefix."""
     from embodied_mm.policies import make_policy
     from tests.export.conftest import export_with_cli
 
@@ -273,7 +277,8 @@ def test_film_conv_tower_exports_with_parity(tmp_path, keypoints, film_text):
     policy = make_policy(
         "vla-chunk", vision={**vision, "film": True, "film_text": film_text, "shift_augment": 4},
         device="cpu",
-        goal_loss_weight=0.5 if keypoints else 0.0,  # a training-only head, not exported
+        goal_loss_weight=0.5 if keypoints else 0.0,  # training-only unless goal_input
+        goal_input=goal_input, goal_waypoints=["phase_end", "final"],
     ).eval()  # fmt: skip
     for layer in policy.vision.towers[0].film.out:  # non-zero FiLM, so the text matters
         layer.weight.data.normal_(0.0, 0.5)

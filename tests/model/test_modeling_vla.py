@@ -198,6 +198,41 @@ def test_goal_waypoints_stack_each_waypoints_goal_dims():
         PolicyConfig(goal_waypoints=["middle"])
 
 
+def test_goal_input_feeds_the_goal_heads_waypoints_to_the_action_path(tmp_path):
+    from embodied_mm.features import FINAL_STATE, PHASE_END_STATE
+
+    torch.manual_seed(0)
+    waypoints = {"goal_loss_weight": 1.0, "goal_waypoints": ["phase_end", "final"]}
+    plain = VLAPolicy(tiny_config(**waypoints), stats=tiny_stats(), device="cpu")
+    policy = VLAPolicy(tiny_config(**waypoints, goal_input=True), stats=tiny_stats(), device="cpu")
+    obs = obs_only(make_batch(2))
+    length = plain.prefix_from_inputs(plain.preprocess(obs))[0].shape[1]
+    prefix = policy.prefix_from_inputs(policy.preprocess(obs))[0]  # (B, P, H)
+    assert prefix.shape[1] == length + 1  # one waypoint token after the state's
+    # the token is the goal head's prediction: change the head and only that token moves
+    with torch.no_grad():
+        policy.goal_head[-1].bias.add_(1.0)
+    moved = policy.prefix_from_inputs(policy.preprocess(obs))[0]
+    torch.testing.assert_close(moved[:, :-1], prefix[:, :-1])
+    assert not torch.allclose(moved[:, -1], prefix[:, -1])
+    # the action loss does not train the goal head through the token (detached)
+    batch = make_batch(2)
+    batch[FINAL_STATE] = batch[PHASE_END_STATE] = torch.randn(2, STATE_DIM)
+    loss, _ = policy.compute_loss(batch)
+    goal_only = torch.autograd.grad(loss, policy.goal_head[-1].weight, retain_graph=True)[0]
+    policy.config.goal_loss_weight = 0.0  # the goal loss counts for nothing: actions alone
+    loss, _ = policy.compute_loss(batch)
+    loss.backward()
+    assert goal_only.abs().sum() > 0 and policy.goal_head[-1].weight.grad.abs().sum() == 0
+    assert policy.goal_in.weight.grad.abs().sum() > 0
+    policy.config.goal_loss_weight = 1.0
+    policy.save_pretrained(tmp_path)  # the token loads back with the checkpoint
+    loaded = VLAPolicy.from_pretrained(tmp_path, device="cpu")
+    torch.testing.assert_close(loaded.goal_in.weight, policy.goal_in.weight)
+    with pytest.raises(ValueError, match="goal_input feeds the goal head's waypoints"):
+        VLAPolicy(tiny_config(goal_input=True), stats=tiny_stats(), device="cpu")
+
+
 def test_goal_dims_choose_what_the_goal_head_predicts():
     policy = VLAPolicy(
         tiny_config(goal_loss_weight=1.0, goal_dims=[1, 3]), stats=tiny_stats(), device="cpu"
