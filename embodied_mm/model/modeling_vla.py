@@ -144,9 +144,10 @@ class VLAPolicy(nn.Module):
                     f"goal_dims must be state dims in [0, {config.state_dim}); got {dims}"
                 )
             n_visual = len(config.cameras) * visual_tokens * visual_dim
-            n_goal = len(self.goal_dims) * len(config.goal_waypoints)
             self.goal_head = nn.Sequential(
-                nn.Linear(n_visual, hidden), nn.GELU(), nn.Linear(hidden, n_goal)
+                nn.Linear(n_visual, hidden),
+                nn.GELU(),
+                nn.Linear(hidden, len(self.goal_dims) * len(config.goal_waypoints)),
             )
         self.goal_in: nn.Module | None = None
         if config.goal_input:
@@ -154,6 +155,7 @@ class VLAPolicy(nn.Module):
                 raise ValueError(
                     "goal_input feeds the goal head's waypoints: set goal_loss_weight > 0"
                 )
+            n_goal = self.goal_head[-1].out_features  # W*G
             self.goal_in = nn.Linear(n_goal, hidden)  # (B, W*G) waypoints → one (B, H) token
         if isinstance(self.head, DiscreteHead):
             self.head.token_offset = int(self.backbone.cfg.extra_token_offset)
