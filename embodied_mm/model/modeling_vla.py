@@ -36,6 +36,7 @@ from embodied_mm.features import ACTION, FINAL_STATE, OBS_STATE, PLAN, WAYPOINT_
 from embodied_mm.model import pretrained
 from embodied_mm.model.augment import random_token_swap
 from embodied_mm.model.backbone import Backbone
+from embodied_mm.model.config_io import ConfigError
 from embodied_mm.model.configuration_vla import PolicyConfig
 from embodied_mm.model.encoders import VISION_FAMILIES, MultiCameraVision, ProprioEncoder
 from embodied_mm.model.film import InstructionSummary
@@ -152,8 +153,8 @@ class VLAPolicy(nn.Module):
         self.goal_in: nn.Module | None = None
         if config.goal_input:
             if self.goal_head is None:
-                raise ValueError(
-                    "goal_input feeds the goal head's waypoints: set goal_loss_weight > 0"
+                raise ConfigError(  # a usage error: the command line prints it as one line
+                    (), "goal_input feeds the goal head's waypoints: set goal_loss_weight > 0"
                 )
             n_goal = self.goal_head[-1].out_features  # W*G
             self.goal_in = nn.Linear(n_goal, hidden)  # (B, W*G) waypoints → one (B, H) token

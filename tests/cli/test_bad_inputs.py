@@ -148,6 +148,8 @@ TABLE: dict[str, Bad] = {
                               says="--batch_size: expected int ≥ 1, got 0"),
     "train-obs-history": bad("train", "--n-obs-steps", "2",
                              says="observation history is not supported"),
+    "train-goal-input-without-goal-loss": bad(*TRAIN, "{ds}", "--policy.goal_input", "true",
+                                              says="goal_input feeds the goal head's waypoints"),
     "train-truncated-parquet": bad(*TRAIN, "{ds_parquet}", says="{ds_parquet}/" + PARQUET),
     "train-truncated-mp4": bad(*TRAIN, "{ds_mp4}", says="{ds_mp4}/" + MP4),
     # datasets
