@@ -115,7 +115,7 @@ GEN_EPISODES := 50
 GEN_DATASETS = $(shell echo $(GEN_TASKS) | sed 's#\([A-Za-z]*\)#runs/demos/\1#g; s/ /,/g')
 GEN_HELDOUT_DATASETS = $(shell echo $(GEN_DATASETS) | sed 's#runs/demos/#runs/demos-heldout/#g')
 GEN_POLICY = $(GEN_RUN)/instruct/checkpoints/step-$$(printf %07d $(GEN_STEPS))/policy
-GEN_TRAIN = OMP_NUM_THREADS=2 $(VENV)/bin/embodied-mm train --config $(GEN_CONFIG) --num-workers 1 \
+GEN_TRAIN = OMP_NUM_THREADS=2 $(VENV)/bin/embodied-mm train --config $(GEN_CONFIG) \
 	  --dataset $(GEN_DATASETS)
 GEN_EVAL = $(VENV)/bin/embodied-mm eval --checkpoint $(GEN_POLICY) --env all \
 	  --episodes $(GEN_EPISODES)
